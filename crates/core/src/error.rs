@@ -1,0 +1,58 @@
+//! The error codes clients see, shared by the HTTP API, processing failures and (later) the
+//! Kafka dead-letter headers, so one vocabulary describes every refusal.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Unauthorized,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    PixelLimitExceeded,
+    InvalidRequest,
+    Conflict,
+    RateLimited,
+    Internal,
+    /// The bytes looked like a supported image but could not be decoded (truncated, corrupt).
+    CorruptImage,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PixelLimitExceeded => "pixel_limit_exceeded",
+            Self::InvalidRequest => "invalid_request",
+            Self::Conflict => "conflict",
+            Self::RateLimited => "rate_limited",
+            Self::Internal => "internal",
+            Self::CorruptImage => "corrupt_image",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::Unauthorized => 401,
+            Self::NotFound => 404,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::PixelLimitExceeded | Self::CorruptImage => 422,
+            Self::InvalidRequest => 400,
+            Self::Conflict => 409,
+            Self::RateLimited => 429,
+            Self::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,179 @@
+//! Domain records as they are stored and as clients see them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use chrono::{DateTime, Utc};
+
+use crate::{CustomerId, ErrorCode, ImageId, JobId, KeyId};
+
+/// A customer account. The API keys live apart, stored only as hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Customer {
+    #[schema(value_type = String)]
+    pub id: CustomerId,
+    pub name: String,
+    pub email: String,
+    pub plan: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An API key as stored: the SHA-256 of the secret, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ApiKey {
+    #[schema(value_type = String)]
+    pub id: KeyId,
+    #[schema(value_type = String)]
+    pub customer_id: CustomerId,
+    /// A short, non-secret prefix of the key so people can tell keys apart.
+    pub prefix: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageStatus {
+    /// Stored and recorded; waiting for processing.
+    Received,
+    /// Renditions and facts are ready.
+    Processed,
+    /// Processing gave up; `error` says why.
+    Failed,
+}
+
+impl ImageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Processed => "processed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Received, Self::Processed, Self::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Why processing failed, in words a customer can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorInfo {
+    #[schema(value_type = String)]
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Latitude and longitude in decimal degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Gps {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// The EXIF facts worth indexing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExifFacts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub make: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Local time as the camera wrote it (`YYYY-MM-DDTHH:MM:SS`), with the camera's UTC offset
+    /// appended when it recorded one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<String>,
+    /// EXIF orientation 1-8; already applied to `width`, `height` and the renditions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orientation: Option<u16>,
+    /// Present only when the server is configured to keep locations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gps: Option<Gps>,
+}
+
+/// One stored rendition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RenditionInfo {
+    pub width: u32,
+    pub height: u32,
+    pub content_type: String,
+    pub bytes: u64,
+}
+
+/// Everything processing learns about an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProcessedFacts {
+    /// Width as displayed (after orientation).
+    pub width: u32,
+    /// Height as displayed (after orientation).
+    pub height: u32,
+    pub format: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif: Option<ExifFacts>,
+    /// 64-bit DCT perceptual hash, 16 hex digits.
+    pub phash: String,
+    /// `#rrggbb`.
+    pub average_color: String,
+    pub renditions: BTreeMap<String, RenditionInfo>,
+}
+
+/// An image record: what the API returns and the metadata store keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Image {
+    #[schema(value_type = String)]
+    pub id: ImageId,
+    #[schema(value_type = String)]
+    pub customer_id: CustomerId,
+    pub status: ImageStatus,
+    pub bytes: u64,
+    pub sha256: String,
+    pub content_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    pub uploaded_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<ProcessedFacts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+impl Image {
+    /// Whether the retention window has passed at `now`.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
+    }
+}
+
+/// What a worker should do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub image_id: ImageId,
+    pub customer_id: CustomerId,
+    /// How many times this job was handed out, including this time.
+    pub attempts: u32,
+}
+
+/// A job that failed too often and waits for an operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetter {
+    #[schema(value_type = String)]
+    pub id: JobId,
+    #[schema(value_type = String)]
+    pub image_id: ImageId,
+    #[schema(value_type = String)]
+    pub customer_id: CustomerId,
+    pub attempts: u32,
+    pub last_error: String,
+    pub failed_at: DateTime<Utc>,
+}

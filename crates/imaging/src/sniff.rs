@@ -1,0 +1,198 @@
+//! Format from the bytes, dimensions from the header: the checks the API makes synchronously.
+
+use std::io::Cursor;
+
+use crate::ImagingError;
+
+/// The formats imagelake decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+    Gif,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpeg",
+            Self::Png => "png",
+            Self::Webp => "webp",
+            Self::Gif => "gif",
+        }
+    }
+
+    pub(crate) fn image_format(self) -> image::ImageFormat {
+        match self {
+            Self::Jpeg => image::ImageFormat::Jpeg,
+            Self::Png => image::ImageFormat::Png,
+            Self::Webp => image::ImageFormat::WebP,
+            Self::Gif => image::ImageFormat::Gif,
+        }
+    }
+}
+
+/// What the API learns before accepting an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspection {
+    pub format: Format,
+    /// Stored width (before EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Recognises a supported format from its magic bytes, or names the unsupported one.
+pub fn sniff(bytes: &[u8]) -> Result<Format, ImagingError> {
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    if starts(&[0xFF, 0xD8, 0xFF]) {
+        return Ok(Format::Jpeg);
+    }
+    if starts(b"\x89PNG\r\n\x1a\n") {
+        return Ok(Format::Png);
+    }
+    if starts(b"GIF87a") || starts(b"GIF89a") {
+        return Ok(Format::Gif);
+    }
+    if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        return Ok(Format::Webp);
+    }
+    let named = known_unsupported(bytes);
+    Err(ImagingError::Unsupported(match named {
+        Some(name) => format!("{name} images are not supported yet; send JPEG, PNG, WebP or GIF"),
+        None => "the body is not a supported image (JPEG, PNG, WebP or GIF)".to_owned(),
+    }))
+}
+
+/// Names image formats people commonly send that imagelake does not decode (yet).
+fn known_unsupported(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
+        let brands: Vec<&[u8]> = bytes[8..bytes.len().min(64)].chunks(4).collect();
+        if brands.iter().any(|b| *b == b"avif" || *b == b"avis") {
+            return Some("AVIF");
+        }
+        if brands.iter().any(|b| {
+            matches!(
+                *b,
+                b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1"
+            )
+        }) {
+            return Some("HEIC");
+        }
+    }
+    let starts = |magic: &[u8]| bytes.starts_with(magic);
+    if starts(b"II*\0") || starts(b"MM\0*") {
+        return Some("TIFF");
+    }
+    if starts(b"BM") {
+        return Some("BMP");
+    }
+    if starts(&[0xFF, 0x0A]) || starts(b"\0\0\0\x0cJXL ") {
+        return Some("JPEG XL");
+    }
+    None
+}
+
+/// Sniffs the format and reads the dimensions from the header only, refusing images over
+/// `max_pixels` before any pixel is decoded (memory stays bounded whatever the header claims).
+pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspection, ImagingError> {
+    let format = sniff(bytes)?;
+    let (width, height) =
+        image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
+            .into_dimensions()
+            .map_err(|e| {
+                ImagingError::Corrupt(format!("unreadable {} header: {e}", format.name()))
+            })?;
+    check_pixels(width, height, max_pixels)?;
+    Ok(Inspection {
+        format,
+        width,
+        height,
+    })
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ImagingError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limit {
+        return Err(ImagingError::PixelLimit {
+            width,
+            height,
+            pixels,
+            limit,
+        });
+    }
+    if pixels == 0 {
+        return Err(ImagingError::Corrupt("image has no pixels".to_owned()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffs_supported_formats_from_magic_bytes() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0rest").unwrap(), Format::Jpeg);
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\nrest").unwrap(), Format::Png);
+        assert_eq!(sniff(b"GIF89a....").unwrap(), Format::Gif);
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), Format::Webp);
+    }
+
+    #[test]
+    fn names_heic_and_avif() {
+        let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";
+        let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
+        assert!(sniff(heic).unwrap_err().to_string().contains("HEIC"));
+        assert!(sniff(avif).unwrap_err().to_string().contains("AVIF"));
+        assert!(matches!(sniff(b"hello"), Err(ImagingError::Unsupported(_))));
+        assert!(matches!(sniff(b""), Err(ImagingError::Unsupported(_))));
+    }
+
+    #[test]
+    fn refuses_pixel_bombs_from_the_header() {
+        // A PNG header claiming 100000 x 100000 with no pixel data behind it.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        let ihdr = [
+            &100_000u32.to_be_bytes()[..],
+            &100_000u32.to_be_bytes(),
+            &[8, 2, 0, 0, 0],
+        ]
+        .concat();
+        let mut crc_input = b"IHDR".to_vec();
+        crc_input.extend_from_slice(&ihdr);
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+        png.extend_from_slice(b"\0\0\0\0IDAT");
+        png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+        let err = inspect(&png, 100_000_000).unwrap_err();
+        assert!(
+            matches!(err, ImagingError::PixelLimit { width: 100_000, .. }),
+            "{err:?}"
+        );
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+}
