@@ -1,1 +1,163 @@
+//! Where image records, customers, API key hashes, idempotency keys and queued work live.
+//!
+//! Two small object-safe traits, held as `Arc<dyn ...>` by every role:
+//!
+//! - [`MetadataStore`]: the OLTP side (customers, keys, image records, idempotency). The query the
+//!   whole product is built around, "images of customer X uploaded in a window, newest first,
+//!   paginated", is [`MetadataStore::list_images`].
+//! - [`WorkQueue`]: at-least-once delivery of processing work with leases, retries and a
+//!   dead-letter state.
+//!
+//! [`sqlite::SqliteStore`] implements both on one database file, which is what makes the embedded
+//! default crash-safe: an image record and its processing job are written in one transaction, so
+//! a record is never left without its work or work without its record. Firestore and Pub/Sub
+//! implement the same traits for the cloud deployment, and [`conformance`] holds the one suite
+//! every backend must pass.
 
+pub mod conformance;
+pub mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use imagelake_core::{
+    CustomerId, ImageId, JobId, KeyId, Timestamp,
+    records::{ApiKey, Customer, DeadLetter, Image, Job},
+};
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    #[error("metadata backend failed: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A remembered response to a request carrying an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: String,
+    /// SHA-256 of the request body: the same key with another body is a conflict.
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+    pub created_at: Timestamp,
+}
+
+/// A new image record, optionally with the idempotency key it answers.
+#[derive(Debug, Clone)]
+pub struct NewImage {
+    pub image: Image,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// What [`MetadataStore::insert_image`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// The record (and its job, when asked) was written.
+    Created,
+    /// The customer already has a live image with the same SHA-256; nothing was written.
+    Duplicate(Image),
+    /// The idempotency key was used before; nothing was written.
+    Replay(IdempotencyRecord),
+}
+
+/// Position after which a listing continues (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub uploaded_at: Timestamp,
+    pub id: ImageId,
+}
+
+/// A page request for a customer's images, newest first.
+#[derive(Debug, Clone)]
+pub struct ImageQuery {
+    /// Inclusive lower bound on `uploaded_at`.
+    pub since: Option<Timestamp>,
+    /// Exclusive upper bound on `uploaded_at`.
+    pub until: Option<Timestamp>,
+    pub after: Option<Cursor>,
+    pub limit: usize,
+    /// Images expired at this instant are left out.
+    pub now: Timestamp,
+}
+
+/// Customers, keys, image records and idempotency keys.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates a customer together with its first key.
+    async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()>;
+    async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>>;
+    /// Fails with [`StoreError::NotFound`] when the customer does not exist.
+    async fn update_customer(&self, customer: &Customer) -> Result<()>;
+    /// Removes the customer, its keys, image records, idempotency keys and queued work.
+    /// The caller deletes the objects first (see the API's cascade).
+    async fn delete_customer(&self, id: CustomerId) -> Result<()>;
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+    async fn list_keys(&self, customer: CustomerId) -> Result<Vec<ApiKey>>;
+    /// Fails with [`StoreError::NotFound`] unless the key exists, belongs to the customer and is
+    /// not revoked yet.
+    async fn revoke_key(&self, customer: CustomerId, key: KeyId, at: Timestamp) -> Result<()>;
+    /// The live (not revoked) key with this hash.
+    async fn find_key(&self, hash: &str) -> Result<Option<ApiKey>>;
+
+    /// Writes a new image record atomically with its idempotency key and, when `enqueue` is set,
+    /// its processing job. A live duplicate (same customer and SHA-256, not expired at
+    /// `image.uploaded_at`) or a used idempotency key wins over the insert.
+    async fn insert_image(&self, new: &NewImage, enqueue: bool) -> Result<InsertOutcome>;
+    async fn find_idempotent(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>>;
+    async fn find_live_duplicate(
+        &self,
+        customer: CustomerId,
+        sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<Image>>;
+    /// The record whatever its expiry; callers decide whether to serve it.
+    async fn get_image(&self, id: ImageId) -> Result<Option<Image>>;
+    async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>>;
+    /// Every image id of a customer, expired or not.
+    async fn customer_image_ids(&self, customer: CustomerId) -> Result<Vec<ImageId>>;
+    /// Replaces a record's mutable fields (status, facts, error, processed_at).
+    async fn update_image(&self, image: &Image) -> Result<()>;
+    /// Returns whether a record was deleted.
+    async fn delete_image(&self, id: ImageId) -> Result<bool>;
+    /// Up to `limit` records whose `expires_at` is at or before `now`, oldest first.
+    async fn expired_images(&self, now: Timestamp, limit: usize) -> Result<Vec<Image>>;
+    /// Forgets idempotency keys created before `before`; returns how many.
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
+    /// Whether the backend answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Durable, at-least-once processing work.
+#[async_trait]
+pub trait WorkQueue: Send + Sync + 'static {
+    async fn enqueue(&self, image: ImageId, customer: CustomerId, now: Timestamp) -> Result<JobId>;
+    /// Hands out up to `max` ready jobs, each invisible to other leases for `lease_for`; a job
+    /// whose lease runs out without [`complete`](Self::complete) is handed out again.
+    async fn lease(&self, now: Timestamp, lease_for: Duration, max: usize) -> Result<Vec<Job>>;
+    async fn complete(&self, job: JobId) -> Result<()>;
+    /// Makes a leased job ready again at `at`, remembering the error.
+    async fn retry_at(&self, job: JobId, error: &str, at: Timestamp) -> Result<()>;
+    /// Moves a job to the dead-letter state.
+    async fn dead_letter(&self, job: JobId, error: &str, now: Timestamp) -> Result<()>;
+    /// Jobs waiting or in progress (not dead).
+    async fn depth(&self) -> Result<u64>;
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+    /// Makes a dead job ready again with a fresh attempt count; false when there is no such job.
+    async fn redrive(&self, job: JobId, now: Timestamp) -> Result<bool>;
+    /// Returns every leased job to the queue; for a single-process deployment at start-up, when
+    /// no lease can belong to a live worker.
+    async fn release_leases(&self) -> Result<u64>;
+}

@@ -1,0 +1,438 @@
+//! The behaviour every [`MetadataStore`] and [`WorkQueue`] backend must show, as one suite.
+//!
+//! Each check takes a fresh backend; [`metadata_conformance!`](crate::metadata_conformance)
+//! turns the list into one `#[tokio::test]` per check for a backend constructor, so SQLite and
+//! Firestore are held to exactly the same contract.
+
+use std::time::Duration;
+
+use chrono::TimeZone;
+use imagelake_core::{
+    CustomerId, ImageId, KeyId, Timestamp,
+    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus},
+};
+
+use crate::{
+    Cursor, IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, StoreError,
+    WorkQueue,
+};
+
+/// A fixed instant with a sub-millisecond part, so precision loss shows.
+pub fn t0() -> Timestamp {
+    chrono::Utc
+        .timestamp_opt(1_767_225_600, 123_456_000)
+        .unwrap()
+}
+
+fn secs(n: i64) -> chrono::Duration {
+    chrono::Duration::seconds(n)
+}
+
+pub fn customer(name: &str) -> (Customer, ApiKey) {
+    let id = CustomerId::new();
+    let customer = Customer {
+        id,
+        name: name.to_owned(),
+        email: format!("{name}@example.test"),
+        plan: "standard".to_owned(),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    (customer, key(id, &format!("hash-{id}")))
+}
+
+pub fn key(customer: CustomerId, hash: &str) -> ApiKey {
+    ApiKey {
+        id: KeyId::new(),
+        customer_id: customer,
+        prefix: "ilk_test".to_owned(),
+        hash: hash.to_owned(),
+        created_at: t0(),
+        revoked_at: None,
+    }
+}
+
+pub fn image(customer: CustomerId, uploaded_at: Timestamp, sha: &str) -> Image {
+    Image {
+        id: ImageId::new(),
+        customer_id: customer,
+        status: ImageStatus::Received,
+        bytes: 1234,
+        sha256: sha.to_owned(),
+        content_type: "image/jpeg".to_owned(),
+        filename: Some("a.jpg".to_owned()),
+        uploaded_at,
+        expires_at: uploaded_at + chrono::Duration::days(7),
+        facts: None,
+        error: None,
+        processed_at: None,
+    }
+}
+
+fn new(image: &Image) -> NewImage {
+    NewImage {
+        image: image.clone(),
+        idempotency: None,
+    }
+}
+
+fn query(now: Timestamp, limit: usize) -> ImageQuery {
+    ImageQuery {
+        since: None,
+        until: None,
+        after: None,
+        limit,
+        now,
+    }
+}
+
+pub async fn customers_and_keys(store: &dyn MetadataStore) {
+    let (c, k) = customer("acme");
+    store.insert_customer(&c, &k).await.unwrap();
+    assert!(matches!(
+        store.insert_customer(&c, &k).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.get_customer(c.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        store
+            .find_key(&k.hash)
+            .await
+            .unwrap()
+            .map(|k| k.customer_id),
+        Some(c.id)
+    );
+
+    let mut renamed = c.clone();
+    renamed.name = "Acme Corp".to_owned();
+    renamed.updated_at = t0() + secs(1);
+    store.update_customer(&renamed).await.unwrap();
+    assert_eq!(
+        store.get_customer(c.id).await.unwrap().unwrap().name,
+        "Acme Corp"
+    );
+
+    let second = key(c.id, "second-hash");
+    store.insert_key(&second).await.unwrap();
+    assert_eq!(store.list_keys(c.id).await.unwrap().len(), 2);
+    store.revoke_key(c.id, k.id, t0() + secs(2)).await.unwrap();
+    assert_eq!(
+        store.find_key(&k.hash).await.unwrap(),
+        None,
+        "revoked keys stop working"
+    );
+    assert!(store.find_key("second-hash").await.unwrap().is_some());
+    assert!(matches!(
+        store.revoke_key(c.id, k.id, t0()).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let (other, _) = customer("other");
+    assert!(matches!(
+        store.revoke_key(other.id, second.id, t0()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.update_customer(&other).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.insert_key(&key(other.id, "x")).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn delete_customer_cascades(store: &dyn MetadataStore) {
+    let (c, k) = customer("gone");
+    store.insert_customer(&c, &k).await.unwrap();
+    let img = image(c.id, t0(), "sha-gone");
+    store.insert_image(&new(&img), false).await.unwrap();
+    assert_eq!(store.customer_image_ids(c.id).await.unwrap(), vec![img.id]);
+    store.delete_customer(c.id).await.unwrap();
+    assert_eq!(store.get_customer(c.id).await.unwrap(), None);
+    assert_eq!(store.get_image(img.id).await.unwrap(), None);
+    assert_eq!(store.find_key(&k.hash).await.unwrap(), None);
+    assert!(matches!(
+        store.delete_customer(c.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn images_round_trip_with_microseconds(store: &dyn MetadataStore) {
+    let (c, _) = customer("roundtrip");
+    let mut img = image(c.id, t0(), "sha-rt");
+    assert_eq!(
+        store.insert_image(&new(&img), false).await.unwrap(),
+        InsertOutcome::Created
+    );
+    assert_eq!(store.get_image(img.id).await.unwrap(), Some(img.clone()));
+
+    img.status = ImageStatus::Failed;
+    img.error = Some(ErrorInfo {
+        code: imagelake_core::ErrorCode::CorruptImage,
+        message: "truncated".into(),
+    });
+    img.processed_at = Some(t0() + chrono::Duration::microseconds(1));
+    store.update_image(&img).await.unwrap();
+    assert_eq!(store.get_image(img.id).await.unwrap(), Some(img.clone()));
+
+    assert!(store.delete_image(img.id).await.unwrap());
+    assert!(!store.delete_image(img.id).await.unwrap());
+    assert!(matches!(
+        store.update_image(&img).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn duplicates_are_per_customer_and_live_only(store: &dyn MetadataStore) {
+    let (a, _) = customer("dup-a");
+    let (b, _) = customer("dup-b");
+    let first = image(a.id, t0(), "same-bytes");
+    assert_eq!(
+        store.insert_image(&new(&first), false).await.unwrap(),
+        InsertOutcome::Created
+    );
+    let again = image(a.id, t0() + secs(5), "same-bytes");
+    assert_eq!(
+        store.insert_image(&new(&again), false).await.unwrap(),
+        InsertOutcome::Duplicate(first.clone())
+    );
+    let other_customer = image(b.id, t0() + secs(5), "same-bytes");
+    assert_eq!(
+        store
+            .insert_image(&new(&other_customer), false)
+            .await
+            .unwrap(),
+        InsertOutcome::Created
+    );
+    let after_expiry = image(a.id, first.expires_at, "same-bytes");
+    assert_eq!(
+        store
+            .insert_image(&new(&after_expiry), false)
+            .await
+            .unwrap(),
+        InsertOutcome::Created
+    );
+    assert_eq!(
+        store
+            .find_live_duplicate(a.id, "same-bytes", t0() + secs(10))
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(first.id)
+    );
+}
+
+pub async fn idempotency_keys_replay(store: &dyn MetadataStore) {
+    let (c, _) = customer("idem");
+    let record = IdempotencyRecord {
+        key: "k1".into(),
+        request_hash: "h1".into(),
+        status: 201,
+        body: "{\"id\":1}".into(),
+        created_at: t0(),
+    };
+    let first = NewImage {
+        image: image(c.id, t0(), "idem-1"),
+        idempotency: Some(record.clone()),
+    };
+    assert_eq!(
+        store.insert_image(&first, false).await.unwrap(),
+        InsertOutcome::Created
+    );
+    let second = NewImage {
+        image: image(c.id, t0(), "idem-2"),
+        idempotency: Some(record.clone()),
+    };
+    assert_eq!(
+        store.insert_image(&second, false).await.unwrap(),
+        InsertOutcome::Replay(record.clone())
+    );
+    assert_eq!(
+        store.get_image(second.image.id).await.unwrap(),
+        None,
+        "a replay writes nothing"
+    );
+    assert_eq!(
+        store.find_idempotent(c.id, "k1").await.unwrap(),
+        Some(record)
+    );
+    let (other, _) = customer("idem-other");
+    assert_eq!(
+        store.find_idempotent(other.id, "k1").await.unwrap(),
+        None,
+        "keys are per customer"
+    );
+    assert_eq!(store.purge_idempotency(t0() + secs(1)).await.unwrap(), 1);
+    assert_eq!(store.find_idempotent(c.id, "k1").await.unwrap(), None);
+}
+
+pub async fn listing_pages_newest_first(store: &dyn MetadataStore) {
+    let (c, _) = customer("lister");
+    let (other, _) = customer("lister-other");
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        // Two images share each timestamp, so the id must break ties.
+        let img = image(c.id, t0() + secs(i / 2), &format!("list-{i}"));
+        store.insert_image(&new(&img), false).await.unwrap();
+        ids.push(img.id);
+    }
+    store
+        .insert_image(&new(&image(other.id, t0(), "list-other")), false)
+        .await
+        .unwrap();
+    ids.reverse();
+
+    let now = t0() + secs(60);
+    let mut seen = Vec::new();
+    let mut q = query(now, 3);
+    loop {
+        let page = store.list_images(c.id, &q).await.unwrap();
+        seen.extend(page.iter().map(|i| i.id));
+        let Some(last) = page.last() else { break };
+        if page.len() < q.limit {
+            break;
+        }
+        q.after = Some(Cursor {
+            uploaded_at: last.uploaded_at,
+            id: last.id,
+        });
+    }
+    assert_eq!(seen, ids, "every image once, newest first, across pages");
+
+    let window = ImageQuery {
+        since: Some(t0() + secs(1)),
+        until: Some(t0() + secs(3)),
+        ..query(now, 100)
+    };
+    let in_window = store.list_images(c.id, &window).await.unwrap();
+    assert_eq!(in_window.len(), 4, "since is inclusive, until exclusive");
+
+    let after_expiry = query(t0() + chrono::Duration::days(7) + secs(1), 100);
+    let live = store.list_images(c.id, &after_expiry).await.unwrap();
+    assert_eq!(live.len(), 3, "expired images are not listed");
+}
+
+pub async fn expired_images_oldest_first(store: &dyn MetadataStore) {
+    let (c, _) = customer("expiry");
+    let old = image(c.id, t0() - chrono::Duration::days(30), "exp-old");
+    let fresh = image(c.id, t0(), "exp-fresh");
+    for img in [&old, &fresh] {
+        store.insert_image(&new(img), false).await.unwrap();
+    }
+    let expired = store.expired_images(t0(), 1000).await.unwrap();
+    assert!(expired.iter().any(|i| i.id == old.id));
+    assert!(
+        expired.iter().all(|i| i.id != fresh.id),
+        "nothing deleted early"
+    );
+    assert!(
+        expired
+            .windows(2)
+            .all(|w| w[0].expires_at <= w[1].expires_at)
+    );
+}
+
+pub async fn queue_leases_retries_and_dead_letters(
+    store: &dyn MetadataStore,
+    queue: &dyn WorkQueue,
+) {
+    let (c, _) = customer("queue");
+    let img = image(c.id, t0(), "queue-1");
+    store.insert_image(&new(&img), true).await.unwrap();
+    assert_eq!(
+        queue.depth().await.unwrap(),
+        1,
+        "insert with enqueue writes the job"
+    );
+
+    let lease = Duration::from_secs(30);
+    let jobs = queue.lease(t0(), lease, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].image_id, jobs[0].attempts), (img.id, 1));
+    assert!(
+        queue
+            .lease(t0() + secs(1), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased work is invisible"
+    );
+
+    let again = queue.lease(t0() + secs(31), lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1, "an expired lease is handed out again");
+    assert_eq!(again[0].attempts, 2);
+
+    queue
+        .retry_at(again[0].id, "boom", t0() + secs(100))
+        .await
+        .unwrap();
+    assert!(
+        queue
+            .lease(t0() + secs(99), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "backoff is honoured"
+    );
+    let third = queue.lease(t0() + secs(100), lease, 10).await.unwrap();
+    assert_eq!(third.len(), 1);
+
+    queue
+        .dead_letter(third[0].id, "gave up", t0() + secs(101))
+        .await
+        .unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    let dead = queue.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].image_id,
+            dead[0].attempts,
+            dead[0].last_error.as_str()
+        ),
+        (img.id, 3, "gave up")
+    );
+
+    assert!(queue.redrive(dead[0].id, t0() + secs(200)).await.unwrap());
+    assert!(
+        !queue.redrive(dead[0].id, t0() + secs(200)).await.unwrap(),
+        "only dead jobs are re-driven"
+    );
+    let redriven = queue.lease(t0() + secs(200), lease, 10).await.unwrap();
+    assert_eq!(
+        redriven[0].attempts, 1,
+        "a re-driven job starts counting again"
+    );
+
+    assert_eq!(queue.release_leases().await.unwrap(), 1);
+    let released = queue.lease(t0() + secs(201), lease, 10).await.unwrap();
+    queue.complete(released[0].id).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap(), 0);
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, each on a fresh backend made by
+/// `$make` (an async block or expression yielding something that implements both traits).
+#[macro_export]
+macro_rules! metadata_conformance {
+    ($make:expr) => {
+        $crate::metadata_conformance!(@store $make;
+            customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
+            duplicates_are_per_customer_and_live_only, idempotency_keys_replay,
+            listing_pages_newest_first, expired_images_oldest_first);
+        #[tokio::test]
+        async fn queue_leases_retries_and_dead_letters() {
+            let backend = $make;
+            $crate::conformance::queue_leases_retries_and_dead_letters(&backend, &backend).await;
+        }
+    };
+    (@store $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let backend = $make;
+                $crate::conformance::$check(&backend).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,700 @@
+//! The embedded default: one SQLite file in WAL mode holding records and the work queue.
+//!
+//! One connection behind a mutex, used from `spawn_blocking`: SQLite serialises writers anyway,
+//! each statement takes microseconds, and a single connection makes every "check, then write"
+//! (duplicates, idempotency keys) a plain `BEGIN IMMEDIATE` transaction with no race.
+//! `synchronous=FULL` makes every commit durable before the API answers 201.
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use imagelake_core::{
+    CustomerId, ImageId, JobId, KeyId, Timestamp,
+    clock::{from_micros, to_micros},
+    records::{ApiKey, Customer, DeadLetter, ErrorInfo, Image, ImageStatus, Job, ProcessedFacts},
+};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::{
+    IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Result, StoreError,
+    WorkQueue,
+};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    plan TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_customer ON api_keys(customer_id);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    filename TEXT,
+    uploaded_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    facts TEXT,
+    error TEXT,
+    processed_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS images_by_customer ON images(customer_id, uploaded_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS images_by_sha ON images(customer_id, sha256);
+CREATE INDEX IF NOT EXISTS images_by_expiry ON images(expires_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    customer_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency(created_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at INTEGER NOT NULL,
+    leased_until INTEGER,
+    last_error TEXT,
+    dead_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(dead_at, available_at);
+"#;
+
+/// Image columns in the order [`image_from_row`] reads them.
+const IMAGE_COLUMNS: &str = "id, customer_id, status, bytes, sha256, content_type, filename, \
+                             uploaded_at, expires_at, facts, error, processed_at";
+
+/// Records and work queue in one SQLite database.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        backend(e)
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(s: String) -> rusqlite::Result<T> {
+    s.parse()
+        .map_err(|_| rusqlite::Error::InvalidColumnType(0, s, rusqlite::types::Type::Text))
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(raw: Option<String>) -> rusqlite::Result<Option<T>> {
+    raw.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+fn image_from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
+    let status: String = row.get(2)?;
+    Ok(Image {
+        id: parse_id(row.get(0)?)?,
+        customer_id: parse_id(row.get(1)?)?,
+        status: ImageStatus::parse(&status).unwrap_or(ImageStatus::Received),
+        bytes: row.get::<_, i64>(3)? as u64,
+        sha256: row.get(4)?,
+        content_type: row.get(5)?,
+        filename: row.get(6)?,
+        uploaded_at: from_micros(row.get(7)?),
+        expires_at: from_micros(row.get(8)?),
+        facts: json_column::<ProcessedFacts>(row.get(9)?)?,
+        error: json_column::<ErrorInfo>(row.get(10)?)?,
+        processed_at: row.get::<_, Option<i64>>(11)?.map(from_micros),
+    })
+}
+
+fn customer_from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
+    Ok(Customer {
+        id: parse_id(row.get(0)?)?,
+        name: row.get(1)?,
+        email: row.get(2)?,
+        plan: row.get(3)?,
+        created_at: from_micros(row.get(4)?),
+        updated_at: from_micros(row.get(5)?),
+    })
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
+    Ok(ApiKey {
+        id: parse_id(row.get(0)?)?,
+        customer_id: parse_id(row.get(1)?)?,
+        prefix: row.get(2)?,
+        hash: row.get(3)?,
+        created_at: from_micros(row.get(4)?),
+        revoked_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
+    })
+}
+
+fn idempotency_from_row(row: &Row<'_>) -> rusqlite::Result<IdempotencyRecord> {
+    Ok(IdempotencyRecord {
+        key: row.get(0)?,
+        request_hash: row.get(1)?,
+        status: row.get(2)?,
+        body: row.get(3)?,
+        created_at: from_micros(row.get(4)?),
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<String> {
+    value.as_ref().and_then(|v| serde_json::to_string(v).ok())
+}
+
+fn insert_key_row(conn: &Connection, key: &ApiKey) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO api_keys (id, customer_id, prefix, hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            key.id.to_string(),
+            key.customer_id.to_string(),
+            key.prefix,
+            key.hash,
+            to_micros(key.created_at),
+            key.revoked_at.map(to_micros)
+        ],
+    )?;
+    Ok(())
+}
+
+fn live_duplicate(
+    conn: &Connection,
+    customer: CustomerId,
+    sha256: &str,
+    now: Timestamp,
+) -> rusqlite::Result<Option<Image>> {
+    conn.query_row(
+        &format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE customer_id = ?1 AND sha256 = ?2 AND expires_at > ?3 \
+             ORDER BY uploaded_at LIMIT 1"
+        ),
+        params![customer.to_string(), sha256, to_micros(now)],
+        image_from_row,
+    )
+    .optional()
+}
+
+fn idempotent(
+    conn: &Connection,
+    customer: CustomerId,
+    key: &str,
+) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    conn.query_row(
+        "SELECT key, request_hash, status, body, created_at FROM idempotency WHERE customer_id = ?1 AND key = ?2",
+        params![customer.to_string(), key],
+        idempotency_from_row,
+    )
+    .optional()
+}
+
+fn enqueue_row(
+    conn: &Connection,
+    image: ImageId,
+    customer: CustomerId,
+    now: Timestamp,
+) -> rusqlite::Result<JobId> {
+    let id = JobId::new();
+    conn.execute(
+        "INSERT INTO jobs (id, image_id, customer_id, available_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            id.to_string(),
+            image.to_string(),
+            customer.to_string(),
+            to_micros(now)
+        ],
+    )?;
+    Ok(id)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection off the async runtime.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()> {
+        let (c, key) = (customer.clone(), key.clone());
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = tx.execute(
+                "INSERT OR IGNORE INTO customers (id, name, email, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![c.id.to_string(), c.name, c.email, c.plan, to_micros(c.created_at), to_micros(c.updated_at)],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("customer {}", c.id)));
+            }
+            insert_key_row(&tx, &key)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE id = ?1",
+                    [id.to_string()],
+                    customer_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn update_customer(&self, customer: &Customer) -> Result<()> {
+        let c = customer.clone();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE customers SET name = ?2, email = ?3, plan = ?4, updated_at = ?5 WHERE id = ?1",
+                params![c.id.to_string(), c.name, c.email, c.plan, to_micros(c.updated_at)],
+            )?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn delete_customer(&self, id: CustomerId) -> Result<()> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let id = id.to_string();
+            for table in ["images", "idempotency", "jobs", "api_keys"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE customer_id = ?1"),
+                    [&id],
+                )?;
+            }
+            let n = tx.execute("DELETE FROM customers WHERE id = ?1", [&id])?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_key(&self, key: &ApiKey) -> Result<()> {
+        let key = key.clone();
+        self.call(move |conn| {
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM customers WHERE id = ?1)",
+                [key.customer_id.to_string()],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            Ok(insert_key_row(conn, &key)?)
+        })
+        .await
+    }
+
+    async fn list_keys(&self, customer: CustomerId) -> Result<Vec<ApiKey>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, customer_id, prefix, hash, created_at, revoked_at FROM api_keys WHERE customer_id = ?1 ORDER BY created_at, id",
+            )?;
+            let keys = stmt.query_map([customer.to_string()], key_from_row)?.collect::<rusqlite::Result<_>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn revoke_key(&self, customer: CustomerId, key: KeyId, at: Timestamp) -> Result<()> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND customer_id = ?2 AND revoked_at IS NULL",
+                params![key.to_string(), customer.to_string(), to_micros(at)],
+            )?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn find_key(&self, hash: &str) -> Result<Option<ApiKey>> {
+        let hash = hash.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, customer_id, prefix, hash, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                    [hash],
+                    key_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_image(&self, new: &NewImage, enqueue: bool) -> Result<InsertOutcome> {
+        let new = new.clone();
+        self.call(move |conn| {
+            let img = &new.image;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(idem) = &new.idempotency {
+                if let Some(previous) = idempotent(&tx, img.customer_id, &idem.key)? {
+                    return Ok(InsertOutcome::Replay(previous));
+                }
+            }
+            if let Some(existing) = live_duplicate(&tx, img.customer_id, &img.sha256, img.uploaded_at)? {
+                return Ok(InsertOutcome::Duplicate(existing));
+            }
+            tx.execute(
+                &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                params![
+                    img.id.to_string(),
+                    img.customer_id.to_string(),
+                    img.status.as_str(),
+                    img.bytes as i64,
+                    img.sha256,
+                    img.content_type,
+                    img.filename,
+                    to_micros(img.uploaded_at),
+                    to_micros(img.expires_at),
+                    to_json(&img.facts),
+                    to_json(&img.error),
+                    img.processed_at.map(to_micros),
+                ],
+            )?;
+            if let Some(idem) = &new.idempotency {
+                tx.execute(
+                    "INSERT INTO idempotency (customer_id, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![img.customer_id.to_string(), idem.key, idem.request_hash, idem.status, idem.body, to_micros(idem.created_at)],
+                )?;
+            }
+            if enqueue {
+                enqueue_row(&tx, img.id, img.customer_id, img.uploaded_at)?;
+            }
+            tx.commit()?;
+            Ok(InsertOutcome::Created)
+        })
+        .await
+    }
+
+    async fn find_idempotent(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let key = key.to_owned();
+        self.call(move |conn| Ok(idempotent(conn, customer, &key)?))
+            .await
+    }
+
+    async fn find_live_duplicate(
+        &self,
+        customer: CustomerId,
+        sha256: &str,
+        now: Timestamp,
+    ) -> Result<Option<Image>> {
+        let sha256 = sha256.to_owned();
+        self.call(move |conn| Ok(live_duplicate(conn, customer, &sha256, now)?))
+            .await
+    }
+
+    async fn get_image(&self, id: ImageId) -> Result<Option<Image>> {
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"),
+                    [id.to_string()],
+                    image_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>> {
+        let q = query.clone();
+        self.call(move |conn| {
+            let (after_ts, after_id) = match q.after {
+                Some(c) => (Some(to_micros(c.uploaded_at)), Some(c.id.to_string())),
+                None => (None, None),
+            };
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {IMAGE_COLUMNS} FROM images
+                 WHERE customer_id = ?1 AND expires_at > ?2
+                   AND (?3 IS NULL OR uploaded_at >= ?3)
+                   AND (?4 IS NULL OR uploaded_at < ?4)
+                   AND (?5 IS NULL OR uploaded_at < ?5 OR (uploaded_at = ?5 AND id < ?6))
+                 ORDER BY uploaded_at DESC, id DESC
+                 LIMIT ?7"
+            ))?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        customer.to_string(),
+                        to_micros(q.now),
+                        q.since.map(to_micros),
+                        q.until.map(to_micros),
+                        after_ts,
+                        after_id,
+                        q.limit as i64
+                    ],
+                    image_from_row,
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn customer_image_ids(&self, customer: CustomerId) -> Result<Vec<ImageId>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare("SELECT id FROM images WHERE customer_id = ?1")?;
+            let ids = stmt
+                .query_map([customer.to_string()], |r| parse_id(r.get(0)?))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn update_image(&self, image: &Image) -> Result<()> {
+        let img = image.clone();
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE images SET status = ?2, facts = ?3, error = ?4, processed_at = ?5 WHERE id = ?1",
+                params![
+                    img.id.to_string(),
+                    img.status.as_str(),
+                    to_json(&img.facts),
+                    to_json(&img.error),
+                    img.processed_at.map(to_micros)
+                ],
+            )?;
+            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        })
+        .await
+    }
+
+    async fn delete_image(&self, id: ImageId) -> Result<bool> {
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM jobs WHERE image_id = ?1", [id.to_string()])?;
+            let n = tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn expired_images(&self, now: Timestamp, limit: usize) -> Result<Vec<Image>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![to_micros(now), limit as i64], image_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?1",
+                [to_micros(before)],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+#[async_trait]
+impl WorkQueue for SqliteStore {
+    async fn enqueue(&self, image: ImageId, customer: CustomerId, now: Timestamp) -> Result<JobId> {
+        self.call(move |conn| Ok(enqueue_row(conn, image, customer, now)?))
+            .await
+    }
+
+    async fn lease(&self, now: Timestamp, lease_for: Duration, max: usize) -> Result<Vec<Job>> {
+        let until = to_micros(now) + i64::try_from(lease_for.as_micros()).unwrap_or(i64::MAX / 2);
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE jobs SET attempts = attempts + 1, leased_until = ?2
+                 WHERE id IN (
+                     SELECT id FROM jobs
+                     WHERE dead_at IS NULL AND available_at <= ?1 AND (leased_until IS NULL OR leased_until <= ?1)
+                     ORDER BY available_at LIMIT ?3)
+                 RETURNING id, image_id, customer_id, attempts",
+            )?;
+            let jobs = stmt
+                .query_map(params![to_micros(now), until, max as i64], |r| {
+                    Ok(Job {
+                        id: parse_id(r.get(0)?)?,
+                        image_id: parse_id(r.get(1)?)?,
+                        customer_id: parse_id(r.get(2)?)?,
+                        attempts: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn complete(&self, job: JobId) -> Result<()> {
+        self.call(move |conn| {
+            conn.execute("DELETE FROM jobs WHERE id = ?1", [job.to_string()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn retry_at(&self, job: JobId, error: &str, at: Timestamp) -> Result<()> {
+        let error = error.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET leased_until = NULL, available_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![job.to_string(), to_micros(at), error],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, job: JobId, error: &str, now: Timestamp) -> Result<()> {
+        let error = error.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE jobs SET leased_until = NULL, dead_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![job.to_string(), to_micros(now), error],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn depth(&self) -> Result<u64> {
+        self.call(|conn| {
+            Ok(
+                conn.query_row("SELECT COUNT(*) FROM jobs WHERE dead_at IS NULL", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT id, image_id, customer_id, attempts, COALESCE(last_error, ''), dead_at FROM jobs
+                 WHERE dead_at IS NOT NULL ORDER BY dead_at DESC LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok(DeadLetter {
+                        id: parse_id(r.get(0)?)?,
+                        image_id: parse_id(r.get(1)?)?,
+                        customer_id: parse_id(r.get(2)?)?,
+                        attempts: r.get(3)?,
+                        last_error: r.get(4)?,
+                        failed_at: from_micros(r.get(5)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn redrive(&self, job: JobId, now: Timestamp) -> Result<bool> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE jobs SET dead_at = NULL, attempts = 0, leased_until = NULL, available_at = ?2
+                 WHERE id = ?1 AND dead_at IS NOT NULL",
+                params![job.to_string(), to_micros(now)],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn release_leases(&self) -> Result<u64> {
+        self.call(|conn| {
+            Ok(conn.execute(
+                "UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL",
+                [],
+            )? as u64)
+        })
+        .await
+    }
+}
