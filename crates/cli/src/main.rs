@@ -1,1 +1,50 @@
-fn main() {}
+//! The `imagelake` command: `serve` runs the whole system; the other commands are clients of a
+//! running server (`customers`, `upload`) or measure it (`bench`).
+
+mod bench;
+mod client;
+mod config;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "imagelake",
+    version,
+    about = "Upload, process, keep and query images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the processing workers and the retention sweeper in one process.
+    Serve(config::ServeArgs),
+    /// Manage customers (needs the admin token).
+    #[command(subcommand)]
+    Customers(client::CustomersCommand),
+    /// Upload files and folders of images.
+    Upload(client::UploadArgs),
+    /// Measure processing speed and end-to-end upload throughput.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // Several HTTP and cloud crates enable more than one rustls crypto provider; pick one first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => config::serve(args).await,
+            Command::Customers(cmd) => client::customers(cmd).await,
+            Command::Upload(args) => client::upload(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
+        }
+    })
+}

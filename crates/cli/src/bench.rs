@@ -1,0 +1,185 @@
+//! `imagelake bench`: the numbers behind BENCHMARKS.md.
+//!
+//! - `processing` runs the whole processing step (decode, EXIF, both renditions, hash, colour) on
+//!   every image of a folder on the calling thread (pin it with `taskset -c 0` for one core),
+//!   several rounds, and reports the median round.
+//! - `upload` starts the embedded system in-process on a temporary data dir, uploads the folder
+//!   with N concurrent clients over real HTTP, waits until every image is processed, and reports
+//!   throughput and upload-to-processed latency percentiles.
+
+use std::{path::PathBuf, sync::Arc, time::Instant};
+
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use imagelake_imaging::{Options, inspect};
+
+use crate::client::collect_files;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Process every image of a folder on one thread.
+    Processing(ProcessingArgs),
+    /// Upload a folder to an in-process server and wait for processing.
+    Upload(UploadArgs),
+}
+
+#[derive(Args)]
+pub struct ProcessingArgs {
+    /// Folder of images.
+    corpus: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+#[derive(Args)]
+pub struct UploadArgs {
+    /// Folder of images.
+    corpus: PathBuf,
+    /// Concurrent uploading clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Processing(args) => processing(args),
+        BenchCommand::Upload(args) => upload(args).await,
+    }
+}
+
+fn load(corpus: &PathBuf) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let mut images = Vec::new();
+    for file in collect_files(std::slice::from_ref(corpus))? {
+        let bytes = std::fs::read(&file)?;
+        if inspect(&bytes, u64::MAX).is_ok() {
+            images.push((file, bytes));
+        }
+    }
+    anyhow::ensure!(
+        !images.is_empty(),
+        "no supported images under {}",
+        corpus.display()
+    );
+    Ok(images)
+}
+
+fn processing(args: ProcessingArgs) -> anyhow::Result<()> {
+    let images = load(&args.corpus)?;
+    let megapixels: f64 = images
+        .iter()
+        .filter_map(|(_, b)| inspect(b, u64::MAX).ok())
+        .map(|i| f64::from(i.width) * f64::from(i.height) / 1e6)
+        .sum();
+    let options = Options::default();
+    let mut rounds = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        let started = Instant::now();
+        for (path, bytes) in &images {
+            if let Err(e) = imagelake_imaging::process(bytes, &options) {
+                eprintln!("{}: {e}", path.display());
+            }
+        }
+        rounds.push(started.elapsed().as_secs_f64());
+    }
+    rounds.sort_by(f64::total_cmp);
+    let median = rounds[rounds.len() / 2];
+    println!(
+        "processing: {} images, {:.0} MP; median round {:.3} s; {:.2} images/s; {:.1} MP/s",
+        images.len(),
+        megapixels,
+        median,
+        images.len() as f64 / median,
+        megapixels / median
+    );
+    Ok(())
+}
+
+async fn upload(args: UploadArgs) -> anyhow::Result<()> {
+    use imagelake_server::{AppState, Settings, settings::Secret};
+
+    let images = load(&args.corpus)?;
+    let dir = tempfile_dir()?;
+    let settings = Settings {
+        data_dir: dir.clone(),
+        admin_token: Some(Secret("bench-admin".to_owned())),
+        limits: imagelake_server::settings::Limits {
+            requests_per_second: 1e6,
+            burst: 1_000_000,
+            ..Default::default()
+        },
+        ..Settings::default()
+    };
+    let state = AppState::embedded(settings)?;
+    let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse()?).await?;
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth("bench-admin")
+        .json(&serde_json::json!({"name": "bench", "email": "bench@example.test"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = Arc::new(created["api_key"].as_str().unwrap_or_default().to_owned());
+    let started = Instant::now();
+    let ids: Vec<String> = futures::stream::iter(images.iter())
+        .map(|(_, bytes)| {
+            let (client, key, url) = (client.clone(), key.clone(), format!("{base}/v1/images"));
+            async move {
+                let r: serde_json::Value = client
+                    .post(url)
+                    .bearer_auth(&*key)
+                    .body(bytes.clone())
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                anyhow::Ok(r["id"].as_str().unwrap_or_default().to_owned())
+            }
+        })
+        .buffer_unordered(args.clients.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let uploaded = started.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    for id in &ids {
+        loop {
+            let image = state
+                .store
+                .get_image(id.parse()?)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("image {id} vanished"))?;
+            if let Some(done) = image.processed_at {
+                latencies
+                    .push((done - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    running.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "upload: {} images with {} clients; uploads done in {:.2} s, all processed in {:.2} s; {:.2} images/s end to end; upload->processed p50 {:.3} s, p99 {:.3} s",
+        ids.len(),
+        args.clients,
+        uploaded,
+        total,
+        ids.len() as f64 / total,
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("imagelake-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,242 @@
+//! Commands that talk to a running server over its HTTP API.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// Base URL of the imagelake server.
+    #[arg(
+        long,
+        env = "IMAGELAKE_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+}
+
+#[derive(Subcommand)]
+pub enum CustomersCommand {
+    /// Create a customer and print its API key (shown once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        plan: Option<String>,
+        /// The admin token (printed path in the server log on first start).
+        #[arg(long, env = "IMAGELAKE_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct UploadArgs {
+    /// Files and folders (searched recursively) to upload.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The customer's API key.
+    #[arg(long, env = "IMAGELAKE_API_KEY", hide_env_values = true)]
+    key: String,
+    /// Uploads in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn http() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()?)
+}
+
+fn error_text(body: &Value) -> String {
+    let code = body["error"]["code"].as_str().unwrap_or("error");
+    let message = body["error"]["message"].as_str().unwrap_or("(no message)");
+    format!("{code}: {message}")
+}
+
+pub async fn customers(cmd: CustomersCommand) -> anyhow::Result<()> {
+    let CustomersCommand::Create {
+        name,
+        email,
+        plan,
+        admin_token,
+        server,
+    } = cmd;
+    let response = http()?
+        .post(format!(
+            "{}/v1/customers",
+            server.server.trim_end_matches('/')
+        ))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": name, "email": email, "plan": plan}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", server.server))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{status}: {}", error_text(&body));
+    }
+    println!("customer id: {}", body["id"].as_str().unwrap_or_default());
+    println!(
+        "api key:     {}",
+        body["api_key"].as_str().unwrap_or_default()
+    );
+    println!("(the key is shown only now; keep it somewhere safe)");
+    Ok(())
+}
+
+/// Every regular file under the given paths, sorted for a stable order.
+pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(path) = stack.pop() {
+        let meta =
+            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                let entry = entry?;
+                if !entry.file_name().to_string_lossy().starts_with('.') {
+                    stack.push(entry.path());
+                }
+            }
+        } else if meta.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[derive(Default)]
+struct Summary {
+    stored: usize,
+    duplicates: usize,
+    refused: Vec<(PathBuf, String)>,
+}
+
+enum Outcome {
+    Stored,
+    Duplicate,
+    Refused(String),
+}
+
+pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
+    let files = collect_files(&args.paths)?;
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+    )?);
+    let client = http()?;
+    let base = Arc::new(format!(
+        "{}/v1/images",
+        args.server.server.trim_end_matches('/')
+    ));
+    let key = Arc::new(args.key);
+    let outcomes: Vec<(PathBuf, Outcome)> = futures::stream::iter(files)
+        .map(|file| {
+            let (client, base, key, bar) = (client.clone(), base.clone(), key.clone(), bar.clone());
+            async move {
+                let outcome = upload_one(&client, &base, &key, &file)
+                    .await
+                    .unwrap_or_else(|e| Outcome::Refused(format!("{e:#}")));
+                bar.inc(std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0));
+                (file, outcome)
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut summary = Summary::default();
+    for (file, outcome) in outcomes {
+        match outcome {
+            Outcome::Stored => summary.stored += 1,
+            Outcome::Duplicate => summary.duplicates += 1,
+            Outcome::Refused(why) => summary.refused.push((file, why)),
+        }
+    }
+    println!(
+        "stored: {}, duplicates: {}, refused: {}",
+        summary.stored,
+        summary.duplicates,
+        summary.refused.len()
+    );
+    for (file, why) in &summary.refused {
+        println!("  refused {}: {why}", file.display());
+    }
+    Ok(())
+}
+
+async fn upload_one(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    file: &Path,
+) -> anyhow::Result<Outcome> {
+    let bytes = tokio::fs::read(file).await?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // The same file retried (a dropped connection, a second run) is recognised by the server.
+    let idempotency_key = hex::encode(Sha256::digest([bytes.as_slice(), name.as_bytes()].concat()));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let sent = client
+            .post(url)
+            .query(&[("filename", &name)])
+            .bearer_auth(key)
+            .header("Idempotency-Key", &idempotency_key)
+            .body(bytes.clone())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if attempt < 3 => {
+                tracing::debug!(error = %e, "retrying upload");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let status = response.status();
+        if status.as_u16() == 429 && attempt < 10 {
+            let wait = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+            continue;
+        }
+        let body: Value = response.json().await.unwrap_or_default();
+        return Ok(match status.as_u16() {
+            201 => Outcome::Stored,
+            200 if body["duplicate"] == Value::Bool(true) => Outcome::Duplicate,
+            200 => Outcome::Stored,
+            _ => Outcome::Refused(error_text(&body)),
+        });
+    }
+}

@@ -1,0 +1,135 @@
+//! Settings for `serve`: defaults, then the TOML file (`--config`), then `IMAGELAKE_*`
+//! environment variables and flags (a flag wins over its variable).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use imagelake_core::duration::HumanDuration;
+use imagelake_server::{
+    AppState, Settings,
+    settings::{HumanDurationMs, Secret},
+};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML file with settings (see imagelake.example.toml).
+    #[arg(long, env = "IMAGELAKE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where objects, the metadata database and the generated admin token live.
+    #[arg(long, env = "IMAGELAKE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "IMAGELAKE_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// How long images and metadata are kept (e.g. 7d, 12h, 30s).
+    #[arg(long, env = "IMAGELAKE_RETENTION")]
+    retention: Option<HumanDuration>,
+    /// How often expired images are deleted.
+    #[arg(long, env = "IMAGELAKE_SWEEP_INTERVAL")]
+    sweep_interval: Option<HumanDuration>,
+    /// Images processed at once (default: one per core).
+    #[arg(long, env = "IMAGELAKE_WORKERS")]
+    workers: Option<usize>,
+    /// Largest request body in bytes (default 50 MiB).
+    #[arg(long, env = "IMAGELAKE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Largest image in pixels (default 100 million).
+    #[arg(long, env = "IMAGELAKE_MAX_PIXELS")]
+    max_pixels: Option<u64>,
+    /// Sustained requests per second per API key (default 20).
+    #[arg(long, env = "IMAGELAKE_RATE_LIMIT")]
+    rate_limit: Option<f64>,
+    /// Burst of requests per API key above the sustained rate (default 100).
+    #[arg(long, env = "IMAGELAKE_RATE_BURST")]
+    rate_burst: Option<u32>,
+    /// Attempts before a processing job goes to the dead letters (default 5).
+    #[arg(long, env = "IMAGELAKE_MAX_ATTEMPTS")]
+    max_attempts: Option<u32>,
+    /// First retry delay in milliseconds, doubling per attempt (default 1000).
+    #[arg(long, env = "IMAGELAKE_RETRY_BACKOFF_MS")]
+    retry_backoff_ms: Option<u64>,
+    /// Keep GPS positions in image records (never in renditions).
+    #[arg(long, env = "IMAGELAKE_KEEP_GPS")]
+    keep_gps: Option<bool>,
+    /// Log format.
+    #[arg(long, env = "IMAGELAKE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let mut s = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Settings::default(),
+        };
+        macro_rules! set {
+            ($field:expr, $flag:expr) => {
+                if let Some(v) = $flag.clone() {
+                    $field = v;
+                }
+            };
+        }
+        set!(s.data_dir, self.data_dir);
+        set!(s.listen, self.listen);
+        set!(s.retention, self.retention);
+        set!(s.sweep_interval, self.sweep_interval);
+        set!(s.processing.workers, self.workers);
+        set!(s.limits.max_body_bytes, self.max_body_bytes);
+        set!(s.limits.max_pixels, self.max_pixels);
+        set!(s.limits.requests_per_second, self.rate_limit);
+        set!(s.limits.burst, self.rate_burst);
+        set!(s.processing.max_attempts, self.max_attempts);
+        set!(s.processing.keep_gps, self.keep_gps);
+        if let Some(ms) = self.retry_backoff_ms {
+            s.processing.retry_backoff = HumanDurationMs(ms);
+        }
+        if let Ok(token) = std::env::var("IMAGELAKE_ADMIN_TOKEN") {
+            if !token.trim().is_empty() {
+                s.admin_token = Some(Secret(token.trim().to_owned()));
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let settings = args.settings()?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        retention = %settings.retention,
+        workers = settings.processing.worker_count(),
+        "starting imagelake (embedded: local files + SQLite)"
+    );
+    let listen = settings.listen;
+    let state = AppState::embedded(settings)?;
+    let running = imagelake_server::start(state, listen).await?;
+    imagelake_server::serve::shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    running.shutdown().await
+}

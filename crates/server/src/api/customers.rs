@@ -1,0 +1,286 @@
+//! Customer accounts and their API keys. Creating, changing and deleting customers and keys is
+//! for the admin; a customer may read its own record.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use imagelake_core::{
+    CustomerId, KeyId,
+    records::{ApiKey, Customer},
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::parse_id;
+use crate::{
+    auth::{Admin, Caller, generate_key, hash_secret},
+    error::{ApiError, JsonBody},
+    state::AppState,
+    sweeper::remove_image,
+};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    name: String,
+    email: String,
+    /// Defaults to `standard`.
+    plan: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerUpdate {
+    name: Option<String>,
+    email: Option<String>,
+    plan: Option<String>,
+}
+
+/// The new customer and its first API key, shown only in this answer.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedCustomer {
+    #[serde(flatten)]
+    customer: Customer,
+    api_key: String,
+    #[schema(value_type = String)]
+    key_id: KeyId,
+}
+
+/// A new API key, shown only in this answer.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    #[schema(value_type = String)]
+    key_id: KeyId,
+    api_key: String,
+    prefix: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(ApiError::invalid("field `name` must be 1-200 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+        })
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        return Err(ApiError::invalid("field `email` must be an email address"));
+    }
+    Ok(email.to_owned())
+}
+
+fn check_plan(plan: &str) -> Result<String, ApiError> {
+    let plan = plan.trim();
+    if plan.is_empty()
+        || plan.len() > 64
+        || !plan
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::invalid(
+            "field `plan` must be 1-64 letters, digits, `-` or `_`",
+        ));
+    }
+    Ok(plan.to_owned())
+}
+
+fn new_key(customer: CustomerId, now: chrono::DateTime<chrono::Utc>) -> (ApiKey, String) {
+    let (secret, prefix) = generate_key();
+    let key = ApiKey {
+        id: KeyId::new(),
+        customer_id: customer,
+        prefix,
+        hash: hash_secret(&secret),
+        created_at: now,
+        revoked_at: None,
+    };
+    (key, secret)
+}
+
+/// Creates a customer and its first API key.
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = NewCustomer,
+    responses((status = 201, body = CreatedCustomer), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
+pub async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewCustomer>,
+) -> Result<(StatusCode, Json<CreatedCustomer>), ApiError> {
+    let now = state.clock.now();
+    let customer = Customer {
+        id: CustomerId::new(),
+        name: check_name(&body.name)?,
+        email: check_email(&body.email)?,
+        plan: check_plan(body.plan.as_deref().unwrap_or("standard"))?,
+        created_at: now,
+        updated_at: now,
+    };
+    let (key, secret) = new_key(customer.id, now);
+    state.store.insert_customer(&customer, &key).await?;
+    tracing::info!(customer_id = %customer.id, "customer created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedCustomer {
+            customer,
+            api_key: secret,
+            key_id: key.id,
+        }),
+    ))
+}
+
+/// A customer, for the admin or that customer.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Customer), (status = 404, body = super::ErrorBody)))]
+pub async fn get_one(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Customer>, ApiError> {
+    let id: CustomerId = parse_id(&id)?;
+    if !caller.can_access(id) {
+        return Err(ApiError::not_found("no such customer"));
+    }
+    let customer = state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    Ok(Json(customer))
+}
+
+/// Changes a customer's name, email or plan.
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), request_body = CustomerUpdate,
+    params(("id" = String, Path)), responses((status = 200, body = Customer), (status = 404, body = super::ErrorBody)))]
+pub async fn update(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CustomerUpdate>,
+) -> Result<Json<Customer>, ApiError> {
+    let id: CustomerId = parse_id(&id)?;
+    let mut customer = state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    if let Some(name) = body.name {
+        customer.name = check_name(&name)?;
+    }
+    if let Some(email) = body.email {
+        customer.email = check_email(&email)?;
+    }
+    if let Some(plan) = body.plan {
+        customer.plan = check_plan(&plan)?;
+    }
+    customer.updated_at = state.clock.now();
+    state.store.update_customer(&customer).await?;
+    Ok(Json(customer))
+}
+
+/// Deletes a customer with all its images, renditions and keys.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub async fn delete(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: CustomerId = parse_id(&id)?;
+    state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    for image_id in state.store.customer_image_ids(id).await? {
+        if let Some(image) = state.store.get_image(image_id).await? {
+            remove_image(&state, &image)
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+    }
+    state.store.delete_customer(id).await?;
+    tracing::info!(customer_id = %id, "customer deleted with its images");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues another API key (rotation: issue, switch clients, then revoke the old one).
+#[utoipa::path(post, path = "/v1/customers/{id}/keys", tag = "customers", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 201, body = CreatedKey), (status = 404, body = super::ErrorBody)))]
+pub async fn create_key(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let id: CustomerId = parse_id(&id)?;
+    let (key, secret) = new_key(id, state.clock.now());
+    state.store.insert_key(&key).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key_id: key.id,
+            api_key: secret,
+            prefix: key.prefix,
+            created_at: key.created_at,
+        }),
+    ))
+}
+
+/// A customer's keys (prefixes and dates, never secrets).
+#[utoipa::path(get, path = "/v1/customers/{id}/keys", tag = "customers", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Vec<ApiKey>)))]
+pub async fn list_keys(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id: CustomerId = parse_id(&id)?;
+    state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    Ok(Json(
+        serde_json::json!({"keys": state.store.list_keys(id).await?}),
+    ))
+}
+
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/v1/customers/{id}/keys/{key_id}", tag = "customers", security(("bearer" = [])),
+    params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub async fn revoke_key(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (id, key_id): (CustomerId, KeyId) = (parse_id(&id)?, parse_id(&key_id)?);
+    state
+        .store
+        .revoke_key(id, key_id, state.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_fields() {
+        assert!(check_email("ops@acme.test").is_ok());
+        for bad in ["", "acme.test", "@acme.test", "ops@acme", "o ps@acme.test"] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+        assert!(check_name("  ").is_err());
+        assert!(check_plan("pro-2").is_ok());
+        assert!(check_plan("pro plan").is_err());
+    }
+}

@@ -1,0 +1,451 @@
+//! Uploading, reading, listing and deleting a customer's images. Another customer's ids, expired
+//! images and malformed ids all answer the same `404`, so existence never leaks.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    body::Body,
+    extract::{FromRequest, Multipart, Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use imagelake_core::{
+    CustomerId, ImageId,
+    paths::{self, RenditionKind},
+    records::Image,
+};
+use imagelake_metadata::{Cursor, ImageQuery};
+use object_store::{GetOptions, path::Path as ObjectPath};
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::parse_id;
+use crate::{
+    auth::CustomerCaller,
+    error::ApiError,
+    ingest::{self, Upload, clean_filename},
+    state::AppState,
+    sweeper::remove_image,
+};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+/// One page of images, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ImagePage {
+    images: Vec<Image>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Per-file outcomes of a multipart upload.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResults {
+    /// `{"filename", "status", "image" | "error"}` for each `file` part, in order.
+    #[schema(value_type = Vec<Object>)]
+    results: Vec<Value>,
+}
+
+/// Uploads an image (raw body) or several (`multipart/form-data` with `file` parts).
+#[utoipa::path(post, path = "/v1/images", tag = "images", security(("bearer" = [])),
+    params(("filename" = Option<String>, Query, description = "original file name, kept as metadata"),
+           ("Idempotency-Key" = Option<String>, Header, description = "replays return the first answer")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the image bytes"),
+    responses(
+        (status = 201, body = Image, description = "stored; processing follows"),
+        (status = 200, body = Image, description = "the same bytes are already stored (`duplicate: true`), or a multipart batch (`BatchResults`)"),
+        (status = 409, body = super::ErrorBody), (status = 413, body = super::ErrorBody),
+        (status = 415, body = super::ErrorBody), (status = 422, body = super::ErrorBody), (status = 429, body = super::ErrorBody)))]
+pub async fn upload(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if let Some(field) = query.keys().find(|k| *k != "filename") {
+        return Err(ApiError::invalid(format!(
+            "unknown query parameter `{field}`; only `filename` is accepted"
+        )));
+    }
+    let limit = state.settings.limits.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let idempotency_key = request
+        .headers()
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::invalid("Idempotency-Key must be ASCII"))
+        })
+        .transpose()?;
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let (parts, body) = request.into_parts();
+    let limited = Body::new(Limited::new(
+        body,
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    ));
+    let request = Request::from_parts(parts, limited);
+    if is_multipart {
+        if idempotency_key.is_some() {
+            return Err(ApiError::invalid(
+                "Idempotency-Key is not supported on multipart uploads; upload files one by one to use it",
+            ));
+        }
+        return upload_batch(&state, customer, request).await;
+    }
+    let bytes = read_body(request.into_body(), limit).await?;
+    let filename = query.get("filename").and_then(|f| clean_filename(f));
+    let answer = ingest::accept(
+        &state,
+        Upload {
+            customer,
+            bytes,
+            filename,
+            idempotency_key,
+        },
+    )
+    .await?;
+    Ok((answer.status, Json(answer.body)).into_response())
+}
+
+async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    match body.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if is_length_limit(&e) => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::invalid(format!(
+            "could not read the request body: {e}"
+        ))),
+    }
+}
+
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+async fn upload_batch(
+    state: &AppState,
+    customer: CustomerId,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let limit = state.settings.limits.max_body_bytes;
+    let mut multipart = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?;
+    let mut results = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if is_length_limit(&e) || e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::too_large(limit));
+            }
+            Err(e) => return Err(ApiError::invalid(format!("invalid multipart body: {e}"))),
+        };
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = field.file_name().and_then(clean_filename);
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(e) if is_length_limit(&e) || e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::too_large(limit));
+            }
+            Err(e) => return Err(ApiError::invalid(format!("invalid multipart body: {e}"))),
+        };
+        let outcome = ingest::accept(
+            state,
+            Upload {
+                customer,
+                bytes,
+                filename: filename.clone(),
+                idempotency_key: None,
+            },
+        )
+        .await;
+        results.push(match outcome {
+            Ok(answer) => json!({"filename": filename, "status": answer.status.as_u16(), "image": answer.body}),
+            Err(e) => json!({"filename": filename, "status": e.status().as_u16(), "error": e.body()["error"]}),
+        });
+    }
+    if results.is_empty() {
+        return Err(ApiError::invalid("the multipart body has no `file` part"));
+    }
+    Ok((StatusCode::OK, Json(json!({"results": results}))).into_response())
+}
+
+/// The caller's live image, or `not_found`.
+async fn own_image(
+    state: &AppState,
+    customer: CustomerId,
+    raw_id: &str,
+) -> Result<Image, ApiError> {
+    let id: ImageId = parse_id(raw_id)?;
+    match state.store.get_image(id).await? {
+        Some(image) if image.customer_id == customer && !image.is_expired(state.clock.now()) => {
+            Ok(image)
+        }
+        _ => Err(ApiError::not_found("no such image")),
+    }
+}
+
+/// An image record.
+#[utoipa::path(get, path = "/v1/images/{id}", tag = "images", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Image), (status = 404, body = super::ErrorBody)))]
+pub async fn get_one(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Image>, ApiError> {
+    Ok(Json(own_image(&state, customer, &id).await?))
+}
+
+/// Deletes an image, its renditions and its record.
+#[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub async fn delete(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let image = own_image(&state, customer, &id).await?;
+    remove_image(&state, &image)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The original bytes as uploaded.
+#[utoipa::path(get, path = "/v1/images/{id}/original", tag = "images", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, content_type = "image/*"), (status = 304), (status = 404, body = super::ErrorBody)))]
+pub async fn original(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let image = own_image(&state, customer, &id).await?;
+    let key = paths::original(image.customer_id, image.id);
+    serve_object(
+        &state,
+        &key,
+        &image.content_type,
+        &format!("\"{}\"", image.sha256),
+        &headers,
+    )
+    .await
+}
+
+/// A rendition (`thumb`: 256 px, `preview`: 1024 px on the longest side).
+#[utoipa::path(get, path = "/v1/images/{id}/renditions/{kind}", tag = "images", security(("bearer" = [])),
+    params(("id" = String, Path), ("kind" = String, Path, description = "thumb or preview")),
+    responses((status = 200, content_type = "image/*"), (status = 304), (status = 404, body = super::ErrorBody)))]
+pub async fn rendition(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let image = own_image(&state, customer, &id).await?;
+    let kind = RenditionKind::parse(&kind)
+        .ok_or_else(|| ApiError::not_found("no such rendition; use thumb or preview"))?;
+    let info = image
+        .facts
+        .as_ref()
+        .and_then(|f| f.renditions.get(kind.as_str()))
+        .ok_or_else(|| ApiError::not_found("this image has no renditions (yet); see its status"))?;
+    let key = paths::rendition(image.customer_id, image.id, kind);
+    let etag = format!("\"{}-{}-{}\"", image.id, kind.as_str(), info.bytes);
+    serve_object(&state, &key, &info.content_type, &etag, &headers).await
+}
+
+async fn serve_object(
+    state: &AppState,
+    key: &str,
+    content_type: &str,
+    etag: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let cache = [
+        (
+            header::ETAG,
+            HeaderValue::from_str(etag).map_err(|e| ApiError::internal(&e))?,
+        ),
+        // Private data whose bytes never change under one id.
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, max-age=86400, immutable"),
+        ),
+    ];
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let result = match state
+        .objects
+        .get_opts(&ObjectPath::from(key), GetOptions::default())
+        .await
+    {
+        Ok(result) => result,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(ApiError::not_found("no such image"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let length = result.meta.size;
+    let stream = result.into_stream();
+    let mut response = (StatusCode::OK, cache, Body::from_stream(stream)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).map_err(|e| ApiError::internal(&e))?,
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// The caller's images, newest first, optionally within `[since, until)`.
+#[utoipa::path(get, path = "/v1/images", tag = "images", security(("bearer" = [])),
+    params(("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
+           ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
+           ("limit" = Option<usize>, Query, description = "1-1000, default 50"),
+           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, body = ImagePage), (status = 400, body = super::ErrorBody)))]
+pub async fn list(
+    CustomerCaller(customer): CustomerCaller,
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<ImagePage>, ApiError> {
+    let mut query = ImageQuery {
+        since: None,
+        until: None,
+        after: None,
+        limit: DEFAULT_LIMIT,
+        now: state.clock.now(),
+    };
+    for (name, value) in &params {
+        match name.as_str() {
+            "since" => query.since = Some(parse_time(name, value)?),
+            "until" => query.until = Some(parse_time(name, value)?),
+            "limit" => query.limit = parse_limit(value)?,
+            "cursor" => query.after = Some(decode_cursor(value)?),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter `{other}`; use since, until, limit or cursor"
+                )));
+            }
+        }
+    }
+    // One extra row tells whether another page exists.
+    let want = query.limit;
+    query.limit += 1;
+    let mut images = state.store.list_images(customer, &query).await?;
+    let next_cursor = if images.len() > want {
+        images.truncate(want);
+        images.last().map(|last| {
+            encode_cursor(&Cursor {
+                uploaded_at: last.uploaded_at,
+                id: last.id,
+            })
+        })
+    } else {
+        None
+    };
+    Ok(Json(ImagePage {
+        images,
+        next_cursor,
+    }))
+}
+
+fn parse_time(name: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| imagelake_core::clock::to_micros_precision(t.to_utc()))
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "query parameter `{name}` must be an RFC 3339 time such as 2026-01-31T00:00:00Z"
+            ))
+        })
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid(format!(
+            "query parameter `limit` must be an integer from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+fn encode_cursor(c: &Cursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}/{}", c.uploaded_at.timestamp_micros(), c.id))
+}
+
+fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
+    let invalid =
+        || ApiError::invalid("query parameter `cursor` is not a cursor this API returned");
+    let text = URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let (micros, id) = text.split_once('/').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    Ok(Cursor {
+        uploaded_at: chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        id: id.parse().map_err(|_| invalid())?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor {
+            uploaded_at: imagelake_core::clock::from_micros(1_767_225_600_123_456),
+            id: ImageId::new(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
+        assert!(decode_cursor("garbage").is_err());
+        assert!(
+            parse_limit("0").is_err() && parse_limit("1001").is_err() && parse_limit("x").is_err()
+        );
+        assert!(
+            parse_time("since", "yesterday")
+                .unwrap_err()
+                .message
+                .contains("`since`")
+        );
+    }
+}

@@ -1,0 +1,124 @@
+//! The HTTP API: routes, the OpenAPI document generated from the handlers, and the layers every
+//! request passes (tracing with the matched route, panic catching, body limits per handler).
+
+mod admin;
+mod customers;
+mod images;
+mod ops;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    routing::{get, post},
+};
+use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
+use utoipa::OpenApi;
+
+use crate::{error::ApiError, state::AppState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "imagelake", description = "Upload, process, keep and query images."),
+    paths(
+        customers::create, customers::get_one, customers::update, customers::delete,
+        customers::create_key, customers::list_keys, customers::revoke_key,
+        images::upload, images::list, images::get_one, images::original, images::rendition, images::delete,
+        admin::dead_letters, admin::retry_dead_letter,
+        ops::healthz, ops::readyz, ops::metrics,
+    ),
+    components(schemas(
+        imagelake_core::records::Image, imagelake_core::records::Customer, imagelake_core::records::ApiKey,
+        imagelake_core::records::DeadLetter, customers::NewCustomer, customers::CustomerUpdate,
+        customers::CreatedCustomer, customers::CreatedKey, images::ImagePage, images::BatchResults,
+        ErrorBody,
+    )),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+/// `{"error": {"code", "message"}}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole API as a router over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/customers", post(customers::create))
+        .route(
+            "/v1/customers/{id}",
+            get(customers::get_one)
+                .patch(customers::update)
+                .delete(customers::delete),
+        )
+        .route(
+            "/v1/customers/{id}/keys",
+            post(customers::create_key).get(customers::list_keys),
+        )
+        .route(
+            "/v1/customers/{id}/keys/{key_id}",
+            axum::routing::delete(customers::revoke_key),
+        )
+        .route("/v1/images", post(images::upload).get(images::list))
+        .route(
+            "/v1/images/{id}",
+            get(images::get_one).delete(images::delete),
+        )
+        .route("/v1/images/{id}/original", get(images::original))
+        .route("/v1/images/{id}/renditions/{kind}", get(images::rendition))
+        .route("/v1/admin/dead-letters", get(admin::dead_letters))
+        .route(
+            "/v1/admin/dead-letters/{id}/retry",
+            post(admin::retry_dead_letter),
+        )
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        // JSON bodies are small; uploads read their own body with the configured limit.
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::new(
+                imagelake_core::ErrorCode::Internal,
+                "internal error; it was logged",
+            ))
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("http", method = %req.method(), route, uri = %req.uri())
+        }))
+        .with_state(state)
+}
+
+/// Parses an id from a path; anything malformed is simply not found.
+fn parse_id<T: std::str::FromStr>(raw: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("no such resource"))
+}

@@ -1,0 +1,210 @@
+//! API keys and the admin token.
+//!
+//! Keys are 192 random bits (`ilk_` + 48 hex digits): far too many to guess, so one SHA-256 is a
+//! sufficient at-rest hash (the approach of GitHub and Stripe tokens) and lookups stay a single
+//! indexed read. Only the hash and a short prefix are stored; the key itself is shown once.
+
+use std::{fs, io::Write, path::Path};
+
+use axum::{extract::FromRequestParts, http::request::Parts};
+use imagelake_core::{CustomerId, KeyId};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::{error::ApiError, settings::Settings, state::AppState};
+
+pub const KEY_PREFIX: &str = "ilk_";
+
+/// SHA-256 of a secret, hex-encoded.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A new API key and the non-secret prefix shown beside it.
+pub fn generate_key() -> (String, String) {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let key = format!("{KEY_PREFIX}{}", hex::encode(bytes));
+    let prefix = key[..12].to_owned();
+    (key, prefix)
+}
+
+/// The admin token, held only as its hash.
+#[derive(Clone)]
+pub struct AdminToken {
+    hash: String,
+}
+
+impl AdminToken {
+    pub fn from_secret(secret: &str) -> Self {
+        Self {
+            hash: hash_secret(secret),
+        }
+    }
+
+    /// Uses the configured token, or the one stored in `data_dir/admin-token`, generating and
+    /// storing one (mode 0600) on first start.
+    pub fn load_or_generate(settings: &Settings) -> anyhow::Result<Self> {
+        if let Some(secret) = &settings.admin_token {
+            return Ok(Self::from_secret(&secret.0));
+        }
+        let path = settings.data_dir.join("admin-token");
+        if let Ok(existing) = fs::read_to_string(&path) {
+            tracing::info!(path = %path.display(), "admin token read from file");
+            return Ok(Self::from_secret(existing.trim()));
+        }
+        let (token, _) = generate_key();
+        let token = token.replacen(KEY_PREFIX, "ila_", 1);
+        write_private(&path, &token)?;
+        tracing::warn!(path = %path.display(), "generated an admin token; it is stored in this file");
+        Ok(Self::from_secret(&token))
+    }
+
+    fn matches(&self, hash: &str) -> bool {
+        // Both sides are hashes of fixed length, compared without early exit.
+        self.hash.len() == hash.len()
+            && self
+                .hash
+                .bytes()
+                .zip(hash.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Customer { id: CustomerId, key: KeyId },
+}
+
+impl Caller {
+    /// Whether the caller may see this customer's data.
+    pub fn can_access(&self, customer: CustomerId) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Customer { id, .. } => *id == customer,
+        }
+    }
+}
+
+/// A caller authenticated as a customer.
+pub struct CustomerCaller(pub CustomerId);
+
+/// A caller authenticated with the admin token.
+pub struct Admin;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing Authorization header; send `Authorization: Bearer <key>`",
+            )
+        })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("Authorization must use the Bearer scheme"))?;
+    Ok(token.trim())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
+        let hash = hash_secret(bearer(parts)?);
+        let caller = if state.admin.matches(&hash) {
+            Caller::Admin
+        } else {
+            let key = state
+                .store
+                .find_key(&hash)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+            Caller::Customer {
+                id: key.customer_id,
+                key: key.id,
+            }
+        };
+        state.limiter.check(&hash, state.clock.now())?;
+        parts.extensions.insert(caller);
+        Ok(caller)
+    }
+}
+
+impl FromRequestParts<AppState> for CustomerCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Customer { id, .. } => Ok(Self(id)),
+            Caller::Admin => Err(ApiError::invalid(
+                "this endpoint acts for a customer: use a customer API key",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Admin => Ok(Self),
+            // Admin endpoints do not exist for customers.
+            Caller::Customer { .. } => Err(ApiError::not_found("no such resource")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_random_and_hash_stably() {
+        let (a, prefix) = generate_key();
+        let (b, _) = generate_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == 52 && a.starts_with(&prefix));
+        assert_eq!(hash_secret(&a), hash_secret(&a));
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+    }
+
+    #[test]
+    fn admin_token_matches_only_itself() {
+        let admin = AdminToken::from_secret("s3cret");
+        assert!(admin.matches(&hash_secret("s3cret")));
+        assert!(!admin.matches(&hash_secret("s3cret ")));
+        assert!(!admin.matches(""));
+    }
+}

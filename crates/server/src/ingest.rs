@@ -1,0 +1,217 @@
+//! Accepting one image: the path every upload takes (single, multipart, and later the Kafka
+//! stream), so each source gets the same checks, deduplication and durability.
+//!
+//! The order is what makes an acknowledged upload survive a crash: the original is written to the
+//! object store first, then the record, its idempotency key and its processing job are committed
+//! in one metadata transaction, and only then does the client get `201`. A crash before the commit
+//! leaves at most an orphan object (never a record without bytes); a crash after it leaves work
+//! on the queue that the next worker picks up.
+
+use axum::http::StatusCode;
+use bytes::Bytes;
+use imagelake_core::{
+    CustomerId, ImageId, paths,
+    records::{Image, ImageStatus},
+};
+use imagelake_imaging::ImagingError;
+use imagelake_metadata::{IdempotencyRecord, InsertOutcome, NewImage};
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{error::ApiError, state::AppState};
+
+/// One upload as received.
+pub struct Upload {
+    pub customer: CustomerId,
+    pub bytes: Bytes,
+    pub filename: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to an upload: status and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+/// The JSON of an image as upload answers show it.
+pub fn image_body(image: &Image, duplicate: bool) -> Value {
+    let mut body = serde_json::to_value(image).unwrap_or_default();
+    body["duplicate"] = Value::Bool(duplicate);
+    body
+}
+
+/// Keeps the last path component of a client's filename, without control characters, at most
+/// 255 characters. The name is metadata only; it never reaches a storage path.
+pub fn clean_filename(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty() && cleaned != "." && cleaned != "..").then(|| cleaned.to_owned())
+}
+
+/// Checks an `Idempotency-Key` value.
+pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates, deduplicates, stores and records one image.
+pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError> {
+    if upload.bytes.is_empty() {
+        return Err(ApiError::invalid(
+            "the request body is empty; send the image bytes",
+        ));
+    }
+    let sha256 = hex::encode(Sha256::digest(&upload.bytes));
+    let request_hash = hex::encode(Sha256::digest(format!(
+        "{sha256}/{}",
+        upload.filename.as_deref().unwrap_or("")
+    )));
+    if let Some(key) = &upload.idempotency_key {
+        check_idempotency_key(key)?;
+        if let Some(previous) = state.store.find_idempotent(upload.customer, key).await? {
+            return replay(state, previous, &request_hash);
+        }
+    }
+    let format = match imagelake_imaging::inspect(&upload.bytes, state.settings.limits.max_pixels) {
+        Ok(inspection) => inspection.format,
+        // The bytes claim a supported format but the header is broken: accept them and let
+        // processing record the reason, so the customer sees one place for every outcome.
+        Err(ImagingError::Corrupt(_)) => imagelake_imaging::sniff(&upload.bytes)?,
+        Err(refused) => return Err(refused.into()),
+    };
+    let now = state.clock.now();
+    if let Some(existing) = state
+        .store
+        .find_live_duplicate(upload.customer, &sha256, now)
+        .await?
+    {
+        state.metrics.upload("duplicate");
+        return Ok(Answer {
+            status: StatusCode::OK,
+            body: image_body(&existing, true),
+        });
+    }
+    let retention =
+        chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
+    let image = Image {
+        id: ImageId::new(),
+        customer_id: upload.customer,
+        status: ImageStatus::Received,
+        bytes: upload.bytes.len() as u64,
+        sha256,
+        content_type: format.content_type().to_owned(),
+        filename: upload.filename,
+        uploaded_at: now,
+        expires_at: now + retention,
+        facts: None,
+        error: None,
+        processed_at: None,
+    };
+    let body = image_body(&image, false);
+    let location = ObjectPath::from(paths::original(image.customer_id, image.id));
+    state
+        .objects
+        .put(&location, PutPayload::from_bytes(upload.bytes.clone()))
+        .await?;
+    let idempotency = upload.idempotency_key.map(|key| IdempotencyRecord {
+        key,
+        request_hash: request_hash.clone(),
+        status: StatusCode::CREATED.as_u16(),
+        body: body.to_string(),
+        created_at: now,
+    });
+    let outcome = state
+        .store
+        .insert_image(
+            &NewImage {
+                image: image.clone(),
+                idempotency,
+            },
+            true,
+        )
+        .await;
+    match outcome {
+        Ok(InsertOutcome::Created) => {
+            state.metrics.upload("created");
+            state.metrics.upload_bytes.inc_by(image.bytes);
+            state.work_ready.notify_one();
+            Ok(Answer {
+                status: StatusCode::CREATED,
+                body,
+            })
+        }
+        Ok(InsertOutcome::Duplicate(existing)) => {
+            discard(state, &location).await;
+            state.metrics.upload("duplicate");
+            Ok(Answer {
+                status: StatusCode::OK,
+                body: image_body(&existing, true),
+            })
+        }
+        Ok(InsertOutcome::Replay(previous)) => {
+            discard(state, &location).await;
+            replay(state, previous, &request_hash)
+        }
+        Err(e) => {
+            discard(state, &location).await;
+            Err(e.into())
+        }
+    }
+}
+
+fn replay(
+    state: &AppState,
+    previous: IdempotencyRecord,
+    request_hash: &str,
+) -> Result<Answer, ApiError> {
+    if previous.request_hash != request_hash {
+        return Err(ApiError::conflict(
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    state.metrics.upload("replay");
+    Ok(Answer {
+        status: StatusCode::from_u16(previous.status).unwrap_or(StatusCode::CREATED),
+        body: serde_json::from_str(&previous.body).unwrap_or_default(),
+    })
+}
+
+/// Removes an object written for an upload that did not become a record.
+async fn discard(state: &AppState, location: &ObjectPath) {
+    if let Err(e) = state.objects.delete(location).await {
+        tracing::warn!(%location, error = %e, "could not remove an unused original; the sweeper leaves it");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_lose_their_paths() {
+        assert_eq!(clean_filename("../../x").as_deref(), Some("x"));
+        assert_eq!(
+            clean_filename("C:\\photos\\cat.jpg").as_deref(),
+            Some("cat.jpg")
+        );
+        assert_eq!(clean_filename("a\u{0}b\n.png").as_deref(), Some("ab.png"));
+        assert_eq!(clean_filename("../"), None);
+        assert_eq!(clean_filename(".."), None);
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        assert!(check_idempotency_key("order-42").is_ok());
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key("has space").is_err());
+        assert!(check_idempotency_key(&"k".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics, rendered in the text exposition format at `/metrics`.
+
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+pub type Labels = Vec<(&'static str, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Uploads by outcome (`created`, `duplicate`, `replay`, `refused`).
+    pub uploads: Family<Labels, Counter>,
+    pub upload_bytes: Counter,
+    /// Seconds from upload to processed, and the processing step alone.
+    pub end_to_end_seconds: Histogram,
+    pub processing_seconds: Histogram,
+    /// Images that ended `failed`, by error code.
+    pub processing_failures: Family<Labels, Counter>,
+    pub processed: Counter,
+    pub dead_letters: Counter,
+    pub expired: Counter,
+    pub queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let buckets = [
+            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
+        let mut m = Self {
+            registry: Registry::with_prefix("imagelake"),
+            uploads: Family::default(),
+            upload_bytes: Counter::default(),
+            end_to_end_seconds: Histogram::new(buckets),
+            processing_seconds: Histogram::new(buckets),
+            processing_failures: Family::default(),
+            processed: Counter::default(),
+            dead_letters: Counter::default(),
+            expired: Counter::default(),
+            queue_depth: Gauge::default(),
+        };
+        let r = &mut m.registry;
+        r.register("uploads", "Uploads by outcome", m.uploads.clone());
+        r.register(
+            "upload_bytes",
+            "Bytes of accepted uploads",
+            m.upload_bytes.clone(),
+        );
+        r.register(
+            "upload_to_processed_seconds",
+            "Time from upload to processed",
+            m.end_to_end_seconds.clone(),
+        );
+        r.register(
+            "processing_seconds",
+            "Time to process one image",
+            m.processing_seconds.clone(),
+        );
+        r.register(
+            "processing_failures",
+            "Images that ended failed, by error code",
+            m.processing_failures.clone(),
+        );
+        r.register("images_processed", "Images processed", m.processed.clone());
+        r.register(
+            "dead_letters",
+            "Jobs moved to the dead letters",
+            m.dead_letters.clone(),
+        );
+        r.register(
+            "images_expired",
+            "Images deleted by the retention sweeper",
+            m.expired.clone(),
+        );
+        r.register(
+            "queue_depth",
+            "Jobs waiting or in progress",
+            m.queue_depth.clone(),
+        );
+        m
+    }
+}
+
+impl Metrics {
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn upload(&self, outcome: &str) {
+        self.uploads
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    pub fn failure(&self, code: &str) {
+        self.processing_failures
+            .get_or_create(&vec![("code", code.to_owned())])
+            .inc();
+    }
+}

@@ -1,0 +1,68 @@
+//! What every role shares.
+
+use std::sync::Arc;
+
+use imagelake_core::{Clock, SystemClock};
+use imagelake_metadata::{MetadataStore, SqliteStore, WorkQueue};
+use object_store::{ObjectStore, local::LocalFileSystem};
+use tokio::sync::Notify;
+
+use crate::{auth::AdminToken, metrics::Metrics, ratelimit::RateLimiter, settings::Settings};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub store: Arc<dyn MetadataStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub admin: AdminToken,
+    pub metrics: Arc<Metrics>,
+    pub limiter: Arc<RateLimiter>,
+    /// Wakes idle workers when new work was queued in this process.
+    pub work_ready: Arc<Notify>,
+}
+
+impl AppState {
+    /// The embedded default: local files and SQLite under `settings.data_dir`.
+    pub fn embedded(settings: Settings) -> anyhow::Result<Self> {
+        let objects_dir = settings.data_dir.join("objects");
+        std::fs::create_dir_all(&objects_dir)?;
+        let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir)?);
+        let sqlite = SqliteStore::open(&settings.data_dir.join("metadata.sqlite"))?;
+        let admin = AdminToken::load_or_generate(&settings)?;
+        Ok(Self::assemble(
+            settings,
+            objects,
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite),
+            Arc::new(SystemClock),
+            admin,
+        ))
+    }
+
+    pub fn assemble(
+        settings: Settings,
+        objects: Arc<dyn ObjectStore>,
+        store: Arc<dyn MetadataStore>,
+        queue: Arc<dyn WorkQueue>,
+        clock: Arc<dyn Clock>,
+        admin: AdminToken,
+    ) -> Self {
+        let limiter = Arc::new(RateLimiter::new(
+            settings.limits.requests_per_second,
+            settings.limits.burst,
+        ));
+        Self {
+            settings: Arc::new(settings),
+            objects,
+            store,
+            queue,
+            clock,
+            admin,
+            metrics: Arc::new(Metrics::default()),
+            limiter,
+            work_ready: Arc::new(Notify::new()),
+        }
+    }
+}

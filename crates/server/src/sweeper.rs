@@ -1,0 +1,73 @@
+//! Retention: images past `expires_at` are deleted everywhere (original, renditions, record), and
+//! idempotency keys older than 48 hours are forgotten. Reads already refuse expired images, so
+//! the sweep interval bounds only how long the bytes linger, never what is served.
+
+use chrono::Duration;
+use imagelake_core::{
+    paths::{self, RenditionKind},
+    records::Image,
+};
+use object_store::{ObjectStoreExt, path::Path as ObjectPath};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+
+const BATCH: usize = 200;
+/// Idempotency keys are remembered at least 24 hours; twice that before they are purged.
+const IDEMPOTENCY_WINDOW: Duration = Duration::hours(48);
+
+/// Deletes an image's objects and then its record. Missing objects are fine (a second run after
+/// a crash finds some already gone).
+pub async fn remove_image(state: &AppState, image: &Image) -> anyhow::Result<()> {
+    let mut keys = vec![paths::original(image.customer_id, image.id)];
+    keys.extend(RenditionKind::ALL.map(|k| paths::rendition(image.customer_id, image.id, k)));
+    for key in keys {
+        match state.objects.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    state.store.delete_image(image.id).await?;
+    Ok(())
+}
+
+/// One pass: deletes everything expired at the clock's now; returns how many images.
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+    let now = state.clock.now();
+    let mut removed = 0;
+    loop {
+        let batch = state.store.expired_images(now, BATCH).await?;
+        for image in &batch {
+            remove_image(state, image).await?;
+            state.metrics.expired.inc();
+            tracing::info!(image_id = %image.id, customer_id = %image.customer_id, expires_at = %image.expires_at, "expired image deleted");
+        }
+        removed += batch.len();
+        if batch.len() < BATCH {
+            break;
+        }
+    }
+    state
+        .store
+        .purge_idempotency(now - IDEMPOTENCY_WINDOW)
+        .await?;
+    Ok(removed)
+}
+
+/// Sweeps every `sweep_interval` until cancelled.
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    let interval = state.settings.sweep_interval.0;
+    loop {
+        match sweep_once(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "retention sweep finished"),
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep failed; will retry next interval")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
