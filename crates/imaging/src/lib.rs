@@ -13,6 +13,9 @@
 //! Renditions are encoded from pixels only, so no EXIF, GPS or other metadata of the original can
 //! ever reach them.
 
+#[doc(hidden)]
+pub mod fixtures;
+
 mod color;
 mod decode;
 mod encode;
