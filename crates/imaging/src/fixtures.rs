@@ -6,11 +6,16 @@ use std::io::Cursor;
 use exif::{Field, In, Rational, Tag, Value, experimental::Writer};
 use image::{ImageEncoder, RgbImage, RgbaImage};
 
-/// Red top-left quadrant, grey elsewhere, with a little texture.
+/// Red top-left quadrant, a grey ramp elsewhere, with a little texture.
 pub fn quadrant_rgb(width: u32, height: u32) -> RgbImage {
     RgbImage::from_fn(width, height, |x, y| {
         let noise = ((x * 7 + y * 13) % 16) as u8;
-        if x < width / 2 && y < height / 2 { image::Rgb([220, 20 + noise, 20]) } else { image::Rgb([120 + noise, 120, 120]) }
+        let grey = (40 + 150 * x / width.max(1) + 40 * y / height.max(1)) as u8;
+        if x < width / 2 && y < height / 2 {
+            image::Rgb([220, 20 + noise, 20])
+        } else {
+            image::Rgb([grey, grey, grey.saturating_add(noise)])
+        }
     })
 }
 
@@ -18,12 +23,25 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     let img = quadrant_rgb(width, height);
     let mut out = Vec::new();
     let encoder = jpeg_encoder::Encoder::new(&mut out, 90);
-    encoder.encode(img.as_raw(), width as u16, height as u16, jpeg_encoder::ColorType::Rgb).expect("encode jpeg");
+    encoder
+        .encode(
+            img.as_raw(),
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode jpeg");
     out
 }
 
 pub fn png(width: u32, height: u32) -> Vec<u8> {
-    encode(quadrant_rgb(width, height).as_raw(), width, height, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
+    encode(
+        quadrant_rgb(width, height).as_raw(),
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+        image::ImageFormat::Png,
+    )
 }
 
 /// A PNG whose right half is fully transparent.
@@ -33,25 +51,54 @@ pub fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
         let p = rgb.get_pixel(x, y).0;
         image::Rgba([p[0], p[1], p[2], if x < width / 2 { 255 } else { 0 }])
     });
-    encode(rgba.as_raw(), width, height, image::ExtendedColorType::Rgba8, image::ImageFormat::Png)
+    encode(
+        rgba.as_raw(),
+        width,
+        height,
+        image::ExtendedColorType::Rgba8,
+        image::ImageFormat::Png,
+    )
 }
 
 pub fn gif(width: u32, height: u32) -> Vec<u8> {
     let rgba = image::DynamicImage::ImageRgb8(quadrant_rgb(width, height)).into_rgba8();
-    encode(rgba.as_raw(), width, height, image::ExtendedColorType::Rgba8, image::ImageFormat::Gif)
+    encode(
+        rgba.as_raw(),
+        width,
+        height,
+        image::ExtendedColorType::Rgba8,
+        image::ImageFormat::Gif,
+    )
 }
 
 pub fn webp(width: u32, height: u32) -> Vec<u8> {
     let rgba = image::DynamicImage::ImageRgb8(quadrant_rgb(width, height)).into_rgba8();
-    encode(rgba.as_raw(), width, height, image::ExtendedColorType::Rgba8, image::ImageFormat::WebP)
+    encode(
+        rgba.as_raw(),
+        width,
+        height,
+        image::ExtendedColorType::Rgba8,
+        image::ImageFormat::WebP,
+    )
 }
 
-fn encode(raw: &[u8], width: u32, height: u32, color: image::ExtendedColorType, format: image::ImageFormat) -> Vec<u8> {
+fn encode(
+    raw: &[u8],
+    width: u32,
+    height: u32,
+    color: image::ExtendedColorType,
+    format: image::ImageFormat,
+) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     match format {
-        image::ImageFormat::Png => image::codecs::png::PngEncoder::new(&mut out).write_image(raw, width, height, color),
-        image::ImageFormat::Gif => image::codecs::gif::GifEncoder::new(&mut out).encode(raw, width, height, color),
-        _ => image::codecs::webp::WebPEncoder::new_lossless(&mut out).write_image(raw, width, height, color),
+        image::ImageFormat::Png => {
+            image::codecs::png::PngEncoder::new(&mut out).write_image(raw, width, height, color)
+        }
+        image::ImageFormat::Gif => {
+            image::codecs::gif::GifEncoder::new(&mut out).encode(raw, width, height, color)
+        }
+        _ => image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+            .write_image(raw, width, height, color),
     }
     .expect("encode fixture");
     out.into_inner()
@@ -60,7 +107,12 @@ fn encode(raw: &[u8], width: u32, height: u32, color: image::ExtendedColorType, 
 /// A PNG header claiming `width` x `height` pixels, with an empty image data chunk.
 pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let ihdr = [&width.to_be_bytes()[..], &height.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
+    let ihdr = [
+        &width.to_be_bytes()[..],
+        &height.to_be_bytes(),
+        &[8, 2, 0, 0, 0],
+    ]
+    .concat();
     chunk(&mut png, b"IHDR", &ihdr);
     chunk(&mut png, b"IDAT", &[]);
     png
@@ -79,7 +131,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -99,7 +155,11 @@ pub struct ExifSpec {
 }
 
 fn ascii(tag: Tag, ifd: In, s: &str) -> Field {
-    Field { tag, ifd_num: ifd, value: Value::Ascii(vec![s.as_bytes().to_vec()]) }
+    Field {
+        tag,
+        ifd_num: ifd,
+        value: Value::Ascii(vec![s.as_bytes().to_vec()]),
+    }
 }
 
 fn dms(degrees: f64) -> Value {
@@ -108,9 +168,18 @@ fn dms(degrees: f64) -> Value {
     let minutes = ((d - whole) * 60.0).trunc();
     let seconds = ((d - whole) * 60.0 - minutes) * 60.0;
     Value::Rational(vec![
-        Rational { num: whole as u32, denom: 1 },
-        Rational { num: minutes as u32, denom: 1 },
-        Rational { num: (seconds * 10_000.0).round() as u32, denom: 10_000 },
+        Rational {
+            num: whole as u32,
+            denom: 1,
+        },
+        Rational {
+            num: minutes as u32,
+            denom: 1,
+        },
+        Rational {
+            num: (seconds * 10_000.0).round() as u32,
+            denom: 10_000,
+        },
     ])
 }
 
@@ -118,7 +187,11 @@ fn dms(degrees: f64) -> Value {
 pub fn with_exif(jpeg: &[u8], spec: &ExifSpec) -> Vec<u8> {
     let mut fields = Vec::new();
     if let Some(o) = spec.orientation {
-        fields.push(Field { tag: Tag::Orientation, ifd_num: In::PRIMARY, value: Value::Short(vec![o]) });
+        fields.push(Field {
+            tag: Tag::Orientation,
+            ifd_num: In::PRIMARY,
+            value: Value::Short(vec![o]),
+        });
     }
     if let Some(m) = spec.make {
         fields.push(ascii(Tag::Make, In::PRIMARY, m));
@@ -133,10 +206,26 @@ pub fn with_exif(jpeg: &[u8], spec: &ExifSpec) -> Vec<u8> {
         fields.push(ascii(Tag::OffsetTimeOriginal, In::PRIMARY, o));
     }
     if let Some((lat, lon)) = spec.gps {
-        fields.push(ascii(Tag::GPSLatitudeRef, In::PRIMARY, if lat < 0.0 { "S" } else { "N" }));
-        fields.push(Field { tag: Tag::GPSLatitude, ifd_num: In::PRIMARY, value: dms(lat) });
-        fields.push(ascii(Tag::GPSLongitudeRef, In::PRIMARY, if lon < 0.0 { "W" } else { "E" }));
-        fields.push(Field { tag: Tag::GPSLongitude, ifd_num: In::PRIMARY, value: dms(lon) });
+        fields.push(ascii(
+            Tag::GPSLatitudeRef,
+            In::PRIMARY,
+            if lat < 0.0 { "S" } else { "N" },
+        ));
+        fields.push(Field {
+            tag: Tag::GPSLatitude,
+            ifd_num: In::PRIMARY,
+            value: dms(lat),
+        });
+        fields.push(ascii(
+            Tag::GPSLongitudeRef,
+            In::PRIMARY,
+            if lon < 0.0 { "W" } else { "E" },
+        ));
+        fields.push(Field {
+            tag: Tag::GPSLongitude,
+            ifd_num: In::PRIMARY,
+            value: dms(lon),
+        });
     }
     let mut writer = Writer::new();
     for f in &fields {
@@ -155,5 +244,7 @@ pub fn with_exif(jpeg: &[u8], spec: &ExifSpec) -> Vec<u8> {
 
 /// Whether encoded bytes carry any EXIF or XMP metadata.
 pub fn has_metadata(bytes: &[u8]) -> bool {
-    bytes.windows(6).any(|w| w == b"Exif\0\0") || bytes.windows(4).any(|w| w == b"eXIf") || bytes.windows(9).any(|w| w == b"http://ns")
+    bytes.windows(6).any(|w| w == b"Exif\0\0")
+        || bytes.windows(4).any(|w| w == b"eXIf")
+        || bytes.windows(9).any(|w| w == b"http://ns")
 }
