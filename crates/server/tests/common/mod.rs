@@ -1,0 +1,224 @@
+//! A real server on port 0 over a temporary data dir, and the helpers the API tests share.
+
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use imagelake_core::{Clock, ManualClock, SystemClock};
+use imagelake_metadata::SqliteStore;
+use imagelake_server::{AppState, Running, Settings, auth::AdminToken};
+use object_store::local::LocalFileSystem;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub struct TestServer {
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    running: Option<Running>,
+}
+
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::build(tweak, Arc::new(SystemClock)).await
+    }
+
+    pub async fn with_clock(clock: Arc<ManualClock>, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::build(tweak, clock).await
+    }
+
+    async fn build(tweak: impl FnOnce(&mut Settings), clock: Arc<dyn Clock>) -> Self {
+        init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
+        settings.processing.workers = 2;
+        tweak(&mut settings);
+        let objects_dir = dir.path().join("objects");
+        std::fs::create_dir_all(&objects_dir).unwrap();
+        let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap());
+        let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+        let state = AppState::assemble(
+            settings,
+            objects,
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite),
+            clock,
+            AdminToken::from_secret(ADMIN),
+        );
+        let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("server starts");
+        Self {
+            base: format!("http://{}", running.addr),
+            state,
+            client: reqwest::Client::new(),
+            dir,
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a customer; returns its id and API key.
+    pub async fn customer(&self, name: &str) -> (String, String) {
+        let (status, body) = self
+            .send(
+                self.client
+                    .post(self.url("/v1/customers"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"name": name, "email": format!("{name}@example.test")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn upload(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        filename: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.url("/v1/images"))
+            .bearer_auth(key)
+            .body(bytes);
+        if let Some(name) = filename {
+            request = request.query(&[("filename", name)]);
+        }
+        self.send(request).await
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(self.url(path)).bearer_auth(key))
+            .await
+    }
+
+    pub async fn get_bytes(&self, key: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Polls the record until processing has settled (processed or failed).
+    pub async fn wait_settled(&self, key: &str, id: &str) -> Value {
+        wait_for(Duration::from_secs(60), || async {
+            let (status, body) = self.get(key, &format!("/v1/images/{id}")).await;
+            (status == StatusCode::OK && body["status"] != "received").then_some(body)
+        })
+        .await
+        .unwrap_or_else(|| panic!("image {id} was not processed in time"))
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.dir.path().join("objects")
+    }
+}
+
+/// Re-checks `probe` until it yields a value or the deadline passes.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real photographs fetched by `scripts/fetch-corpus` (see README).
+pub fn corpus() -> Vec<PathBuf> {
+    let dir = std::env::var("IMAGELAKE_CORPUS")
+        .expect("IMAGELAKE_CORPUS is not set: run the tests through scripts/test, which fetches the photo corpus");
+    let mut files: Vec<PathBuf> = walk(PathBuf::from(&dir))
+        .into_iter()
+        .filter(|p| {
+            matches!(
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
+                Some("jpg" | "jpeg" | "png")
+            )
+        })
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "expected the photo corpus under {dir}, found {} images",
+        files.len()
+    );
+    files
+}
+
+fn walk(dir: PathBuf) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
