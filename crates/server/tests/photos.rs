@@ -1,0 +1,196 @@
+//! Real photographs end to end, retention on an injected clock, and the dead-letter path.
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{ADMIN, TestServer, content_type, corpus};
+use imagelake_core::{
+    CustomerId, ManualClock,
+    records::{Image, ImageStatus},
+};
+use imagelake_imaging::fixtures::{self, ExifSpec};
+use imagelake_metadata::NewImage;
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn hamming(a: &Value, b: &Value) -> u32 {
+    let parse = |v: &Value| u64::from_str_radix(v.as_str().unwrap(), 16).unwrap();
+    (parse(a) ^ parse(b)).count_ones()
+}
+
+#[tokio::test]
+async fn real_photographs_are_processed_and_served() {
+    let server = TestServer::with(|s| s.limits.burst = 1000).await;
+    let (_, key) = server.customer("photographer").await;
+    let files: Vec<_> = corpus().into_iter().step_by(3).take(16).collect();
+    let mut uploads = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let name = file.file_name().unwrap().to_str().unwrap().to_owned();
+        let (status, body) = server.upload(&key, bytes.clone(), Some(&name)).await;
+        assert!(status == StatusCode::CREATED || body["duplicate"] == true, "{name}: {status} {body}");
+        uploads.push((bytes, body["id"].as_str().unwrap().to_owned()));
+    }
+    let mut with_camera = 0;
+    for (bytes, id) in &uploads {
+        let record = server.wait_settled(&key, id).await;
+        assert_eq!(record["status"], "processed", "{record}");
+        let header = imagelake_imaging::inspect(bytes, u64::MAX).unwrap();
+        let (w, h) = (record["width"].as_u64().unwrap() as u32, record["height"].as_u64().unwrap() as u32);
+        assert!((w, h) == (header.width, header.height) || (h, w) == (header.width, header.height), "{record}");
+        with_camera += usize::from(record["exif"]["make"].is_string());
+        assert_eq!(record["phash"].as_str().unwrap().len(), 16);
+        assert!(record["average_color"].as_str().unwrap().starts_with('#'));
+
+        for (kind, side) in [("thumb", 256), ("preview", 1024)] {
+            let info = &record["renditions"][kind];
+            let longest = info["width"].as_u64().unwrap().max(info["height"].as_u64().unwrap());
+            assert_eq!(longest, u64::from(side.min(w.max(h))), "{kind} of {id}");
+            let response = server.get_bytes(&key, &format!("/v1/images/{id}/renditions/{kind}")).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(content_type(&response), info["content_type"].as_str().unwrap());
+            let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+            assert!(response.headers()["cache-control"].to_str().unwrap().contains("private"));
+            let body = response.bytes().await.unwrap();
+            assert_eq!(body.len() as u64, info["bytes"].as_u64().unwrap());
+            assert!(!fixtures::has_metadata(&body), "{kind} of {id} carries metadata");
+            let decoded = image::load_from_memory(&body).unwrap();
+            assert_eq!(u64::from(decoded.width()), info["width"].as_u64().unwrap());
+            let again = server.client.get(server.url(&format!("/v1/images/{id}/renditions/{kind}"))).bearer_auth(&key).header("if-none-match", &etag).send().await.unwrap();
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        }
+        let original = server.get_bytes(&key, &format!("/v1/images/{id}/original")).await;
+        assert_eq!(content_type(&original), record["content_type"].as_str().unwrap());
+        assert_eq!(original.bytes().await.unwrap().as_ref(), bytes.as_slice(), "the original comes back byte for byte");
+    }
+    assert!(with_camera > 0, "some corpus photos carry camera EXIF");
+
+    // The preview of a photo, uploaded as an image of its own, hashes close to the photo.
+    let (_, first_id) = &uploads[0];
+    let (_, record) = server.get(&key, &format!("/v1/images/{first_id}")).await;
+    let preview = server.get_bytes(&key, &format!("/v1/images/{first_id}/renditions/preview")).await.bytes().await.unwrap();
+    let (_, copy) = server.upload(&key, preview.to_vec(), None).await;
+    let copy = server.wait_settled(&key, copy["id"].as_str().unwrap()).await;
+    assert!(hamming(&record["phash"], &copy["phash"]) <= 8, "{} vs {}", record["phash"], copy["phash"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn orientation_and_gps_on_a_real_photo() {
+    let photo = corpus().into_iter().find(|p| p.extension().is_some_and(|e| e == "jpg")).unwrap();
+    let bytes = std::fs::read(&photo).unwrap();
+    let header = imagelake_imaging::inspect(&bytes, u64::MAX).unwrap();
+    let tagged = fixtures::with_exif(&bytes, &ExifSpec { orientation: Some(6), make: Some("TestCam"), gps: Some((-33.8568, 151.2153)), ..Default::default() });
+
+    for keep_gps in [false, true] {
+        let server = TestServer::with(|s| s.processing.keep_gps = keep_gps).await;
+        let (_, key) = server.customer("traveller").await;
+        let (_, body) = server.upload(&key, tagged.clone(), Some("trip.jpg")).await;
+        let record = server.wait_settled(&key, body["id"].as_str().unwrap()).await;
+        assert_eq!((record["width"].as_u64(), record["height"].as_u64()), (Some(u64::from(header.height)), Some(u64::from(header.width))));
+        assert_eq!(record["exif"]["orientation"], 6);
+        assert_eq!(record["exif"]["make"], "TestCam");
+        let preview = &record["renditions"]["preview"];
+        assert!(preview["height"].as_u64() > preview["width"].as_u64(), "the preview is upright");
+        if keep_gps {
+            assert!((record["exif"]["gps"]["lat"].as_f64().unwrap() + 33.8568).abs() < 1e-3);
+        } else {
+            assert!(record["exif"].get("gps").is_none(), "GPS is not kept by default");
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn retention_expires_on_time_and_not_before() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let server = TestServer::with_clock(clock.clone(), |s| s.retention = "1h".parse().unwrap()).await;
+    let (_, key) = server.customer("ephemeral").await;
+    let (_, body) = server.upload(&key, fixtures::jpeg(400, 300), None).await;
+    let id = body["id"].as_str().unwrap().to_owned();
+    server.wait_settled(&key, &id).await;
+    let files = || walk_files(&server.objects_dir());
+    assert_eq!(files(), 3, "original and two renditions");
+
+    clock.advance(Duration::from_secs(3599));
+    assert_eq!(imagelake_server::sweeper::sweep_once(&server.state).await.unwrap(), 0, "nothing deleted early");
+    assert_eq!(server.get(&key, &format!("/v1/images/{id}")).await.0, StatusCode::OK);
+    assert_eq!(files(), 3);
+
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(server.get(&key, &format!("/v1/images/{id}")).await.0, StatusCode::NOT_FOUND, "not served once expired");
+    assert_eq!(server.get_bytes(&key, &format!("/v1/images/{id}/original")).await.status(), StatusCode::NOT_FOUND);
+    let (_, page) = server.get(&key, "/v1/images").await;
+    assert_eq!(page["images"].as_array().unwrap().len(), 0);
+    assert_eq!(files(), 3, "still on disk until the sweep");
+
+    assert_eq!(imagelake_server::sweeper::sweep_once(&server.state).await.unwrap(), 1);
+    assert_eq!(files(), 0, "original and renditions deleted together");
+    assert!(server.state.store.get_image(id.parse().unwrap()).await.unwrap().is_none(), "record deleted too");
+    server.stop().await;
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
+        .sum()
+}
+
+#[tokio::test]
+async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
+    let server = TestServer::with(|s| {
+        s.processing.max_attempts = 3;
+        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(1);
+    })
+    .await;
+    let (customer, key) = server.customer("unlucky").await;
+    let customer: CustomerId = customer.parse().unwrap();
+    // A record whose original is missing: every attempt fails to read it.
+    let now = chrono::Utc::now();
+    let image = Image {
+        id: imagelake_core::ImageId::new(),
+        customer_id: customer,
+        status: ImageStatus::Received,
+        bytes: 0,
+        sha256: "0".repeat(64),
+        content_type: "image/jpeg".into(),
+        filename: None,
+        uploaded_at: imagelake_core::clock::to_micros_precision(now),
+        expires_at: imagelake_core::clock::to_micros_precision(now + chrono::Duration::days(7)),
+        facts: None,
+        error: None,
+        processed_at: None,
+    };
+    server.state.store.insert_image(&NewImage { image: image.clone(), idempotency: None }, true).await.unwrap();
+    server.state.work_ready.notify_one();
+
+    let dead = common::wait_for(Duration::from_secs(30), || async {
+        let (_, body) = server.get(ADMIN, "/v1/admin/dead-letters").await;
+        let list = body["dead_letters"].as_array().cloned().unwrap_or_default();
+        (!list.is_empty()).then_some(list)
+    })
+    .await
+    .expect("the job reaches the dead letters");
+    assert_eq!(dead[0]["image_id"], image.id.to_string());
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(!dead[0]["last_error"].as_str().unwrap().is_empty());
+
+    let bytes = fixtures::jpeg(300, 200);
+    let location = ObjectPath::from(imagelake_core::paths::original(customer, image.id));
+    server.state.objects.put(&location, PutPayload::from(bytes)).await.unwrap();
+    let job = dead[0]["id"].as_str().unwrap();
+    let (status, _) = server.send(server.client.post(server.url(&format!("/v1/admin/dead-letters/{job}/retry"))).bearer_auth(ADMIN)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let record = server.wait_settled(&key, &image.id.to_string()).await;
+    assert_eq!(record["status"], "processed");
+    let (_, body) = server.get(ADMIN, "/v1/admin/dead-letters").await;
+    assert_eq!(body["dead_letters"].as_array().unwrap().len(), 0);
+    let (status, _) = server.send(server.client.post(server.url(&format!("/v1/admin/dead-letters/{job}/retry"))).bearer_auth(ADMIN)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    server.stop().await;
+}
