@@ -30,7 +30,10 @@ async fn real_photographs_are_processed_and_served() {
         let bytes = std::fs::read(file).unwrap();
         let name = file.file_name().unwrap().to_str().unwrap().to_owned();
         let (status, body) = server.upload(&key, bytes.clone(), Some(&name)).await;
-        assert!(status == StatusCode::CREATED || body["duplicate"] == true, "{name}: {status} {body}");
+        assert!(
+            status == StatusCode::CREATED || body["duplicate"] == true,
+            "{name}: {status} {body}"
+        );
         uploads.push((bytes, body["id"].as_str().unwrap().to_owned()));
     }
     let mut with_camera = 0;
@@ -38,66 +41,141 @@ async fn real_photographs_are_processed_and_served() {
         let record = server.wait_settled(&key, id).await;
         assert_eq!(record["status"], "processed", "{record}");
         let header = imagelake_imaging::inspect(bytes, u64::MAX).unwrap();
-        let (w, h) = (record["width"].as_u64().unwrap() as u32, record["height"].as_u64().unwrap() as u32);
-        assert!((w, h) == (header.width, header.height) || (h, w) == (header.width, header.height), "{record}");
+        let (w, h) = (
+            record["width"].as_u64().unwrap() as u32,
+            record["height"].as_u64().unwrap() as u32,
+        );
+        assert!(
+            (w, h) == (header.width, header.height) || (h, w) == (header.width, header.height),
+            "{record}"
+        );
         with_camera += usize::from(record["exif"]["make"].is_string());
         assert_eq!(record["phash"].as_str().unwrap().len(), 16);
         assert!(record["average_color"].as_str().unwrap().starts_with('#'));
 
         for (kind, side) in [("thumb", 256), ("preview", 1024)] {
             let info = &record["renditions"][kind];
-            let longest = info["width"].as_u64().unwrap().max(info["height"].as_u64().unwrap());
+            let longest = info["width"]
+                .as_u64()
+                .unwrap()
+                .max(info["height"].as_u64().unwrap());
             assert_eq!(longest, u64::from(side.min(w.max(h))), "{kind} of {id}");
-            let response = server.get_bytes(&key, &format!("/v1/images/{id}/renditions/{kind}")).await;
+            let response = server
+                .get_bytes(&key, &format!("/v1/images/{id}/renditions/{kind}"))
+                .await;
             assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(content_type(&response), info["content_type"].as_str().unwrap());
+            assert_eq!(
+                content_type(&response),
+                info["content_type"].as_str().unwrap()
+            );
             let etag = response.headers()["etag"].to_str().unwrap().to_owned();
-            assert!(response.headers()["cache-control"].to_str().unwrap().contains("private"));
+            assert!(
+                response.headers()["cache-control"]
+                    .to_str()
+                    .unwrap()
+                    .contains("private")
+            );
             let body = response.bytes().await.unwrap();
             assert_eq!(body.len() as u64, info["bytes"].as_u64().unwrap());
-            assert!(!fixtures::has_metadata(&body), "{kind} of {id} carries metadata");
+            assert!(
+                !fixtures::has_metadata(&body),
+                "{kind} of {id} carries metadata"
+            );
             let decoded = image::load_from_memory(&body).unwrap();
             assert_eq!(u64::from(decoded.width()), info["width"].as_u64().unwrap());
-            let again = server.client.get(server.url(&format!("/v1/images/{id}/renditions/{kind}"))).bearer_auth(&key).header("if-none-match", &etag).send().await.unwrap();
+            let again = server
+                .client
+                .get(server.url(&format!("/v1/images/{id}/renditions/{kind}")))
+                .bearer_auth(&key)
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
         }
-        let original = server.get_bytes(&key, &format!("/v1/images/{id}/original")).await;
-        assert_eq!(content_type(&original), record["content_type"].as_str().unwrap());
-        assert_eq!(original.bytes().await.unwrap().as_ref(), bytes.as_slice(), "the original comes back byte for byte");
+        let original = server
+            .get_bytes(&key, &format!("/v1/images/{id}/original"))
+            .await;
+        assert_eq!(
+            content_type(&original),
+            record["content_type"].as_str().unwrap()
+        );
+        assert_eq!(
+            original.bytes().await.unwrap().as_ref(),
+            bytes.as_slice(),
+            "the original comes back byte for byte"
+        );
     }
     assert!(with_camera > 0, "some corpus photos carry camera EXIF");
 
     // The preview of a photo, uploaded as an image of its own, hashes close to the photo.
     let (_, first_id) = &uploads[0];
     let (_, record) = server.get(&key, &format!("/v1/images/{first_id}")).await;
-    let preview = server.get_bytes(&key, &format!("/v1/images/{first_id}/renditions/preview")).await.bytes().await.unwrap();
+    let preview = server
+        .get_bytes(&key, &format!("/v1/images/{first_id}/renditions/preview"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
     let (_, copy) = server.upload(&key, preview.to_vec(), None).await;
-    let copy = server.wait_settled(&key, copy["id"].as_str().unwrap()).await;
-    assert!(hamming(&record["phash"], &copy["phash"]) <= 8, "{} vs {}", record["phash"], copy["phash"]);
+    let copy = server
+        .wait_settled(&key, copy["id"].as_str().unwrap())
+        .await;
+    assert!(
+        hamming(&record["phash"], &copy["phash"]) <= 8,
+        "{} vs {}",
+        record["phash"],
+        copy["phash"]
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn orientation_and_gps_on_a_real_photo() {
-    let photo = corpus().into_iter().find(|p| p.extension().is_some_and(|e| e == "jpg")).unwrap();
+    let photo = corpus()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .unwrap();
     let bytes = std::fs::read(&photo).unwrap();
     let header = imagelake_imaging::inspect(&bytes, u64::MAX).unwrap();
-    let tagged = fixtures::with_exif(&bytes, &ExifSpec { orientation: Some(6), make: Some("TestCam"), gps: Some((-33.8568, 151.2153)), ..Default::default() });
+    let tagged = fixtures::with_exif(
+        &bytes,
+        &ExifSpec {
+            orientation: Some(6),
+            make: Some("TestCam"),
+            gps: Some((-33.8568, 151.2153)),
+            ..Default::default()
+        },
+    );
 
     for keep_gps in [false, true] {
         let server = TestServer::with(|s| s.processing.keep_gps = keep_gps).await;
         let (_, key) = server.customer("traveller").await;
         let (_, body) = server.upload(&key, tagged.clone(), Some("trip.jpg")).await;
-        let record = server.wait_settled(&key, body["id"].as_str().unwrap()).await;
-        assert_eq!((record["width"].as_u64(), record["height"].as_u64()), (Some(u64::from(header.height)), Some(u64::from(header.width))));
+        let record = server
+            .wait_settled(&key, body["id"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            (record["width"].as_u64(), record["height"].as_u64()),
+            (
+                Some(u64::from(header.height)),
+                Some(u64::from(header.width))
+            )
+        );
         assert_eq!(record["exif"]["orientation"], 6);
         assert_eq!(record["exif"]["make"], "TestCam");
         let preview = &record["renditions"]["preview"];
-        assert!(preview["height"].as_u64() > preview["width"].as_u64(), "the preview is upright");
+        assert!(
+            preview["height"].as_u64() > preview["width"].as_u64(),
+            "the preview is upright"
+        );
         if keep_gps {
             assert!((record["exif"]["gps"]["lat"].as_f64().unwrap() + 33.8568).abs() < 1e-3);
         } else {
-            assert!(record["exif"].get("gps").is_none(), "GPS is not kept by default");
+            assert!(
+                record["exif"].get("gps").is_none(),
+                "GPS is not kept by default"
+            );
         }
         server.stop().await;
     }
@@ -106,7 +184,8 @@ async fn orientation_and_gps_on_a_real_photo() {
 #[tokio::test]
 async fn retention_expires_on_time_and_not_before() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-    let server = TestServer::with_clock(clock.clone(), |s| s.retention = "1h".parse().unwrap()).await;
+    let server =
+        TestServer::with_clock(clock.clone(), |s| s.retention = "1h".parse().unwrap()).await;
     let (_, key) = server.customer("ephemeral").await;
     let (_, body) = server.upload(&key, fixtures::jpeg(400, 300), None).await;
     let id = body["id"].as_str().unwrap().to_owned();
@@ -115,20 +194,53 @@ async fn retention_expires_on_time_and_not_before() {
     assert_eq!(files(), 3, "original and two renditions");
 
     clock.advance(Duration::from_secs(3599));
-    assert_eq!(imagelake_server::sweeper::sweep_once(&server.state).await.unwrap(), 0, "nothing deleted early");
-    assert_eq!(server.get(&key, &format!("/v1/images/{id}")).await.0, StatusCode::OK);
+    assert_eq!(
+        imagelake_server::sweeper::sweep_once(&server.state)
+            .await
+            .unwrap(),
+        0,
+        "nothing deleted early"
+    );
+    assert_eq!(
+        server.get(&key, &format!("/v1/images/{id}")).await.0,
+        StatusCode::OK
+    );
     assert_eq!(files(), 3);
 
     clock.advance(Duration::from_secs(1));
-    assert_eq!(server.get(&key, &format!("/v1/images/{id}")).await.0, StatusCode::NOT_FOUND, "not served once expired");
-    assert_eq!(server.get_bytes(&key, &format!("/v1/images/{id}/original")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        server.get(&key, &format!("/v1/images/{id}")).await.0,
+        StatusCode::NOT_FOUND,
+        "not served once expired"
+    );
+    assert_eq!(
+        server
+            .get_bytes(&key, &format!("/v1/images/{id}/original"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
     let (_, page) = server.get(&key, "/v1/images").await;
     assert_eq!(page["images"].as_array().unwrap().len(), 0);
     assert_eq!(files(), 3, "still on disk until the sweep");
 
-    assert_eq!(imagelake_server::sweeper::sweep_once(&server.state).await.unwrap(), 1);
+    assert_eq!(
+        imagelake_server::sweeper::sweep_once(&server.state)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(files(), 0, "original and renditions deleted together");
-    assert!(server.state.store.get_image(id.parse().unwrap()).await.unwrap().is_none(), "record deleted too");
+    assert!(
+        server
+            .state
+            .store
+            .get_image(id.parse().unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "record deleted too"
+    );
     server.stop().await;
 }
 
@@ -137,7 +249,13 @@ fn walk_files(dir: &std::path::Path) -> usize {
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_files(&e.path())
+            } else {
+                1
+            }
+        })
         .sum()
 }
 
@@ -166,7 +284,18 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
         error: None,
         processed_at: None,
     };
-    server.state.store.insert_image(&NewImage { image: image.clone(), idempotency: None }, true).await.unwrap();
+    server
+        .state
+        .store
+        .insert_image(
+            &NewImage {
+                image: image.clone(),
+                idempotency: None,
+            },
+            true,
+        )
+        .await
+        .unwrap();
     server.state.work_ready.notify_one();
 
     let dead = common::wait_for(Duration::from_secs(30), || async {
@@ -182,15 +311,34 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
 
     let bytes = fixtures::jpeg(300, 200);
     let location = ObjectPath::from(imagelake_core::paths::original(customer, image.id));
-    server.state.objects.put(&location, PutPayload::from(bytes)).await.unwrap();
+    server
+        .state
+        .objects
+        .put(&location, PutPayload::from(bytes))
+        .await
+        .unwrap();
     let job = dead[0]["id"].as_str().unwrap();
-    let (status, _) = server.send(server.client.post(server.url(&format!("/v1/admin/dead-letters/{job}/retry"))).bearer_auth(ADMIN)).await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/v1/admin/dead-letters/{job}/retry")))
+                .bearer_auth(ADMIN),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let record = server.wait_settled(&key, &image.id.to_string()).await;
     assert_eq!(record["status"], "processed");
     let (_, body) = server.get(ADMIN, "/v1/admin/dead-letters").await;
     assert_eq!(body["dead_letters"].as_array().unwrap().len(), 0);
-    let (status, _) = server.send(server.client.post(server.url(&format!("/v1/admin/dead-letters/{job}/retry"))).bearer_auth(ADMIN)).await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/v1/admin/dead-letters/{job}/retry")))
+                .bearer_auth(ADMIN),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
