@@ -94,10 +94,10 @@ impl ServeArgs {
         if let Some(ms) = self.retry_backoff_ms {
             s.processing.retry_backoff = HumanDurationMs(ms);
         }
-        if let Ok(token) = std::env::var("IMAGELAKE_ADMIN_TOKEN") {
-            if !token.trim().is_empty() {
-                s.admin_token = Some(Secret(token.trim().to_owned()));
-            }
+        if let Ok(token) = std::env::var("IMAGELAKE_ADMIN_TOKEN")
+            && !token.trim().is_empty()
+        {
+            s.admin_token = Some(Secret(token.trim().to_owned()));
         }
         Ok(s)
     }

@@ -58,10 +58,8 @@ pub fn process(bytes: &[u8], options: &Options) -> Result<Processed, ImagingErro
     let format = sniff(bytes)?;
     let mut exif = exif::read(bytes);
     let orientation = exif.as_ref().and_then(|e| e.orientation).unwrap_or(1);
-    if !options.keep_gps {
-        if let Some(e) = exif.as_mut() {
-            e.gps = None;
-        }
+    if let Some(e) = exif.as_mut().filter(|_| !options.keep_gps) {
+        e.gps = None;
     }
     let decoded = decode::decode(
         bytes,

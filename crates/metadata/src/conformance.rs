@@ -195,7 +195,7 @@ pub async fn duplicates_are_per_customer_and_live_only(store: &dyn MetadataStore
     let again = image(a.id, t0() + secs(5), "same-bytes");
     assert_eq!(
         store.insert_image(&new(&again), false).await.unwrap(),
-        InsertOutcome::Duplicate(first.clone())
+        InsertOutcome::Duplicate(Box::new(first.clone()))
     );
     let other_customer = image(b.id, t0() + secs(5), "same-bytes");
     assert_eq!(

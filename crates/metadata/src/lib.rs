@@ -63,7 +63,7 @@ pub enum InsertOutcome {
     /// The record (and its job, when asked) was written.
     Created,
     /// The customer already has a live image with the same SHA-256; nothing was written.
-    Duplicate(Image),
+    Duplicate(Box<Image>),
     /// The idempotency key was used before; nothing was written.
     Replay(IdempotencyRecord),
 }

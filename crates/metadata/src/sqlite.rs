@@ -399,13 +399,13 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| {
             let img = &new.image;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            if let Some(idem) = &new.idempotency {
-                if let Some(previous) = idempotent(&tx, img.customer_id, &idem.key)? {
-                    return Ok(InsertOutcome::Replay(previous));
-                }
+            if let Some(idem) = &new.idempotency
+                && let Some(previous) = idempotent(&tx, img.customer_id, &idem.key)?
+            {
+                return Ok(InsertOutcome::Replay(previous));
             }
             if let Some(existing) = live_duplicate(&tx, img.customer_id, &img.sha256, img.uploaded_at)? {
-                return Ok(InsertOutcome::Duplicate(existing));
+                return Ok(InsertOutcome::Duplicate(Box::new(existing)));
             }
             tx.execute(
                 &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
