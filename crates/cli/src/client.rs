@@ -231,8 +231,10 @@ async fn upload_one(
             tokio::time::sleep(Duration::from_secs(wait)).await;
             continue;
         }
+        let replayed = response.headers().contains_key("idempotent-replayed");
         let body: Value = response.json().await.unwrap_or_default();
         return Ok(match status.as_u16() {
+            _ if replayed && status.is_success() => Outcome::Duplicate,
             201 => Outcome::Stored,
             200 if body["duplicate"] == Value::Bool(true) => Outcome::Duplicate,
             200 => Outcome::Stored,

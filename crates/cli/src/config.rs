@@ -140,15 +140,28 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_the_defaults() {
-        let example: Settings = toml::from_str(include_str!("../../../imagelake.example.toml")).expect("example parses");
+        let example: Settings = toml::from_str(include_str!("../../../imagelake.example.toml"))
+            .expect("example parses");
         let defaults = Settings::default();
         assert_eq!(example.retention, defaults.retention);
         assert_eq!(example.sweep_interval, defaults.sweep_interval);
         assert_eq!(example.listen, defaults.listen);
-        assert_eq!(example.limits.max_body_bytes, defaults.limits.max_body_bytes);
+        assert_eq!(
+            example.limits.max_body_bytes,
+            defaults.limits.max_body_bytes
+        );
         assert_eq!(example.limits.max_pixels, defaults.limits.max_pixels);
-        assert_eq!(example.processing.max_attempts, defaults.processing.max_attempts);
-        assert!(toml::from_str::<Settings>("retention = \"7 days\"").is_err(), "bad durations are refused");
-        assert!(toml::from_str::<Settings>("colour = 1").is_err(), "unknown settings are refused");
+        assert_eq!(
+            example.processing.max_attempts,
+            defaults.processing.max_attempts
+        );
+        assert!(
+            toml::from_str::<Settings>("retention = \"7 days\"").is_err(),
+            "bad durations are refused"
+        );
+        assert!(
+            toml::from_str::<Settings>("colour = 1").is_err(),
+            "unknown settings are refused"
+        );
     }
 }

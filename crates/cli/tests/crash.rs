@@ -1,101 +1,21 @@
 //! The real binary killed with SIGKILL while uploads and processing are in flight: every upload
 //! that got a 201 is there after a restart and ends processed, with one set of renditions.
 
+mod common;
+
 use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use common::{ADMIN, photos, start, temp_dir, wait_until};
 use serde_json::Value;
-
-const ADMIN: &str = "crash-test-admin";
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn start(data_dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imagelake"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("IMAGELAKE_ADMIN_TOKEN", ADMIN)
-        .env("IMAGELAKE_RATE_BURST", "100000")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start imagelake serve");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .expect("read log");
-        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        if let Some(addr) = entry["fields"]["addr"].as_str() {
-            break addr.to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn photos() -> Vec<PathBuf> {
-    let dir = std::env::var("IMAGELAKE_CORPUS")
-        .expect("IMAGELAKE_CORPUS is not set: run the tests through scripts/test");
-    let mut out = Vec::new();
-    let mut stack = vec![PathBuf::from(dir)];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "jpg" || x == "png") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    assert!(out.len() >= 10, "the photo corpus is missing");
-    out
-}
-
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    deadline: Duration,
-    mut probe: impl FnMut() -> F,
-) -> bool {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if probe().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_acknowledged_upload() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile_dir();
+    let dir = temp_dir("crash");
     let mut server = start(&dir);
     let client = reqwest::Client::new();
     let created: Value = client
@@ -209,14 +129,4 @@ async fn sigkill_loses_no_acknowledged_upload() {
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "serve exits cleanly on SIGTERM: {exit:?}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "imagelake-crash-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

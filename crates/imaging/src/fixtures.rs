@@ -252,11 +252,24 @@ pub fn has_metadata(bytes: &[u8]) -> bool {
 /// A CMYK JPEG (Adobe, as Photoshop writes them) with the red quadrant in ink values.
 pub fn cmyk_jpeg(width: u32, height: u32) -> Vec<u8> {
     let data: Vec<u8> = (0..height)
-        .flat_map(|y| (0..width).flat_map(move |x| if x < width / 2 && y < height / 2 { [0, 255, 255, 0] } else { [0, 0, 0, 128] }))
+        .flat_map(|y| {
+            (0..width).flat_map(move |x| {
+                if x < width / 2 && y < height / 2 {
+                    [0, 255, 255, 0]
+                } else {
+                    [0, 0, 0, 128]
+                }
+            })
+        })
         .collect();
     let mut out = Vec::new();
     jpeg_encoder::Encoder::new(&mut out, 90)
-        .encode(&data, width as u16, height as u16, jpeg_encoder::ColorType::Cmyk)
+        .encode(
+            &data,
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Cmyk,
+        )
         .expect("encode cmyk");
     out
 }
@@ -264,10 +277,19 @@ pub fn cmyk_jpeg(width: u32, height: u32) -> Vec<u8> {
 /// A flat JPEG of `rgb` tagged with the Display P3 ICC profile.
 pub fn display_p3_jpeg(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     let data = rgb.repeat((width * height) as usize);
-    let icc = moxcms::ColorProfile::new_display_p3().encode().expect("encode icc");
+    let icc = moxcms::ColorProfile::new_display_p3()
+        .encode()
+        .expect("encode icc");
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, 95);
     encoder.add_icc_profile(&icc).expect("icc fits");
-    encoder.encode(&data, width as u16, height as u16, jpeg_encoder::ColorType::Rgb).expect("encode p3");
+    encoder
+        .encode(
+            &data,
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode p3");
     out
 }

@@ -189,9 +189,16 @@ fn broken_images_fail_with_a_reason() {
 fn cmyk_and_icc_profiled_images_become_srgb() {
     let cmyk = run(&fixtures::cmyk_jpeg(400, 300));
     let preview = decode(&cmyk.renditions[1].bytes);
-    assert!(is_red(preview.get_pixel(10, 10)), "CMYK red stays red: {:?}", preview.get_pixel(10, 10));
+    assert!(
+        is_red(preview.get_pixel(10, 10)),
+        "CMYK red stays red: {:?}",
+        preview.get_pixel(10, 10)
+    );
     let grey = preview.get_pixel(390, 290);
-    assert!((100..160).contains(&grey[0]) && grey[0].abs_diff(grey[2]) < 12, "50% black is mid grey: {grey:?}");
+    assert!(
+        (100..160).contains(&grey[0]) && grey[0].abs_diff(grey[2]) < 12,
+        "50% black is mid grey: {grey:?}"
+    );
 
     // A saturated Display P3 green lies outside sRGB: converted, its red channel drops to ~0.
     let p3 = run(&fixtures::display_p3_jpeg(64, 64, [50, 200, 50]));

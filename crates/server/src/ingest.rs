@@ -34,6 +34,8 @@ pub struct Upload {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
+    /// The answer repeats the one first given to this idempotency key.
+    pub replayed: bool,
 }
 
 /// The JSON of an image as upload answers show it.
@@ -97,6 +99,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         return Ok(Answer {
             status: StatusCode::OK,
             body: image_body(&existing, true),
+            replayed: false,
         });
     }
     let retention =
@@ -146,6 +149,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             Ok(Answer {
                 status: StatusCode::CREATED,
                 body,
+                replayed: false,
             })
         }
         Ok(InsertOutcome::Duplicate(existing)) => {
@@ -154,6 +158,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             Ok(Answer {
                 status: StatusCode::OK,
                 body: image_body(&existing, true),
+                replayed: false,
             })
         }
         Ok(InsertOutcome::Replay(previous)) => {
@@ -181,6 +186,7 @@ fn replay(
     Ok(Answer {
         status: StatusCode::from_u16(previous.status).unwrap_or(StatusCode::CREATED),
         body: serde_json::from_str(&previous.body).unwrap_or_default(),
+        replayed: true,
     })
 }
 

@@ -191,7 +191,12 @@ async fn idempotency_keys_replay_and_conflict() {
     };
     let (first_status, first) = server.send(post(fixtures::png(64, 64), "order-1")).await;
     assert_eq!(first_status, StatusCode::CREATED);
-    let (again_status, again) = server.send(post(fixtures::png(64, 64), "order-1")).await;
+    let replay = post(fixtures::png(64, 64), "order-1").send().await.unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let (again_status, again) = (
+        replay.status(),
+        replay.json::<serde_json::Value>().await.unwrap(),
+    );
     assert_eq!(
         (again_status, &again),
         (StatusCode::CREATED, &first),

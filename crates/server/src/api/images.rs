@@ -122,7 +122,13 @@ pub async fn upload(
         },
     )
     .await?;
-    Ok((answer.status, Json(answer.body)).into_response())
+    let mut response = (answer.status, Json(answer.body)).into_response();
+    if answer.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {

@@ -1,0 +1,114 @@
+//! The client commands against a running server, as a user runs them.
+
+mod common;
+
+use std::process::Command;
+
+use common::{ADMIN, start, temp_dir};
+use imagelake_imaging::fixtures;
+
+fn imagelake(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imagelake"))
+        .args(args)
+        .env_remove("IMAGELAKE_ADMIN_TOKEN")
+        .env_remove("IMAGELAKE_API_KEY")
+        .output()
+        .expect("run imagelake")
+}
+
+#[test]
+fn customers_create_then_upload_a_folder() {
+    let data = temp_dir("cli-data");
+    let mut server = start(&data);
+    let created = imagelake(&[
+        "customers",
+        "create",
+        "--name",
+        "Acme",
+        "--email",
+        "ops@acme.test",
+        "--admin-token",
+        ADMIN,
+        "--server",
+        &server.base,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let key = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("api key:"))
+        .expect("the key is printed")
+        .trim()
+        .to_owned();
+    assert!(key.starts_with("ilk_"));
+
+    let folder = temp_dir("cli-upload");
+    std::fs::create_dir_all(folder.join("sub")).unwrap();
+    std::fs::write(folder.join("a.jpg"), fixtures::jpeg(300, 200)).unwrap();
+    std::fs::write(folder.join("copy-of-a.jpg"), fixtures::jpeg(300, 200)).unwrap();
+    std::fs::write(folder.join("sub/b.png"), fixtures::png(120, 90)).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not an image").unwrap();
+    let uploaded = imagelake(&[
+        "upload",
+        folder.to_str().unwrap(),
+        "--key",
+        &key,
+        "--server",
+        &server.base,
+    ]);
+    assert!(
+        uploaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    let summary = String::from_utf8(uploaded.stdout).unwrap();
+    assert!(
+        summary.contains("stored: 2, duplicates: 1, refused: 1"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("notes.txt: unsupported_media_type"),
+        "{summary}"
+    );
+
+    // Running it again stores nothing new.
+    let again = String::from_utf8(
+        imagelake(&[
+            "upload",
+            folder.to_str().unwrap(),
+            "--key",
+            &key,
+            "--server",
+            &server.base,
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert!(
+        again.contains("stored: 0, duplicates: 3, refused: 1"),
+        "{again}"
+    );
+
+    let refused = imagelake(&[
+        "customers",
+        "create",
+        "--name",
+        "X",
+        "--email",
+        "x@x.test",
+        "--admin-token",
+        "wrong",
+        "--server",
+        &server.base,
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&folder);
+}
