@@ -1,9 +1,10 @@
 //! Decoding to sRGB pixels at the smallest size that still serves the largest rendition.
 //!
-//! JPEG goes through `jpeg-decoder`, whose IDCT scaling (1/2, 1/4, 1/8) shrinks on load: a 20 MP
-//! photo made into a 1024 px preview is decoded at a quarter or an eighth of its pixels. It also
-//! refuses truncated files instead of returning half an image. The other formats go through the
-//! `image` crate with allocation limits.
+//! JPEG shrinks on load: the IDCT is scaled so a 20 MP photo made into a 1024 px preview is
+//! decoded at a fraction of its pixels. With the `turbojpeg` feature, libjpeg-turbo does it (SIMD,
+//! any M/8 scale); without it, the pure-Rust `jpeg-decoder` does (1/2, 1/4, 1/8). Both refuse
+//! truncated files instead of returning half an image. The other formats go through the `image`
+//! crate with allocation limits.
 
 use std::io::Cursor;
 
@@ -33,7 +34,73 @@ fn corrupt(e: impl std::fmt::Display) -> ImagingError {
     ImagingError::Corrupt(e.to_string())
 }
 
+/// With libjpeg-turbo: SIMD IDCT and colour conversion, and the finest scale (any M/8) whose
+/// output still covers `target`. CMYK/YCCK files take the portable path, which handles Adobe's
+/// inverted inks.
+#[cfg(feature = "turbojpeg")]
 fn decode_jpeg(bytes: &[u8], target: u32, max_pixels: u64) -> Result<Decoded, ImagingError> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
+
+    let header = turbojpeg::read_header(bytes).map_err(corrupt)?;
+    if matches!(header.colorspace, Colorspace::CMYK | Colorspace::YCCK) {
+        return decode_jpeg_portable(bytes, target, max_pixels);
+    }
+    let (width, height) = (
+        u32::try_from(header.width).map_err(corrupt)?,
+        u32::try_from(header.height).map_err(corrupt)?,
+    );
+    check_pixels(width, height, max_pixels)?;
+    let longest = header.width.max(header.height);
+    let factor = Decompressor::supported_scaling_factors()
+        .into_iter()
+        .filter(|f| f.num() <= f.denom() && f.scale(longest) >= target as usize)
+        .min_by_key(|f| f.scale(longest))
+        .unwrap_or(ScalingFactor::ONE);
+    let mut decompressor = Decompressor::new().map_err(corrupt)?;
+    decompressor.set_scaling_factor(factor).map_err(corrupt)?;
+    let scaled = header.scaled(factor);
+    let mut image = Image {
+        pixels: vec![0u8; scaled.width * scaled.height * 3],
+        width: scaled.width,
+        pitch: scaled.width * 3,
+        height: scaled.height,
+        format: PixelFormat::RGB,
+    };
+    decompressor
+        .decompress(bytes, image.as_deref_mut())
+        .map_err(corrupt)?;
+    let data = color::to_srgb(image.pixels, 3, jpeg_icc_profile(bytes).as_deref());
+    Ok(Decoded {
+        pixels: Pixels {
+            width: scaled.width as u32,
+            height: scaled.height as u32,
+            channels: 3,
+            data,
+        },
+        width,
+        height,
+    })
+}
+
+/// The embedded ICC profile, read from the headers only.
+#[cfg(feature = "turbojpeg")]
+fn jpeg_icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.read_info().ok()?;
+    decoder.icc_profile()
+}
+
+#[cfg(not(feature = "turbojpeg"))]
+fn decode_jpeg(bytes: &[u8], target: u32, max_pixels: u64) -> Result<Decoded, ImagingError> {
+    decode_jpeg_portable(bytes, target, max_pixels)
+}
+
+/// Pure Rust: `jpeg-decoder` with IDCT scaling by 1/2, 1/4 or 1/8.
+fn decode_jpeg_portable(
+    bytes: &[u8],
+    target: u32,
+    max_pixels: u64,
+) -> Result<Decoded, ImagingError> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.read_info().map_err(corrupt)?;
     let info = decoder

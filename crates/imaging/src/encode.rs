@@ -1,9 +1,9 @@
 //! Rendition encoding. Opaque images become JPEG q80 with 4:2:0 chroma (what browsers and CDNs
-//! expect, and the smallest of the fast encoders); images with real transparency become PNG so
-//! the alpha channel survives. Nothing but pixels is written: no EXIF, no GPS, no comments.
+//! expect), by libjpeg-turbo with the `turbojpeg` feature and by `jpeg-encoder` without; images
+//! with real transparency become PNG so the alpha channel survives. Nothing but pixels is
+//! written: no EXIF, no GPS, no comments.
 
 use image::{ImageEncoder, codecs::png};
-use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 use crate::{ImagingError, Pixels};
 
@@ -12,8 +12,8 @@ pub const JPEG_QUALITY: u8 = 80;
 /// Encodes pixels; returns the bytes and their content type.
 pub fn encode(pixels: &Pixels) -> Result<(Vec<u8>, &'static str), ImagingError> {
     let fail = |e: &dyn std::fmt::Display| ImagingError::Corrupt(format!("encoding failed: {e}"));
-    let mut out = Vec::with_capacity(pixels.data.len() / 8);
     if pixels.has_alpha() {
+        let mut out = Vec::with_capacity(pixels.data.len() / 4);
         png::PngEncoder::new_with_quality(
             &mut out,
             png::CompressionType::Fast,
@@ -28,14 +28,35 @@ pub fn encode(pixels: &Pixels) -> Result<(Vec<u8>, &'static str), ImagingError> 
         .map_err(|e| fail(&e))?;
         return Ok((out, "image/png"));
     }
-    let (w, h) = (u16::try_from(pixels.width), u16::try_from(pixels.height));
-    let (Ok(w), Ok(h)) = (w, h) else {
+    let (Ok(w), Ok(h)) = (u16::try_from(pixels.width), u16::try_from(pixels.height)) else {
         return Err(fail(&"rendition too large for JPEG"));
     };
+    let bytes = encode_jpeg(&pixels.data, w, h).map_err(|e| fail(&e))?;
+    Ok((bytes, "image/jpeg"))
+}
+
+#[cfg(feature = "turbojpeg")]
+fn encode_jpeg(rgb: &[u8], w: u16, h: u16) -> Result<Vec<u8>, turbojpeg::Error> {
+    let mut compressor = turbojpeg::Compressor::new()?;
+    compressor.set_quality(i32::from(JPEG_QUALITY))?;
+    compressor.set_subsamp(turbojpeg::Subsamp::Sub2x2)?;
+    let image = turbojpeg::Image {
+        pixels: rgb,
+        width: usize::from(w),
+        pitch: usize::from(w) * 3,
+        height: usize::from(h),
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    compressor.compress_to_vec(image)
+}
+
+#[cfg(not(feature = "turbojpeg"))]
+fn encode_jpeg(rgb: &[u8], w: u16, h: u16) -> Result<Vec<u8>, jpeg_encoder::EncodingError> {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+    let mut out = Vec::with_capacity(rgb.len() / 8);
     let mut encoder = Encoder::new(&mut out, JPEG_QUALITY);
     encoder.set_sampling_factor(SamplingFactor::R_4_2_0);
-    encoder
-        .encode(&pixels.data, w, h, ColorType::Rgb)
-        .map_err(|e| fail(&e))?;
-    Ok((out, "image/jpeg"))
+    encoder.encode(rgb, w, h, ColorType::Rgb)?;
+    Ok(out)
 }

@@ -24,7 +24,21 @@ fn hamming(a: &Value, b: &Value) -> u32 {
 async fn real_photographs_are_processed_and_served() {
     let server = TestServer::with(|s| s.limits.burst = 1000).await;
     let (_, key) = server.customer("photographer").await;
-    let files: Vec<_> = corpus().into_iter().step_by(3).take(16).collect();
+    // Every camera photo (they carry EXIF) and a spread of the others, 16 in all.
+    let (camera, plain): (Vec<_>, Vec<_>) = corpus().into_iter().partition(|p| {
+        std::fs::read(p)
+            .unwrap()
+            .windows(6)
+            .take(70_000)
+            .any(|w| w == b"Exif\0\0")
+    });
+    let files: Vec<_> = camera
+        .iter()
+        .take(6)
+        .chain(plain.iter().step_by(3))
+        .take(16)
+        .cloned()
+        .collect();
     let mut uploads = Vec::new();
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
