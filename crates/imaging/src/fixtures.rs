@@ -61,24 +61,22 @@ pub fn png_with_alpha(width: u32, height: u32) -> Vec<u8> {
 }
 
 pub fn gif(width: u32, height: u32) -> Vec<u8> {
-    let rgba = image::DynamicImage::ImageRgb8(quadrant_rgb(width, height)).into_rgba8();
-    encode(
-        rgba.as_raw(),
-        width,
-        height,
-        image::ExtendedColorType::Rgba8,
-        image::ImageFormat::Gif,
-    )
+    opaque_rgba(width, height, image::ImageFormat::Gif)
 }
 
 pub fn webp(width: u32, height: u32) -> Vec<u8> {
+    opaque_rgba(width, height, image::ImageFormat::WebP)
+}
+
+/// The quadrant image with an opaque alpha channel (what the GIF and WebP encoders take).
+fn opaque_rgba(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
     let rgba = image::DynamicImage::ImageRgb8(quadrant_rgb(width, height)).into_rgba8();
     encode(
         rgba.as_raw(),
         width,
         height,
         image::ExtendedColorType::Rgba8,
-        image::ImageFormat::WebP,
+        format,
     )
 }
 

@@ -160,39 +160,11 @@ mod tests {
 
     #[test]
     fn refuses_pixel_bombs_from_the_header() {
-        // A PNG header claiming 100000 x 100000 with no pixel data behind it.
-        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
-        let ihdr = [
-            &100_000u32.to_be_bytes()[..],
-            &100_000u32.to_be_bytes(),
-            &[8, 2, 0, 0, 0],
-        ]
-        .concat();
-        let mut crc_input = b"IHDR".to_vec();
-        crc_input.extend_from_slice(&ihdr);
-        png.extend_from_slice(&ihdr);
-        png.extend_from_slice(&crc32(&crc_input).to_be_bytes());
-        png.extend_from_slice(b"\0\0\0\0IDAT");
-        png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+        let png = crate::fixtures::png_bomb(100_000, 100_000);
         let err = inspect(&png, 100_000_000).unwrap_err();
         assert!(
             matches!(err, ImagingError::PixelLimit { width: 100_000, .. }),
             "{err:?}"
         );
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in data {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 }
