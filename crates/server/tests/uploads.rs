@@ -472,7 +472,21 @@ async fn operations_endpoints_answer() {
         (status, ready["status"].as_str()),
         (StatusCode::OK, Some("ready"))
     );
-    let metrics = server.get_bytes("", "/metrics").await.text().await.unwrap();
+    assert_eq!(
+        server.get_bytes("", "/metrics").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get_bytes(&key, "/metrics").await.status(),
+        StatusCode::NOT_FOUND,
+        "not for customers"
+    );
+    let metrics = server
+        .get_bytes(common::ADMIN, "/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
     for name in [
         "imagelake_uploads_total",
         "imagelake_upload_bytes_total",

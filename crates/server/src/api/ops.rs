@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use super::ApiDoc;
-use crate::state::AppState;
+use crate::{auth::Caller, error::ApiError, state::AppState};
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
@@ -38,9 +38,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "metrics", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics in the text exposition format, for the admin token (business figures such
+/// as upload counts are not for customers).
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
+    responses((status = 200, description = "metrics", content_type = "text/plain"), (status = 401, description = "no admin token")))]
+pub async fn metrics(caller: Caller, State(state): State<AppState>) -> Response {
+    if caller != Caller::Admin {
+        return ApiError::not_found("no such resource").into_response();
+    }
     if let Ok(depth) = state.queue.depth().await {
         state
             .metrics
