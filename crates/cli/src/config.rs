@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Largest image in pixels (default 100 million).
     #[arg(long, env = "IMAGELAKE_MAX_PIXELS")]
     max_pixels: Option<u64>,
+    /// Upload bodies held in memory at once, in bytes (default 256 MiB); more uploads wait.
+    #[arg(long, env = "IMAGELAKE_MAX_INFLIGHT_UPLOAD_BYTES")]
+    max_inflight_upload_bytes: Option<u64>,
     /// Sustained requests per second per API key (default 20).
     #[arg(long, env = "IMAGELAKE_RATE_LIMIT")]
     rate_limit: Option<f64>,
@@ -87,6 +90,10 @@ impl ServeArgs {
         set!(s.processing.workers, self.workers);
         set!(s.limits.max_body_bytes, self.max_body_bytes);
         set!(s.limits.max_pixels, self.max_pixels);
+        set!(
+            s.limits.max_inflight_upload_bytes,
+            self.max_inflight_upload_bytes
+        );
         set!(s.limits.requests_per_second, self.rate_limit);
         set!(s.limits.burst, self.rate_burst);
         set!(s.processing.max_attempts, self.max_attempts);

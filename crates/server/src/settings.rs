@@ -40,6 +40,9 @@ pub struct Limits {
     pub max_body_bytes: u64,
     /// Largest accepted image in pixels (width x height), checked from the header.
     pub max_pixels: u64,
+    /// Upload bodies held in memory at once, in bytes; further uploads wait for room. This and
+    /// the worker count bound the process's memory, whatever the number of clients.
+    pub max_inflight_upload_bytes: u64,
     /// Sustained requests per second allowed per API key.
     pub requests_per_second: f64,
     /// Requests a key may make in a burst above the sustained rate.
@@ -91,6 +94,7 @@ impl Default for Limits {
         Self {
             max_body_bytes: 50 * 1024 * 1024,
             max_pixels: 100_000_000,
+            max_inflight_upload_bytes: 256 * 1024 * 1024,
             requests_per_second: 20.0,
             burst: 100,
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use imagelake_core::{Clock, SystemClock};
 use imagelake_metadata::{MetadataStore, SqliteStore, WorkQueue};
 use object_store::{ObjectStore, local::LocalFileSystem};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::{auth::AdminToken, metrics::Metrics, ratelimit::RateLimiter, settings::Settings};
 
@@ -21,6 +21,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Wakes idle workers when new work was queued in this process.
     pub work_ready: Arc<Notify>,
+    /// Room for upload bodies in memory, in MiB (see `Limits::max_inflight_upload_bytes`).
+    pub upload_budget: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin: AdminToken,
     ) -> Self {
+        let upload_budget = Arc::new(Semaphore::new(budget_mib(&settings)));
         let limiter = Arc::new(RateLimiter::new(
             settings.limits.requests_per_second,
             settings.limits.burst,
@@ -63,6 +66,21 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limiter,
             work_ready: Arc::new(Notify::new()),
+            upload_budget,
         }
     }
+}
+
+/// The upload budget in MiB; never smaller than one maximal body, so every upload can proceed.
+fn budget_mib(settings: &Settings) -> usize {
+    let limits = &settings.limits;
+    let bytes = limits.max_inflight_upload_bytes.max(limits.max_body_bytes);
+    usize::try_from(bytes.div_ceil(1 << 20))
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .min(Semaphore::MAX_PERMITS)
+}
+
+/// The MiB of upload budget a body of `bytes` takes.
+pub fn budget_for(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1 << 20).max(1)).unwrap_or(u32::MAX)
 }

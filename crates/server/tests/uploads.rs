@@ -517,3 +517,19 @@ async fn operations_endpoints_answer() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn uploads_beyond_the_memory_budget_wait_instead_of_failing() {
+    // Room for one body at a time: concurrent uploads queue for it and all succeed.
+    let server = TestServer::with(|s| {
+        s.limits.max_body_bytes = 2 * 1024 * 1024;
+        s.limits.max_inflight_upload_bytes = 1;
+    })
+    .await;
+    let (_, key) = server.customer("crowd").await;
+    let uploads = (0..6u32).map(|i| server.upload(&key, fixtures::jpeg(400 + i, 300), None));
+    for (status, body) in futures::future::join_all(uploads).await {
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    server.stop().await;
+}

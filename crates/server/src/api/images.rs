@@ -96,6 +96,12 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    // Wait for room before reading the body: the bodies held at once stay within the budget.
+    let _room = state
+        .upload_budget
+        .acquire_many(crate::state::budget_for(declared.unwrap_or(limit)))
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     let (parts, body) = request.into_parts();
     let limited = Body::new(Limited::new(
         body,
@@ -110,7 +116,7 @@ pub async fn upload(
         }
         return upload_batch(&state, customer, request).await;
     }
-    let bytes = read_body(request.into_body(), limit).await?;
+    let bytes = read_body(request.into_body(), declared, limit).await?;
     let filename = query.get("filename").and_then(|f| clean_filename(f));
     let answer = ingest::accept(
         &state,
@@ -131,14 +137,27 @@ pub async fn upload(
     Ok(response)
 }
 
-async fn read_body(body: Body, limit: u64) -> Result<Bytes, ApiError> {
-    match body.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if is_length_limit(&e) => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::invalid(format!(
-            "could not read the request body: {e}"
-        ))),
+/// Reads the body into one buffer sized from `Content-Length`, so a body is held once, not
+/// once in chunks and again when they are joined.
+async fn read_body(mut body: Body, declared: Option<u64>, limit: u64) -> Result<Bytes, ApiError> {
+    let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
+    let mut buffer = bytes::BytesMut::with_capacity(capacity);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    buffer.extend_from_slice(&data);
+                }
+            }
+            Err(e) if is_length_limit(&e) => return Err(ApiError::too_large(limit)),
+            Err(e) => {
+                return Err(ApiError::invalid(format!(
+                    "could not read the request body: {e}"
+                )));
+            }
+        }
     }
+    Ok(buffer.freeze())
 }
 
 fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
