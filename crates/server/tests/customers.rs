@@ -105,6 +105,21 @@ async fn bad_customer_bodies_name_the_field() {
             "{body}: {answer}"
         );
     }
+    let huge = format!(
+        r#"{{"name": "{}", "email": "x@x.test"}}"#,
+        "n".repeat(100_000)
+    );
+    let request = server
+        .client
+        .post(server.url("/v1/customers"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(huge);
+    let (status, answer) = server.send(request).await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
     server.stop().await;
 }
 
