@@ -106,18 +106,80 @@ fn known_unsupported(bytes: &[u8]) -> Option<&'static str> {
 /// `max_pixels` before any pixel is decoded (memory stays bounded whatever the header claims).
 pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspection, ImagingError> {
     let format = sniff(bytes)?;
-    let (width, height) =
-        image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
+    // The declared size decides, even when the rest of the file is broken: a bomb needs no pixels.
+    let (width, height) = match declared_size(bytes, format) {
+        Some(size) => size,
+        None => image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
             .into_dimensions()
             .map_err(|e| {
                 ImagingError::Corrupt(format!("unreadable {} header: {e}", format.name()))
-            })?;
+            })?,
+    };
     check_pixels(width, height, max_pixels)?;
     Ok(Inspection {
         format,
         width,
         height,
     })
+}
+
+/// The width and height a file declares in its first header, read without a decoder.
+fn declared_size(bytes: &[u8], format: Format) -> Option<(u32, u32)> {
+    let be16 = |i: usize| {
+        Some(u32::from(u16::from_be_bytes(
+            bytes.get(i..i + 2)?.try_into().ok()?,
+        )))
+    };
+    let le16 = |i: usize| {
+        Some(u32::from(u16::from_le_bytes(
+            bytes.get(i..i + 2)?.try_into().ok()?,
+        )))
+    };
+    let be32 = |i: usize| Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?));
+    let le24 = |i: usize| {
+        Some(u32::from_le_bytes([
+            *bytes.get(i)?,
+            *bytes.get(i + 1)?,
+            *bytes.get(i + 2)?,
+            0,
+        ]))
+    };
+    match format {
+        Format::Png => (bytes.get(12..16)? == b"IHDR").then(|| Some((be32(16)?, be32(20)?)))?,
+        Format::Gif => Some((le16(6)?, le16(8)?)),
+        Format::Webp => match bytes.get(12..16)? {
+            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
+            b"VP8L" => {
+                let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
+                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+            }
+            b"VP8 " => Some((le16(26)? & 0x3FFF, le16(28)? & 0x3FFF)),
+            _ => None,
+        },
+        Format::Jpeg => {
+            // Walk the marker segments to the first start-of-frame.
+            let mut i = 2;
+            loop {
+                while *bytes.get(i)? != 0xFF {
+                    i += 1;
+                }
+                while *bytes.get(i)? == 0xFF {
+                    i += 1;
+                }
+                let marker = *bytes.get(i)?;
+                i += 1;
+                if matches!(marker, 0xD0..=0xD9 | 0x01) {
+                    continue;
+                }
+                let is_frame =
+                    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+                if is_frame {
+                    return Some((be16(i + 5)?, be16(i + 3)?));
+                }
+                i += usize::try_from(be16(i)?).ok()?;
+            }
+        }
+    }
 }
 
 pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ImagingError> {
@@ -156,6 +218,44 @@ mod tests {
         assert!(sniff(avif).unwrap_err().to_string().contains("AVIF"));
         assert!(matches!(sniff(b"hello"), Err(ImagingError::Unsupported(_))));
         assert!(matches!(sniff(b""), Err(ImagingError::Unsupported(_))));
+    }
+
+    #[test]
+    fn reads_declared_sizes_without_a_decoder() {
+        use crate::fixtures;
+        assert_eq!(
+            declared_size(&fixtures::jpeg(300, 200), Format::Jpeg),
+            Some((300, 200))
+        );
+        assert_eq!(
+            declared_size(&fixtures::png(31, 17), Format::Png),
+            Some((31, 17))
+        );
+        assert_eq!(
+            declared_size(&fixtures::gif(40, 30), Format::Gif),
+            Some((40, 30))
+        );
+        assert_eq!(
+            declared_size(&fixtures::webp(123, 45), Format::Webp),
+            Some((123, 45))
+        );
+        assert_eq!(declared_size(b"\xFF\xD8\xFF", Format::Jpeg), None);
+    }
+
+    #[test]
+    fn refuses_bombs_whose_header_is_all_there_is() {
+        let sof = [0xFF, 0xC0, 0, 17, 8, 0xFD, 0xE8, 0xFD, 0xE8, 3];
+        let jpeg = [&[0xFF, 0xD8][..], &sof, &[0xFF, 0xD9]].concat();
+        assert!(matches!(
+            inspect(&jpeg, 100_000_000),
+            Err(ImagingError::PixelLimit { width: 65_000, .. })
+        ));
+        let mut webp = b"RIFF\x16\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+        webp.extend_from_slice(&[0xFF, 0x3F, 0, 0xFF, 0x3F, 0]);
+        assert!(matches!(
+            inspect(&webp, 100_000_000),
+            Err(ImagingError::PixelLimit { width: 16_384, .. })
+        ));
     }
 
     #[test]

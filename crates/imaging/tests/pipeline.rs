@@ -205,3 +205,45 @@ fn cmyk_and_icc_profiled_images_become_srgb() {
     let px = *decode(&p3.renditions[1].bytes).get_pixel(32, 32);
     assert!(px[0] < 25 && px[1] > 190, "P3 converted to sRGB: {px:?}");
 }
+
+/// Truncations and corrupted bytes of every format give an answer (usually an error), never a
+/// panic or a hang. A small deterministic stand-in for the fuzzing the parsers deserve.
+#[test]
+fn damaged_files_never_panic() {
+    let originals = [
+        fixtures::with_exif(
+            &fixtures::jpeg(160, 120),
+            &ExifSpec {
+                orientation: Some(6),
+                gps: Some((1.0, 2.0)),
+                ..Default::default()
+            },
+        ),
+        fixtures::cmyk_jpeg(96, 64),
+        fixtures::png_with_alpha(96, 64),
+        fixtures::gif(96, 64),
+        fixtures::webp(96, 64),
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for original in &originals {
+        for cut in (1..original.len()).step_by(original.len() / 40 + 1) {
+            let _ = imagelake_imaging::inspect(&original[..cut], 100_000_000);
+            let _ = process(&original[..cut], &Options::default());
+        }
+        for _ in 0..60 {
+            let mut damaged = original.clone();
+            for _ in 0..4 {
+                let at = (next() as usize) % damaged.len();
+                damaged[at] = next() as u8;
+            }
+            let _ = imagelake_imaging::inspect(&damaged, 100_000_000);
+            let _ = process(&damaged, &Options::default());
+        }
+    }
+}
