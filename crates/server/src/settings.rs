@@ -31,6 +31,26 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     pub limits: Limits,
     pub processing: Processing,
+    pub objects: Objects,
+}
+
+/// Where originals and renditions are kept.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Objects {
+    pub backend: ObjectBackend,
+    /// The GCS bucket, for `backend = "gcs"`.
+    pub bucket: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectBackend {
+    /// Files under `data_dir/objects`.
+    #[default]
+    Local,
+    /// A GCS bucket through the JSON API (the emulator when `STORAGE_EMULATOR_HOST` is set).
+    Gcs,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +105,7 @@ impl Default for Settings {
             admin_token: None,
             limits: Limits::default(),
             processing: Processing::default(),
+            objects: Objects::default(),
         }
     }
 }

@@ -7,7 +7,12 @@ use imagelake_metadata::{MetadataStore, SqliteStore, WorkQueue};
 use object_store::{ObjectStore, local::LocalFileSystem};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::{auth::AdminToken, metrics::Metrics, ratelimit::RateLimiter, settings::Settings};
+use crate::{
+    auth::AdminToken,
+    metrics::Metrics,
+    ratelimit::RateLimiter,
+    settings::{ObjectBackend, Settings},
+};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,9 +33,7 @@ pub struct AppState {
 impl AppState {
     /// The embedded default: local files and SQLite under `settings.data_dir`.
     pub fn embedded(settings: Settings) -> anyhow::Result<Self> {
-        let objects_dir = settings.data_dir.join("objects");
-        std::fs::create_dir_all(&objects_dir)?;
-        let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir)?);
+        let objects = object_store(&settings)?;
         let sqlite = SqliteStore::open(&settings.data_dir.join("metadata.sqlite"))?;
         let admin = AdminToken::load_or_generate(&settings)?;
         Ok(Self::assemble(
@@ -69,6 +72,34 @@ impl AppState {
             upload_budget,
         }
     }
+}
+
+/// The object store the settings name.
+pub fn object_store(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    match settings.objects.backend {
+        ObjectBackend::Local => {
+            let dir = settings.data_dir.join("objects");
+            std::fs::create_dir_all(&dir)?;
+            Ok(Arc::new(LocalFileSystem::new_with_prefix(&dir)?))
+        }
+        ObjectBackend::Gcs => gcs(settings),
+    }
+}
+
+#[cfg(feature = "gcp")]
+fn gcs(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    let bucket = settings
+        .objects
+        .bucket
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("objects.backend = \"gcs\" needs objects.bucket"))?;
+    let config = imagelake_gcp::GcsConfig::from_env(bucket);
+    Ok(Arc::new(imagelake_gcp::GcsJsonStore::new(config)?))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn gcs(_: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    anyhow::bail!("objects.backend = \"gcs\" needs a build with the `gcp` feature")
 }
 
 /// The upload budget in MiB; never smaller than one maximal body, so every upload can proceed.

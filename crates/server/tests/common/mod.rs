@@ -11,7 +11,7 @@ use std::{
 use imagelake_core::{Clock, ManualClock, SystemClock};
 use imagelake_metadata::SqliteStore;
 use imagelake_server::{AppState, Running, Settings, auth::AdminToken};
-use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, local::LocalFileSystem};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
@@ -43,6 +43,19 @@ impl TestServer {
     }
 
     async fn build(tweak: impl FnOnce(&mut Settings), clock: Arc<dyn Clock>) -> Self {
+        Self::build_with(tweak, clock, None).await
+    }
+
+    /// A server whose objects live in `objects` instead of local files.
+    pub async fn with_objects(objects: Arc<dyn ObjectStore>) -> Self {
+        Self::build_with(|_| {}, Arc::new(SystemClock), Some(objects)).await
+    }
+
+    async fn build_with(
+        tweak: impl FnOnce(&mut Settings),
+        clock: Arc<dyn Clock>,
+        objects: Option<Arc<dyn ObjectStore>>,
+    ) -> Self {
         init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings {
@@ -53,7 +66,8 @@ impl TestServer {
         tweak(&mut settings);
         let objects_dir = dir.path().join("objects");
         std::fs::create_dir_all(&objects_dir).unwrap();
-        let objects = Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap());
+        let objects = objects
+            .unwrap_or_else(|| Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap()));
         let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
         let state = AppState::assemble(
             settings,

@@ -1,0 +1,70 @@
+//! Where OAuth access tokens for Google APIs come from.
+//!
+//! On GKE with Workload Identity (and on any Google VM) the metadata server hands out tokens for
+//! the attached service account; emulators take none. Tokens are cached until a minute before
+//! they expire.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+const METADATA_TOKEN_URL: &str =
+    "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
+
+#[derive(Debug)]
+pub enum TokenSource {
+    /// No `Authorization` header: the emulators.
+    Anonymous,
+    /// A fixed bearer token (for example from `gcloud auth print-access-token`).
+    Static(String),
+    /// The instance metadata server (GKE Workload Identity, Compute Engine, Cloud Run).
+    MetadataServer(Mutex<Option<(String, Instant)>>),
+}
+
+impl TokenSource {
+    pub fn metadata_server() -> Self {
+        Self::MetadataServer(Mutex::new(None))
+    }
+
+    /// The bearer token to send, if any.
+    pub async fn token(&self, client: &reqwest::Client) -> Result<Option<String>, String> {
+        match self {
+            Self::Anonymous => Ok(None),
+            Self::Static(token) => Ok(Some(token.clone())),
+            Self::MetadataServer(cache) => {
+                let mut cached = cache.lock().await;
+                if let Some((token, until)) = cached.as_ref()
+                    && Instant::now() < *until
+                {
+                    return Ok(Some(token.clone()));
+                }
+                let (token, lifetime) = fetch_metadata_token(client).await?;
+                let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(60));
+                *cached = Some((token.clone(), until));
+                Ok(Some(token))
+            }
+        }
+    }
+}
+
+async fn fetch_metadata_token(client: &reqwest::Client) -> Result<(String, Duration), String> {
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: String,
+        expires_in: u64,
+    }
+    let response = client
+        .get(METADATA_TOKEN_URL)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .map_err(|e| format!("metadata server unreachable: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("metadata server answered {}", response.status()));
+    }
+    let token: Token = response
+        .json()
+        .await
+        .map_err(|e| format!("bad token from the metadata server: {e}"))?;
+    Ok((token.access_token, Duration::from_secs(token.expires_in)))
+}

