@@ -69,3 +69,23 @@ start_gcs_emulator() {
   export STORAGE_EMULATOR_HOST="127.0.0.1:$port"
   echo "GCS emulator on $STORAGE_EMULATOR_HOST" >&2
 }
+
+# The Firestore emulator from google-cloud-cli, on a free loopback port; exports
+# FIRESTORE_EMULATOR_HOST.
+start_firestore_emulator() {
+  local sdk launcher port log
+  sdk="$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)"
+  launcher="$sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+  if [ ! -x "$launcher" ]; then
+    echo "the Firestore emulator is missing: install google-cloud-cli with its cloud-firestore-emulator component" >&2
+    return 1
+  fi
+  port="$(_free_port)"
+  log="$(_emulators_dir)/firestore.log"
+  setsid "$launcher" start --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
+  EMULATOR_GROUPS+=("$!")
+  trap stop_emulators EXIT
+  _wait_for_url "http://127.0.0.1:$port/" "the Firestore emulator"
+  export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
+  echo "Firestore emulator on $FIRESTORE_EMULATOR_HOST" >&2
+}

@@ -1,4 +1,5 @@
-//! Google Cloud backends for imagelake's seams.
+//! Google Cloud backends for imagelake's seams: [`GcsJsonStore`] for objects and
+//! [`FirestoreStore`] for metadata, both over Google's REST APIs with one HTTP client.
 //!
 //! [`GcsJsonStore`] is an [`object_store::ObjectStore`] over the GCS **JSON API**. The
 //! `object_store` crate's own GCS client writes through the XML API, which the GCS emulator
@@ -7,7 +8,9 @@
 //! holding an `Arc<dyn ObjectStore>` and does not know which store it has.
 
 mod auth;
+mod firestore;
 mod gcs;
 
 pub use auth::TokenSource;
+pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
