@@ -54,15 +54,20 @@ fake_gcs_binary() {
   echo "$bin"
 }
 
-# Starts the GCS emulator on a free loopback port and exports STORAGE_EMULATOR_HOST.
+# Starts the GCS emulator on a free loopback port and exports STORAGE_EMULATOR_HOST. When the
+# Pub/Sub emulator runs, object writes and deletes are published as notifications.
 start_gcs_emulator() {
   local bin port log
   bin="$(fake_gcs_binary)"
   port="$(_free_port)"
   log="$(_emulators_dir)/fake-gcs.log"
+  local events=()
+  if [ -n "${PUBSUB_EMULATOR_HOST:-}" ]; then
+    events=(-event.pubsub-project-id imagelake-test -event.pubsub-topic gcs-notifications -event.list finalize,delete)
+  fi
   setsid "$bin" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
     -external-url "http://127.0.0.1:$port" -public-host "127.0.0.1:$port" -log-level warn \
-    >"$log" 2>&1 &
+    "${events[@]}" >"$log" 2>&1 &
   EMULATOR_GROUPS+=("$!")
   trap stop_emulators EXIT
   _wait_for_url "http://127.0.0.1:$port/_internal/healthcheck" "the GCS emulator"
@@ -88,4 +93,26 @@ start_firestore_emulator() {
   _wait_for_url "http://127.0.0.1:$port/" "the Firestore emulator"
   export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
   echo "Firestore emulator on $FIRESTORE_EMULATOR_HOST" >&2
+}
+
+# The Pub/Sub emulator from google-cloud-cli on a free loopback port, with the topic GCS
+# notifications go to; exports PUBSUB_EMULATOR_HOST. Start it before the GCS emulator, which then
+# publishes OBJECT_FINALIZE and OBJECT_DELETE notifications to projects/imagelake-test/topics/gcs-notifications.
+start_pubsub_emulator() {
+  local sdk launcher port log
+  sdk="$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)"
+  launcher="$sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+  if [ ! -x "$launcher" ]; then
+    echo "the Pub/Sub emulator is missing: install google-cloud-cli with its pubsub-emulator component" >&2
+    return 1
+  fi
+  port="$(_free_port)"
+  log="$(_emulators_dir)/pubsub.log"
+  setsid "$launcher" --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
+  EMULATOR_GROUPS+=("$!")
+  trap stop_emulators EXIT
+  _wait_for_url "http://127.0.0.1:$port/" "the Pub/Sub emulator"
+  export PUBSUB_EMULATOR_HOST="127.0.0.1:$port"
+  curl -fsS -X PUT "http://$PUBSUB_EMULATOR_HOST/v1/projects/imagelake-test/topics/gcs-notifications" >/dev/null
+  echo "Pub/Sub emulator on $PUBSUB_EMULATOR_HOST" >&2
 }

@@ -10,7 +10,9 @@
 mod auth;
 mod firestore;
 mod gcs;
+mod pubsub;
 
 pub use auth::TokenSource;
 pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
+pub use pubsub::{DeadLetter, ObjectEvent, PubSub, Received};

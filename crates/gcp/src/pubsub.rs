@@ -1,0 +1,345 @@
+//! Cloud Pub/Sub over its REST API, and the GCS notifications that travel through it.
+//!
+//! Unary REST `pull`, `acknowledge` and `modifyAckDeadline` over HTTP/1.1 are used, not gRPC
+//! streaming pull: the Pub/Sub emulator stops delivering on a subscription after a streaming
+//! client dies, and a killed worker must never wedge the others. Delivery is at least once; an
+//! unacknowledged message comes back after its ack deadline, and the subscription's dead-letter
+//! policy moves it aside after `max_delivery_attempts`.
+
+use std::collections::HashMap;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::TokenSource;
+
+/// A Pub/Sub project and how to reach it.
+#[derive(Debug)]
+pub struct PubSub {
+    client: reqwest::Client,
+    endpoint: String,
+    project: String,
+    tokens: TokenSource,
+}
+
+/// One delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// What `acknowledge` and `modify_ack_deadline` take.
+    pub ack_id: String,
+    pub message_id: String,
+    pub data: Vec<u8>,
+    pub attributes: HashMap<String, String>,
+    /// 1 on first delivery; present when the subscription has a dead-letter policy.
+    pub delivery_attempt: Option<u32>,
+}
+
+/// Dead-lettering for a subscription.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
+    /// 5 to 100, as Pub/Sub allows.
+    pub max_delivery_attempts: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    #[serde(default)]
+    data: String,
+    #[serde(default)]
+    attributes: HashMap<String, String>,
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReceived {
+    ack_id: String,
+    message: WireMessage,
+    delivery_attempt: Option<u32>,
+}
+
+impl PubSub {
+    /// Production Pub/Sub with tokens from the metadata server, or the emulator named by
+    /// `PUBSUB_EMULATOR_HOST` without credentials.
+    pub fn from_env(project: impl Into<String>) -> Result<Self, String> {
+        let (endpoint, tokens) = match std::env::var("PUBSUB_EMULATOR_HOST") {
+            Ok(host) if !host.is_empty() => (format!("http://{host}"), TokenSource::Anonymous),
+            _ => (
+                "https://pubsub.googleapis.com".to_owned(),
+                TokenSource::metadata_server(),
+            ),
+        };
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            endpoint,
+            project: project.into(),
+            tokens,
+        })
+    }
+
+    fn topic_path(&self, topic: &str) -> String {
+        format!("projects/{}/topics/{topic}", self.project)
+    }
+
+    fn subscription_path(&self, subscription: &str) -> String {
+        format!("projects/{}/subscriptions/{subscription}", self.project)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+    ) -> Result<(StatusCode, Value), String> {
+        let mut request = self
+            .client
+            .request(method, format!("{}/v1/{path}", self.endpoint))
+            .json(&body);
+        if let Some(token) = self.tokens.token(&self.client).await? {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("Pub/Sub unreachable: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Result<Value, String> {
+        match self.call(method, path, body).await? {
+            (status, answer) if status.is_success() => Ok(answer),
+            (status, answer) => Err(format!("{path}: {status} {answer}")),
+        }
+    }
+
+    /// Creates a topic; an existing one is fine.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<(), String> {
+        match self
+            .call(Method::PUT, &self.topic_path(topic), json!({}))
+            .await?
+        {
+            (s, _) if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
+            (s, answer) => Err(format!("creating topic {topic}: {s} {answer}")),
+        }
+    }
+
+    /// Creates a pull subscription; an existing one is fine.
+    pub async fn ensure_subscription(
+        &self,
+        subscription: &str,
+        topic: &str,
+        ack_deadline_seconds: u32,
+        dead_letter: Option<&DeadLetter>,
+    ) -> Result<(), String> {
+        let mut body =
+            json!({"topic": self.topic_path(topic), "ackDeadlineSeconds": ack_deadline_seconds});
+        if let Some(dl) = dead_letter {
+            body["deadLetterPolicy"] = json!({"deadLetterTopic": self.topic_path(&dl.topic), "maxDeliveryAttempts": dl.max_delivery_attempts});
+        }
+        match self
+            .call(Method::PUT, &self.subscription_path(subscription), body)
+            .await?
+        {
+            (s, _) if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
+            (s, answer) => Err(format!(
+                "creating subscription {subscription}: {s} {answer}"
+            )),
+        }
+    }
+
+    /// Publishes one message; returns its id.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        data: &[u8],
+        attributes: &HashMap<String, String>,
+    ) -> Result<String, String> {
+        let body = json!({"messages": [{"data": STANDARD.encode(data), "attributes": attributes}]});
+        let answer = self
+            .ok(
+                Method::POST,
+                &format!("{}:publish", self.topic_path(topic)),
+                body,
+            )
+            .await?;
+        answer
+            .pointer("/messageIds/0")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("publish answered without an id: {answer}"))
+    }
+
+    /// Up to `max` messages that are ready now (none is not an error).
+    pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Received>, String> {
+        let body = json!({"maxMessages": max, "returnImmediately": true});
+        let answer = self
+            .ok(
+                Method::POST,
+                &format!("{}:pull", self.subscription_path(subscription)),
+                body,
+            )
+            .await?;
+        let wire: Vec<WireReceived> = match answer.get("receivedMessages") {
+            Some(list) => {
+                serde_json::from_value(list.clone()).map_err(|e| format!("bad pull answer: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        wire.into_iter()
+            .map(|r| {
+                Ok(Received {
+                    ack_id: r.ack_id,
+                    message_id: r.message.message_id,
+                    data: STANDARD
+                        .decode(r.message.data)
+                        .map_err(|e| format!("bad message data: {e}"))?,
+                    attributes: r.message.attributes,
+                    delivery_attempt: r.delivery_attempt,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<(), String> {
+        let path = format!("{}:acknowledge", self.subscription_path(subscription));
+        self.ok(Method::POST, &path, json!({"ackIds": ack_ids}))
+            .await
+            .map(drop)
+    }
+
+    /// Extends a lease, or with 0 seconds hands the messages back for redelivery now (a nack).
+    pub async fn modify_ack_deadline(
+        &self,
+        subscription: &str,
+        ack_ids: &[String],
+        seconds: u32,
+    ) -> Result<(), String> {
+        let path = format!("{}:modifyAckDeadline", self.subscription_path(subscription));
+        self.ok(
+            Method::POST,
+            &path,
+            json!({"ackIds": ack_ids, "ackDeadlineSeconds": seconds}),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// What happened to an object, from a GCS notification (payload format `JSON_API_V1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    /// `OBJECT_FINALIZE`, `OBJECT_DELETE`, `OBJECT_ARCHIVE` or `OBJECT_METADATA_UPDATE`.
+    pub event_type: String,
+    pub bucket: String,
+    pub object: String,
+    pub generation: i64,
+    /// Set on a finalize that replaced an existing object.
+    pub overwrote_generation: Option<i64>,
+    /// The object's custom metadata, from the message data.
+    pub metadata: HashMap<String, String>,
+}
+
+impl ObjectEvent {
+    /// Reads a notification message; anything that is not one is an error to dead-letter.
+    pub fn parse(message: &Received) -> Result<Self, String> {
+        let attr = |name: &str| {
+            message
+                .attributes
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("notification without {name}"))
+        };
+        if let Some(format) = message.attributes.get("payloadFormat")
+            && format != "JSON_API_V1"
+        {
+            return Err(format!("unsupported notification payload format {format}"));
+        }
+        let generation = attr("objectGeneration")?
+            .parse()
+            .map_err(|_| "objectGeneration is not a number".to_owned())?;
+        let overwrote_generation = message
+            .attributes
+            .get("overwroteGeneration")
+            .and_then(|g| g.parse().ok());
+        let metadata = serde_json::from_slice::<Value>(&message.data)
+            .ok()
+            .and_then(|v| v.get("metadata").cloned())
+            .and_then(|m| serde_json::from_value(m).ok())
+            .unwrap_or_default();
+        Ok(Self {
+            event_type: attr("eventType")?,
+            bucket: attr("bucketId")?,
+            object: attr("objectId")?,
+            generation,
+            overwrote_generation,
+            metadata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(attributes: &[(&str, &str)], data: &str) -> Received {
+        Received {
+            ack_id: "a".into(),
+            message_id: "m".into(),
+            data: data.as_bytes().to_vec(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delivery_attempt: Some(1),
+        }
+    }
+
+    #[test]
+    fn parses_finalize_notifications() {
+        let m = message(
+            &[
+                ("payloadFormat", "JSON_API_V1"),
+                ("eventType", "OBJECT_FINALIZE"),
+                ("bucketId", "images"),
+                ("objectId", "originals/c/i"),
+                ("objectGeneration", "1700000000000001"),
+                ("overwroteGeneration", "1690000000000000"),
+            ],
+            r#"{"name":"originals/c/i","metadata":{"customer-id":"c"}}"#,
+        );
+        let event = ObjectEvent::parse(&m).unwrap();
+        assert_eq!(event.event_type, "OBJECT_FINALIZE");
+        assert_eq!(event.object, "originals/c/i");
+        assert_eq!(event.generation, 1_700_000_000_000_001);
+        assert_eq!(event.overwrote_generation, Some(1_690_000_000_000_000));
+        assert_eq!(
+            event.metadata.get("customer-id").map(String::as_str),
+            Some("c")
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_notification() {
+        assert!(ObjectEvent::parse(&message(&[("eventType", "OBJECT_FINALIZE")], "{}")).is_err());
+        let other_format = [
+            ("payloadFormat", "NONE"),
+            ("eventType", "x"),
+            ("bucketId", "b"),
+            ("objectId", "o"),
+            ("objectGeneration", "1"),
+        ];
+        assert!(ObjectEvent::parse(&message(&other_format, "")).is_err());
+    }
+}
