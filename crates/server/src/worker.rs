@@ -101,7 +101,7 @@ async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
     else {
-        return Ok(()); // deleted meanwhile
+        return record_missing(state, job).await;
     };
     if image.status != ImageStatus::Received || image.is_expired(state.clock.now()) {
         return Ok(());
@@ -161,6 +161,18 @@ async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
     let latency = (now - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     state.metrics.end_to_end_seconds.observe(latency.max(0.0));
     Ok(())
+}
+
+/// Work whose record is missing: if the original is there, the work arrived before its record
+/// (a bucket notification can beat the metadata write), so try again later; if the original is
+/// gone too, the image was deleted and the work is done.
+async fn record_missing(state: &AppState, job: &Job) -> Result<(), String> {
+    let location = ObjectPath::from(paths::original(job.customer_id, job.image_id));
+    match state.objects.head(&location).await {
+        Ok(_) => Err("the image record is not there yet".to_owned()),
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 async fn store_renditions(

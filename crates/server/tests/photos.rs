@@ -356,3 +356,91 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn work_that_arrives_before_its_record_waits_for_it() {
+    let server = TestServer::with(|s| {
+        s.processing.max_attempts = 2;
+        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(20);
+    })
+    .await;
+    let (customer, key) = server.customer("early").await;
+    let customer: CustomerId = customer.parse().unwrap();
+    let id = imagelake_core::ImageId::new();
+    // The original and the work exist, the record not yet (as when a notification is early).
+    let location = ObjectPath::from(imagelake_core::paths::original(customer, id));
+    server
+        .state
+        .objects
+        .put(&location, PutPayload::from(fixtures::jpeg(200, 150)))
+        .await
+        .unwrap();
+    server
+        .state
+        .queue
+        .enqueue(id, customer, chrono::Utc::now())
+        .await
+        .unwrap();
+    server.state.work_ready.notify_one();
+    // Without its record the work is retried, not dropped: it ends in the dead letters.
+    let dead = common::wait_for(Duration::from_secs(10), || async {
+        server
+            .state
+            .queue
+            .dead_letters(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|d| d.image_id == id)
+    })
+    .await
+    .expect("the work is kept while its record is missing");
+    assert!(
+        dead.last_error.contains("not there yet"),
+        "{}",
+        dead.last_error
+    );
+
+    let now = imagelake_core::clock::to_micros_precision(chrono::Utc::now());
+    let image = Image {
+        id,
+        customer_id: customer,
+        status: ImageStatus::Received,
+        bytes: 1,
+        sha256: "1".repeat(64),
+        content_type: "image/jpeg".into(),
+        filename: None,
+        uploaded_at: now,
+        expires_at: now + chrono::Duration::days(7),
+        facts: None,
+        error: None,
+        processed_at: None,
+    };
+    server
+        .state
+        .store
+        .insert_image(
+            &NewImage {
+                image,
+                idempotency: None,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(
+        server
+            .state
+            .queue
+            .redrive(dead.id, chrono::Utc::now())
+            .await
+            .unwrap()
+    );
+    server.state.work_ready.notify_one();
+    let record = server.wait_settled(&key, &id.to_string()).await;
+    assert_eq!(
+        record["status"], "processed",
+        "the retried work finds its record"
+    );
+    server.stop().await;
+}
