@@ -75,44 +75,39 @@ start_gcs_emulator() {
   echo "GCS emulator on $STORAGE_EMULATOR_HOST" >&2
 }
 
-# The Firestore emulator from google-cloud-cli, on a free loopback port; exports
-# FIRESTORE_EMULATOR_HOST.
-start_firestore_emulator() {
-  local sdk launcher port log
+# Starts an emulator that google-cloud-cli ships (PATH is relative to the SDK root) on a free
+# loopback port in its own process group and waits until it answers; sets STARTED_HOST to its
+# host:port. (It runs in this shell, not a subshell, so the stop-on-exit bookkeeping holds.)
+_start_gcloud_emulator() {
+  local name=$1 path=$2 sdk launcher port
   sdk="$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)"
-  launcher="$sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+  launcher="$sdk/$path"
   if [ ! -x "$launcher" ]; then
-    echo "the Firestore emulator is missing: install google-cloud-cli with its cloud-firestore-emulator component" >&2
+    echo "the $name emulator is missing: install google-cloud-cli with its $name emulator component" >&2
     return 1
   fi
   port="$(_free_port)"
-  log="$(_emulators_dir)/firestore.log"
-  setsid "$launcher" start --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
+  shift 2
+  setsid "$launcher" "$@" --host=127.0.0.1 --port="$port" >"$(_emulators_dir)/$name.log" 2>&1 &
   EMULATOR_GROUPS+=("$!")
   trap stop_emulators EXIT
-  _wait_for_url "http://127.0.0.1:$port/" "the Firestore emulator"
-  export FIRESTORE_EMULATOR_HOST="127.0.0.1:$port"
+  _wait_for_url "http://127.0.0.1:$port/" "the $name emulator" || return 1
+  STARTED_HOST="127.0.0.1:$port"
+}
+
+# The Firestore emulator; exports FIRESTORE_EMULATOR_HOST.
+start_firestore_emulator() {
+  _start_gcloud_emulator firestore platform/cloud-firestore-emulator/cloud_firestore_emulator start || return 1
+  export FIRESTORE_EMULATOR_HOST="$STARTED_HOST"
   echo "Firestore emulator on $FIRESTORE_EMULATOR_HOST" >&2
 }
 
-# The Pub/Sub emulator from google-cloud-cli on a free loopback port, with the topic GCS
-# notifications go to; exports PUBSUB_EMULATOR_HOST. Start it before the GCS emulator, which then
-# publishes OBJECT_FINALIZE and OBJECT_DELETE notifications to projects/imagelake-test/topics/gcs-notifications.
+# The Pub/Sub emulator, with the topic GCS notifications go to; exports PUBSUB_EMULATOR_HOST.
+# Start it before the GCS emulator, which then publishes OBJECT_FINALIZE and OBJECT_DELETE
+# notifications to projects/imagelake-test/topics/gcs-notifications.
 start_pubsub_emulator() {
-  local sdk launcher port log
-  sdk="$(gcloud info --format='value(installation.sdk_root)' 2>/dev/null || true)"
-  launcher="$sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
-  if [ ! -x "$launcher" ]; then
-    echo "the Pub/Sub emulator is missing: install google-cloud-cli with its pubsub-emulator component" >&2
-    return 1
-  fi
-  port="$(_free_port)"
-  log="$(_emulators_dir)/pubsub.log"
-  setsid "$launcher" --host=127.0.0.1 --port="$port" >"$log" 2>&1 &
-  EMULATOR_GROUPS+=("$!")
-  trap stop_emulators EXIT
-  _wait_for_url "http://127.0.0.1:$port/" "the Pub/Sub emulator"
-  export PUBSUB_EMULATOR_HOST="127.0.0.1:$port"
+  _start_gcloud_emulator pubsub platform/pubsub-emulator/bin/cloud-pubsub-emulator || return 1
+  export PUBSUB_EMULATOR_HOST="$STARTED_HOST"
   curl -fsS -X PUT "http://$PUBSUB_EMULATOR_HOST/v1/projects/imagelake-test/topics/gcs-notifications" >/dev/null
   echo "Pub/Sub emulator on $PUBSUB_EMULATOR_HOST" >&2
 }

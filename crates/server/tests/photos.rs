@@ -273,6 +273,25 @@ fn walk_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+/// A record as the API writes it on upload, for tests that assemble the path by hand.
+fn received_image(customer: CustomerId, id: imagelake_core::ImageId) -> Image {
+    let now = imagelake_core::clock::to_micros_precision(chrono::Utc::now());
+    Image {
+        id,
+        customer_id: customer,
+        status: ImageStatus::Received,
+        bytes: 1,
+        sha256: "0".repeat(64),
+        content_type: "image/jpeg".into(),
+        filename: None,
+        uploaded_at: now,
+        expires_at: now + chrono::Duration::days(7),
+        facts: None,
+        error: None,
+        processed_at: None,
+    }
+}
+
 #[tokio::test]
 async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
     let server = TestServer::with(|s| {
@@ -283,21 +302,7 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
     let (customer, key) = server.customer("unlucky").await;
     let customer: CustomerId = customer.parse().unwrap();
     // A record whose original is missing: every attempt fails to read it.
-    let now = chrono::Utc::now();
-    let image = Image {
-        id: imagelake_core::ImageId::new(),
-        customer_id: customer,
-        status: ImageStatus::Received,
-        bytes: 0,
-        sha256: "0".repeat(64),
-        content_type: "image/jpeg".into(),
-        filename: None,
-        uploaded_at: imagelake_core::clock::to_micros_precision(now),
-        expires_at: imagelake_core::clock::to_micros_precision(now + chrono::Duration::days(7)),
-        facts: None,
-        error: None,
-        processed_at: None,
-    };
+    let image = received_image(customer, imagelake_core::ImageId::new());
     server
         .state
         .store
@@ -401,21 +406,7 @@ async fn work_that_arrives_before_its_record_waits_for_it() {
         dead.last_error
     );
 
-    let now = imagelake_core::clock::to_micros_precision(chrono::Utc::now());
-    let image = Image {
-        id,
-        customer_id: customer,
-        status: ImageStatus::Received,
-        bytes: 1,
-        sha256: "1".repeat(64),
-        content_type: "image/jpeg".into(),
-        filename: None,
-        uploaded_at: now,
-        expires_at: now + chrono::Duration::days(7),
-        facts: None,
-        error: None,
-        processed_at: None,
-    };
+    let image = received_image(customer, id);
     server
         .state
         .store
