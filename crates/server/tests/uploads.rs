@@ -510,6 +510,16 @@ async fn operations_endpoints_answer() {
             "{path} missing from the OpenAPI document"
         );
     }
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .put(server.url("/v1/images"))
+                .bearer_auth(&key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
     let (status, body) = server.get("", "/nowhere").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

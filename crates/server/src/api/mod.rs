@@ -98,6 +98,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            let error = ApiError::invalid(format!(
+                "method {method} is not allowed on this endpoint; see /openapi.json"
+            ));
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(error.body()),
+            )
+        })
         // JSON bodies are small; uploads read their own body with the configured limit.
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(CatchPanicLayer::custom(|_| {
