@@ -47,12 +47,14 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-fn load(corpus: &PathBuf) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
+/// The supported images of a folder, each with its size in megapixels.
+fn load(corpus: &PathBuf) -> anyhow::Result<Vec<(PathBuf, Vec<u8>, f64)>> {
     let mut images = Vec::new();
     for file in collect_files(std::slice::from_ref(corpus))? {
         let bytes = std::fs::read(&file)?;
-        if inspect(&bytes, u64::MAX).is_ok() {
-            images.push((file, bytes));
+        if let Ok(i) = inspect(&bytes, u64::MAX) {
+            let megapixels = f64::from(i.width) * f64::from(i.height) / 1e6;
+            images.push((file, bytes, megapixels));
         }
     }
     anyhow::ensure!(
@@ -65,16 +67,12 @@ fn load(corpus: &PathBuf) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
 
 fn processing(args: ProcessingArgs) -> anyhow::Result<()> {
     let images = load(&args.corpus)?;
-    let megapixels: f64 = images
-        .iter()
-        .filter_map(|(_, b)| inspect(b, u64::MAX).ok())
-        .map(|i| f64::from(i.width) * f64::from(i.height) / 1e6)
-        .sum();
+    let megapixels: f64 = images.iter().map(|(_, _, mp)| mp).sum();
     let options = Options::default();
     let mut rounds = Vec::new();
     for _ in 0..args.rounds.max(1) {
         let started = Instant::now();
-        for (path, bytes) in &images {
+        for (path, bytes, _) in &images {
             if let Err(e) = imagelake_imaging::process(bytes, &options) {
                 eprintln!("{}: {e}", path.display());
             }
@@ -124,7 +122,7 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let key = Arc::new(created["api_key"].as_str().unwrap_or_default().to_owned());
     let started = Instant::now();
     let ids: Vec<String> = futures::stream::iter(images.iter())
-        .map(|(_, bytes)| {
+        .map(|(_, bytes, _)| {
             let (client, key, url) = (client.clone(), key.clone(), format!("{base}/v1/images"));
             async move {
                 let r: serde_json::Value = client

@@ -94,6 +94,15 @@ fn check_plan(plan: &str) -> Result<String, ApiError> {
     Ok(plan.to_owned())
 }
 
+/// The customer, or `not_found`.
+async fn existing_customer(state: &AppState, id: CustomerId) -> Result<Customer, ApiError> {
+    state
+        .store
+        .get_customer(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such customer"))
+}
+
 fn new_key(customer: CustomerId, now: chrono::DateTime<chrono::Utc>) -> (ApiKey, String) {
     let (secret, prefix) = generate_key();
     let key = ApiKey {
@@ -149,12 +158,7 @@ pub async fn get_one(
     if !caller.can_access(id) {
         return Err(ApiError::not_found("no such customer"));
     }
-    let customer = state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such customer"))?;
-    Ok(Json(customer))
+    Ok(Json(existing_customer(&state, id).await?))
 }
 
 /// Changes a customer's name, email or plan.
@@ -167,11 +171,7 @@ pub async fn update(
     JsonBody(body): JsonBody<CustomerUpdate>,
 ) -> Result<Json<Customer>, ApiError> {
     let id: CustomerId = parse_id(&id)?;
-    let mut customer = state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    let mut customer = existing_customer(&state, id).await?;
     if let Some(name) = body.name {
         customer.name = check_name(&name)?;
     }
@@ -195,11 +195,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: CustomerId = parse_id(&id)?;
-    state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    existing_customer(&state, id).await?;
     for image_id in state.store.customer_image_ids(id).await? {
         if let Some(image) = state.store.get_image(image_id).await? {
             remove_image(&state, &image)
@@ -243,11 +239,7 @@ pub async fn list_keys(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id: CustomerId = parse_id(&id)?;
-    state
-        .store
-        .get_customer(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such customer"))?;
+    existing_customer(&state, id).await?;
     Ok(Json(
         serde_json::json!({"keys": state.store.list_keys(id).await?}),
     ))

@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::OpenApi;
 
 use super::ApiDoc;
-use crate::{auth::Caller, error::ApiError, state::AppState};
+use crate::{auth::Admin, state::AppState};
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
@@ -42,10 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// as upload counts are not for customers).
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "metrics", content_type = "text/plain"), (status = 401, description = "no admin token")))]
-pub async fn metrics(caller: Caller, State(state): State<AppState>) -> Response {
-    if caller != Caller::Admin {
-        return ApiError::not_found("no such resource").into_response();
-    }
+pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
     if let Ok(depth) = state.queue.depth().await {
         state
             .metrics
