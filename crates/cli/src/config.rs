@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use imagelake_core::duration::HumanDuration;
 use imagelake_server::{
     AppState, Settings,
+    serve::Role,
     settings::{HumanDurationMs, Secret},
 };
 
@@ -52,6 +53,12 @@ pub struct ServeArgs {
     /// First retry delay in milliseconds, doubling per attempt (default 1000).
     #[arg(long, env = "IMAGELAKE_RETRY_BACKOFF_MS")]
     retry_backoff_ms: Option<u64>,
+    /// The Google Cloud project of Firestore and Pub/Sub (see gcp.toml).
+    #[arg(long, env = "IMAGELAKE_GCP_PROJECT")]
+    gcp_project: Option<String>,
+    /// The GCS bucket, for objects.backend = "gcs".
+    #[arg(long, env = "IMAGELAKE_BUCKET")]
+    bucket: Option<String>,
     /// Keep GPS positions in image records (never in renditions).
     #[arg(long, env = "IMAGELAKE_KEEP_GPS")]
     keep_gps: Option<bool>,
@@ -98,6 +105,12 @@ impl ServeArgs {
         set!(s.limits.burst, self.rate_burst);
         set!(s.processing.max_attempts, self.max_attempts);
         set!(s.processing.keep_gps, self.keep_gps);
+        if self.gcp_project.is_some() {
+            s.gcp.project.clone_from(&self.gcp_project);
+        }
+        if self.bucket.is_some() {
+            s.objects.bucket.clone_from(&self.bucket);
+        }
         if let Some(ms) = self.retry_backoff_ms {
             s.processing.retry_backoff = HumanDurationMs(ms);
         }
@@ -122,20 +135,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Runs `role` until Ctrl-C or SIGTERM.
+pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let settings = args.settings()?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     tracing::info!(
+        ?role,
         data_dir = %settings.data_dir.display(),
         retention = %settings.retention,
         workers = settings.processing.worker_count(),
-        "starting imagelake (embedded: local files + SQLite)"
+        objects = ?settings.objects.backend,
+        metadata = ?settings.metadata.backend,
+        queue = ?settings.queue.backend,
+        "starting imagelake"
     );
     let listen = settings.listen;
-    let state = AppState::embedded(settings)?;
-    let running = imagelake_server::start(state, listen).await?;
+    let state = AppState::from_settings(settings).await?;
+    let running = imagelake_server::serve::start_role(state, listen, role).await?;
     imagelake_server::serve::shutdown_signal().await;
     tracing::info!("shutdown requested");
     running.shutdown().await

@@ -1,11 +1,13 @@
-//! The `imagelake` command: `serve` runs the whole system; the other commands are clients of a
-//! running server (`customers`, `upload`) or measure it (`bench`).
+//! The `imagelake` command: `serve` runs the whole system, `api` and `worker` run its two roles
+//! apart; the other commands are clients of a running server (`customers`, `upload`) or measure
+//! it (`bench`).
 
 mod bench;
 mod client;
 mod config;
 
 use clap::{Parser, Subcommand};
+use imagelake_server::serve::Role;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +24,10 @@ struct Cli {
 enum Command {
     /// Run the API, the processing workers and the retention sweeper in one process.
     Serve(config::ServeArgs),
+    /// Run only the HTTP API (scale it apart from the workers).
+    Api(config::ServeArgs),
+    /// Run only processing and the retention sweeper, with /healthz, /readyz and /metrics.
+    Worker(config::ServeArgs),
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
@@ -41,7 +47,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => config::serve(args).await,
+            Command::Serve(args) => config::serve(args, Role::All).await,
+            Command::Api(args) => config::serve(args, Role::Api).await,
+            Command::Worker(args) => config::serve(args, Role::Worker).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Upload(args) => client::upload(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,

@@ -10,6 +10,13 @@ pub fn original(customer: CustomerId, image: ImageId) -> String {
     format!("originals/{customer}/{image}")
 }
 
+/// The customer and image an original's key names; `None` for any other key.
+pub fn parse_original(key: &str) -> Option<(CustomerId, ImageId)> {
+    let rest = key.strip_prefix("originals/")?;
+    let (customer, image) = rest.split_once('/')?;
+    Some((customer.parse().ok()?, image.parse().ok()?))
+}
+
 /// One rendition (`thumb`, `preview`) beside the original.
 pub fn rendition(customer: CustomerId, image: ImageId, kind: RenditionKind) -> String {
     format!("renditions/{customer}/{image}/{}", kind.as_str())
@@ -62,5 +69,9 @@ mod tests {
             Some(RenditionKind::Preview)
         );
         assert_eq!(RenditionKind::parse("../x"), None);
+        assert_eq!(parse_original(&original(c, i)), Some((c, i)));
+        assert_eq!(parse_original(&format!("renditions/{c}/{i}/thumb")), None);
+        assert_eq!(parse_original(&format!("originals/{c}/{i}/x")), None);
+        assert_eq!(parse_original("originals/x/y"), None);
     }
 }

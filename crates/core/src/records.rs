@@ -40,6 +40,8 @@ pub struct ApiKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageStatus {
+    /// Recorded for a direct-to-bucket upload (signed URL); the bytes have not arrived yet.
+    PendingUpload,
     /// Stored and recorded; waiting for processing.
     Received,
     /// Renditions and facts are ready.
@@ -51,6 +53,7 @@ pub enum ImageStatus {
 impl ImageStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::PendingUpload => "pending_upload",
             Self::Received => "received",
             Self::Processed => "processed",
             Self::Failed => "failed",
@@ -58,9 +61,14 @@ impl ImageStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Received, Self::Processed, Self::Failed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::PendingUpload,
+            Self::Received,
+            Self::Processed,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -145,6 +153,10 @@ pub struct Image {
     pub error: Option<ErrorInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processed_at: Option<DateTime<Utc>>,
+    /// The object-store generation of the original that `facts` describe, where the store has
+    /// generations (GCS); a notification for a newer generation is an overwrite.
+    #[serde(default, skip)]
+    pub generation: Option<i64>,
 }
 
 impl Image {
@@ -162,6 +174,9 @@ pub struct Job {
     pub customer_id: CustomerId,
     /// How many times this job was handed out, including this time.
     pub attempts: u32,
+    /// The generation of the original this work is about, when a bucket notification made it.
+    #[serde(default)]
+    pub generation: Option<i64>,
 }
 
 /// A job that failed too often and waits for an operator.

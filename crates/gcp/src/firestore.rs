@@ -204,6 +204,7 @@ fn image_fields(i: &Image) -> Value {
         "facts": to_json_string(&i.facts),
         "error": to_json_string(&i.error),
         "processed_at": opt(i.processed_at, ts),
+        "generation": opt(i.generation, int),
     })
 }
 
@@ -222,6 +223,7 @@ fn image_from(doc: &Value) -> Result<Image> {
         facts: json_field::<ProcessedFacts>(doc, "facts")?,
         error: json_field::<ErrorInfo>(doc, "error")?,
         processed_at: get_ts(doc, "processed_at"),
+        generation: get_i64(doc, "generation"),
     })
 }
 
@@ -498,9 +500,11 @@ impl FirestoreStore {
             self.rollback(&transaction).await;
             return Ok(Ok(InsertOutcome::Replay(idempotency_from(&previous)?)));
         }
-        if let Some(existing) = self
-            .live_duplicate(image.customer_id, &image.sha256, image.uploaded_at, t)
-            .await?
+        // A record made before its bytes arrive (a signed-URL upload) has no hash to compare yet.
+        if !image.sha256.is_empty()
+            && let Some(existing) = self
+                .live_duplicate(image.customer_id, &image.sha256, image.uploaded_at, t)
+                .await?
         {
             self.rollback(&transaction).await;
             return Ok(Ok(InsertOutcome::Duplicate(Box::new(existing))));
@@ -741,7 +745,16 @@ impl MetadataStore for FirestoreStore {
 
     async fn update_image(&self, image: &Image) -> Result<()> {
         let fields = image_fields(image);
-        let mask = ["status", "facts", "error", "processed_at"];
+        let mask = [
+            "status",
+            "facts",
+            "error",
+            "processed_at",
+            "bytes",
+            "sha256",
+            "content_type",
+            "generation",
+        ];
         let write = json!({
             "update": {"name": self.name("images", &image.id.to_string()), "fields": fields},
             "updateMask": {"fieldPaths": mask},

@@ -1,5 +1,6 @@
-//! Google Cloud backends for imagelake's seams: [`GcsJsonStore`] for objects and
-//! [`FirestoreStore`] for metadata, both over Google's REST APIs with one HTTP client.
+//! Google Cloud backends for imagelake's seams: [`GcsJsonStore`] for objects,
+//! [`FirestoreStore`] for metadata and [`PubSubQueue`] for processing work fed by the bucket's
+//! notifications, all over Google's REST APIs with one HTTP client.
 //!
 //! [`GcsJsonStore`] is an [`object_store::ObjectStore`] over the GCS **JSON API**. The
 //! `object_store` crate's own GCS client writes through the XML API, which the GCS emulator
@@ -11,8 +12,10 @@ mod auth;
 mod firestore;
 mod gcs;
 mod pubsub;
+mod queue;
 
 pub use auth::TokenSource;
 pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
 pub use pubsub::{DeadLetter, ObjectEvent, PubSub, Received};
+pub use queue::{PubSubQueue, QueueConfig};

@@ -66,6 +66,7 @@ pub fn image(customer: CustomerId, uploaded_at: Timestamp, sha: &str) -> Image {
         facts: None,
         error: None,
         processed_at: None,
+        generation: None,
     }
 }
 
@@ -176,12 +177,37 @@ pub async fn images_round_trip_with_microseconds(store: &dyn MetadataStore) {
     store.update_image(&img).await.unwrap();
     assert_eq!(store.get_image(img.id).await.unwrap(), Some(img.clone()));
 
+    // What a direct upload learns from its bytes replaces what the record was made with.
+    img.status = ImageStatus::Processed;
+    img.error = None;
+    img.bytes = 4242;
+    img.sha256 = "sha-rt-overwritten".into();
+    img.content_type = "image/png".into();
+    img.generation = Some(1_700_000_000_123_456);
+    store.update_image(&img).await.unwrap();
+    assert_eq!(store.get_image(img.id).await.unwrap(), Some(img.clone()));
+
     assert!(store.delete_image(img.id).await.unwrap());
     assert!(!store.delete_image(img.id).await.unwrap());
     assert!(matches!(
         store.update_image(&img).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn records_without_bytes_are_never_duplicates(store: &dyn MetadataStore) {
+    let (c, _) = customer("pending");
+    let mut first = image(c.id, t0(), "");
+    first.status = ImageStatus::PendingUpload;
+    let mut second = image(c.id, t0() + secs(1), "");
+    second.status = ImageStatus::PendingUpload;
+    for img in [&first, &second] {
+        assert_eq!(
+            store.insert_image(&new(img), false).await.unwrap(),
+            InsertOutcome::Created
+        );
+    }
+    assert_eq!(store.get_image(second.id).await.unwrap(), Some(second));
 }
 
 pub async fn duplicates_are_per_customer_and_live_only(store: &dyn MetadataStore) {
@@ -341,7 +367,7 @@ pub async fn queue_leases_retries_and_dead_letters(
     let img = image(c.id, t0(), "queue-1");
     store.insert_image(&new(&img), true).await.unwrap();
     assert_eq!(
-        queue.depth().await.unwrap(),
+        queue.depth().await.unwrap().unwrap(),
         1,
         "insert with enqueue writes the job"
     );
@@ -382,7 +408,7 @@ pub async fn queue_leases_retries_and_dead_letters(
         .dead_letter(third[0].id, "gave up", t0() + secs(101))
         .await
         .unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 0);
+    assert_eq!(queue.depth().await.unwrap().unwrap(), 0);
     let dead = queue.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
@@ -408,7 +434,7 @@ pub async fn queue_leases_retries_and_dead_letters(
     assert_eq!(queue.release_leases().await.unwrap(), 1);
     let released = queue.lease(t0() + secs(201), lease, 10).await.unwrap();
     queue.complete(released[0].id).await.unwrap();
-    assert_eq!(queue.depth().await.unwrap(), 0);
+    assert_eq!(queue.depth().await.unwrap(), Some(0));
 }
 
 /// Expands to one `#[tokio::test]` per conformance check, each on a fresh backend made by
@@ -420,14 +446,14 @@ macro_rules! metadata_conformance {
     (store_only: $make:expr) => {
         $crate::metadata_conformance!(@store $make;
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
-            duplicates_are_per_customer_and_live_only, idempotency_keys_replay,
-            listing_pages_newest_first, expired_images_oldest_first);
+            duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
+            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
-            duplicates_are_per_customer_and_live_only, idempotency_keys_replay,
-            listing_pages_newest_first, expired_images_oldest_first);
+            duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
+            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

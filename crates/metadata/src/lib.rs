@@ -152,8 +152,9 @@ pub trait WorkQueue: Send + Sync + 'static {
     async fn retry_at(&self, job: JobId, error: &str, at: Timestamp) -> Result<()>;
     /// Moves a job to the dead-letter state.
     async fn dead_letter(&self, job: JobId, error: &str, now: Timestamp) -> Result<()>;
-    /// Jobs waiting or in progress (not dead).
-    async fn depth(&self) -> Result<u64>;
+    /// Jobs waiting or in progress (not dead); `None` when the backend cannot count them
+    /// (Pub/Sub, whose backlog is a Cloud Monitoring metric).
+    async fn depth(&self) -> Result<Option<u64>>;
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
     /// Makes a dead job ready again with a fresh attempt count; false when there is no such job.
     async fn redrive(&self, job: JobId, now: Timestamp) -> Result<bool>;

@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS images (
     expires_at INTEGER NOT NULL,
     facts TEXT,
     error TEXT,
-    processed_at INTEGER
+    processed_at INTEGER,
+    generation INTEGER
 );
 CREATE INDEX IF NOT EXISTS images_by_customer ON images(customer_id, uploaded_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS images_by_sha ON images(customer_id, sha256);
@@ -82,9 +83,20 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(dead_at, available_at);
 "#;
 
+/// Brings a database made by an earlier version up to [`SCHEMA`].
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has_generation = conn
+        .prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'generation'")?
+        .exists([])?;
+    if !has_generation {
+        conn.execute("ALTER TABLE images ADD COLUMN generation INTEGER", [])?;
+    }
+    Ok(())
+}
+
 /// Image columns in the order [`image_from_row`] reads them.
 const IMAGE_COLUMNS: &str = "id, customer_id, status, bytes, sha256, content_type, filename, \
-                             uploaded_at, expires_at, facts, error, processed_at";
+                             uploaded_at, expires_at, facts, error, processed_at, generation";
 
 /// Records and work queue in one SQLite database.
 #[derive(Clone)]
@@ -136,6 +148,7 @@ fn image_from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
         facts: json_column::<ProcessedFacts>(row.get(9)?)?,
         error: json_column::<ErrorInfo>(row.get(10)?)?,
         processed_at: row.get::<_, Option<i64>>(11)?.map(from_micros),
+        generation: row.get(12)?,
     })
 }
 
@@ -256,6 +269,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -404,11 +418,14 @@ impl MetadataStore for SqliteStore {
             {
                 return Ok(InsertOutcome::Replay(previous));
             }
-            if let Some(existing) = live_duplicate(&tx, img.customer_id, &img.sha256, img.uploaded_at)? {
+            // A record made before its bytes arrive (a signed-URL upload) has no hash to compare yet.
+            if !img.sha256.is_empty()
+                && let Some(existing) = live_duplicate(&tx, img.customer_id, &img.sha256, img.uploaded_at)?
+            {
                 return Ok(InsertOutcome::Duplicate(Box::new(existing)));
             }
             tx.execute(
-                &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
+                &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
                 params![
                     img.id.to_string(),
                     img.customer_id.to_string(),
@@ -422,6 +439,7 @@ impl MetadataStore for SqliteStore {
                     to_json(&img.facts),
                     to_json(&img.error),
                     img.processed_at.map(to_micros),
+                    img.generation,
                 ],
             )?;
             if let Some(idem) = &new.idempotency {
@@ -523,16 +541,25 @@ impl MetadataStore for SqliteStore {
         let img = image.clone();
         self.call(move |conn| {
             let n = conn.execute(
-                "UPDATE images SET status = ?2, facts = ?3, error = ?4, processed_at = ?5 WHERE id = ?1",
+                "UPDATE images SET status = ?2, facts = ?3, error = ?4, processed_at = ?5, \
+                 bytes = ?6, sha256 = ?7, content_type = ?8, generation = ?9 WHERE id = ?1",
                 params![
                     img.id.to_string(),
                     img.status.as_str(),
                     to_json(&img.facts),
                     to_json(&img.error),
-                    img.processed_at.map(to_micros)
+                    img.processed_at.map(to_micros),
+                    img.bytes as i64,
+                    img.sha256,
+                    img.content_type,
+                    img.generation
                 ],
             )?;
-            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
         })
         .await
     }
@@ -602,6 +629,7 @@ impl WorkQueue for SqliteStore {
                         image_id: parse_id(r.get(1)?)?,
                         customer_id: parse_id(r.get(2)?)?,
                         attempts: r.get(3)?,
+                        generation: None,
                     })
                 })?
                 .collect::<rusqlite::Result<_>>()?;
@@ -642,13 +670,13 @@ impl WorkQueue for SqliteStore {
         .await
     }
 
-    async fn depth(&self) -> Result<u64> {
+    async fn depth(&self) -> Result<Option<u64>> {
         self.call(|conn| {
-            Ok(
+            Ok(Some(
                 conn.query_row("SELECT COUNT(*) FROM jobs WHERE dead_at IS NULL", [], |r| {
                     r.get::<_, i64>(0)
                 })? as u64,
-            )
+            ))
         })
         .await
     }

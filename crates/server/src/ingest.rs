@@ -6,6 +6,11 @@
 //! in one metadata transaction, and only then does the client get `201`. A crash before the commit
 //! leaves at most an orphan object (never a record without bytes); a crash after it leaves work
 //! on the queue that the next worker picks up.
+//!
+//! With work from bucket notifications (GCP), the order is the same but the record is written
+//! without a job: the object's `OBJECT_FINALIZE` notification is the job. It can reach a worker
+//! before the record is committed; the worker then waits for the record (see `worker`), and an
+//! original whose record never comes (the API died in between) is removed as abandoned.
 
 use axum::http::StatusCode;
 use bytes::Bytes;
@@ -15,11 +20,14 @@ use imagelake_core::{
 };
 use imagelake_imaging::ImagingError;
 use imagelake_metadata::{IdempotencyRecord, InsertOutcome, NewImage};
-use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    path::Path as ObjectPath,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, settings::ObjectBackend, state::AppState};
 
 /// One upload as received.
 pub struct Upload {
@@ -117,12 +125,17 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         facts: None,
         error: None,
         processed_at: None,
+        generation: None,
     };
     let body = image_body(&image, false);
     let location = ObjectPath::from(paths::original(image.customer_id, image.id));
     state
         .objects
-        .put(&location, PutPayload::from_bytes(upload.bytes.clone()))
+        .put_opts(
+            &location,
+            PutPayload::from_bytes(upload.bytes.clone()),
+            original_options(state, &image),
+        )
         .await?;
     let idempotency = upload.idempotency_key.map(|key| IdempotencyRecord {
         key,
@@ -138,7 +151,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
                 image: image.clone(),
                 idempotency,
             },
-            true,
+            !state.settings.work_from_notifications(),
         )
         .await;
     match outcome {
@@ -169,6 +182,26 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             discard(state, &location).await;
             Err(e.into())
         }
+    }
+}
+
+/// Create-only, so an id can never overwrite bytes; on GCS the object also names its customer
+/// and image in its custom metadata, which its notification carries to the worker.
+fn original_options(state: &AppState, image: &Image) -> PutOptions {
+    let mut attributes = Attributes::new();
+    if state.settings.objects.backend == ObjectBackend::Gcs {
+        attributes.insert(Attribute::ContentType, image.content_type.clone().into());
+        for (name, value) in [
+            ("customer-id", image.customer_id.to_string()),
+            ("image-id", image.id.to_string()),
+        ] {
+            attributes.insert(Attribute::Metadata(name.into()), value.into());
+        }
+    }
+    PutOptions {
+        mode: PutMode::Create,
+        attributes,
+        ..PutOptions::default()
     }
 }
 

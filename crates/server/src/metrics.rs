@@ -20,6 +20,8 @@ pub struct Metrics {
     pub processing_failures: Family<Labels, Counter>,
     pub processed: Counter,
     pub dead_letters: Counter,
+    pub retries: Counter,
+    pub skipped: Counter,
     pub expired: Counter,
     pub queue_depth: Gauge,
 }
@@ -38,6 +40,8 @@ impl Default for Metrics {
             processing_failures: Family::default(),
             processed: Counter::default(),
             dead_letters: Counter::default(),
+            retries: Counter::default(),
+            skipped: Counter::default(),
             expired: Counter::default(),
             queue_depth: Gauge::default(),
         };
@@ -68,6 +72,17 @@ impl Default for Metrics {
             "dead_letters",
             "Jobs moved to the dead letters",
             m.dead_letters.clone(),
+        );
+        r.register(
+            "processing_retries",
+            "Jobs put back for a later attempt after a transient failure",
+            m.retries.clone(),
+        );
+        r.register(
+            "jobs_skipped",
+            "Work that found nothing to do: a repeated notification, an image already processed, \
+             deleted or expired",
+            m.skipped.clone(),
         );
         r.register(
             "images_expired",

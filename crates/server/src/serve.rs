@@ -1,4 +1,5 @@
-//! Runs the API, the workers and the sweeper in one process, and stops them in order.
+//! Runs the API, the workers and the sweeper, all in one process (`serve`) or as separate roles
+//! (`api`, `worker`) that scale apart, and stops them in order.
 
 use std::net::SocketAddr;
 
@@ -24,35 +25,64 @@ impl Running {
     }
 }
 
+/// Which parts a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process: the embedded default.
+    All,
+    /// The HTTP API only; work reaches the workers through the queue.
+    Api,
+    /// Processing and the retention sweeper, with health, readiness and metrics on HTTP.
+    Worker,
+}
+
 /// Binds `listen` (port 0 picks a free one) and starts every role of the embedded system.
 pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Running> {
-    // One process owns the embedded queue: no lease can belong to a live worker elsewhere, so work
-    // held by a process that died (kill -9) is handed out again at once rather than after its lease.
-    let released = state.queue.release_leases().await?;
-    if released > 0 {
-        tracing::info!(
-            jobs = released,
-            "re-queued work left in progress by the previous run"
-        );
+    start_role(state, listen, Role::All).await
+}
+
+/// Binds `listen` and starts the parts of `role`.
+pub async fn start_role(
+    state: AppState,
+    listen: SocketAddr,
+    role: Role,
+) -> anyhow::Result<Running> {
+    if role == Role::All {
+        // A lone process owns the queue: no lease can belong to a live worker elsewhere, so work
+        // held by a process that died (kill -9) is handed out again at once, not after its lease.
+        let released = state.queue.release_leases().await?;
+        if released > 0 {
+            tracing::info!(
+                jobs = released,
+                "re-queued work left in progress by the previous run"
+            );
+        }
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let workers_stop = CancellationToken::new();
-    let workers = tokio::spawn(worker::run(state.clone(), workers_stop.clone()));
-    let sweeper = tokio::spawn(sweeper::run(state.clone(), workers_stop.clone()));
-    let http = axum::serve(listener, api::router(state.clone()))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let processing = role != Role::Api;
+    let workers =
+        processing.then(|| tokio::spawn(worker::run(state.clone(), workers_stop.clone())));
+    let sweeper =
+        processing.then(|| tokio::spawn(sweeper::run(state.clone(), workers_stop.clone())));
+    let router = match role {
+        Role::Worker => api::ops_router(state.clone()),
+        Role::All | Role::Api => api::router(state.clone()),
+    };
+    let http = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
     let task = tokio::spawn(async move {
         let served = http.await;
         tracing::info!("http stopped; finishing in-flight processing");
         workers_stop.cancel();
-        workers.await?;
-        sweeper.await?;
+        for task in [workers, sweeper].into_iter().flatten() {
+            task.await?;
+        }
         tracing::info!("stopped");
         Ok(served?)
     });
-    tracing::info!(%addr, "imagelake is listening");
+    tracing::info!(%addr, ?role, "imagelake is listening");
     Ok(Running {
         addr,
         state,

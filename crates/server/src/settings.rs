@@ -32,6 +32,84 @@ pub struct Settings {
     pub limits: Limits,
     pub processing: Processing,
     pub objects: Objects,
+    pub metadata: Metadata,
+    pub queue: Queue,
+    pub gcp: Gcp,
+}
+
+/// Google Cloud settings shared by the GCP backends.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gcp {
+    /// The project of the Firestore database and the Pub/Sub topics.
+    pub project: Option<String>,
+}
+
+/// Where records, customers and keys are kept.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metadata {
+    pub backend: MetadataBackend,
+    /// The Firestore database, for `backend = "firestore"`.
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MetadataBackend {
+    /// `data_dir/metadata.sqlite`.
+    #[default]
+    Sqlite,
+    /// Cloud Firestore (the emulator when `FIRESTORE_EMULATOR_HOST` is set).
+    Firestore,
+}
+
+/// Where processing work comes from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Queue {
+    pub backend: QueueBackend,
+    /// The topic the bucket publishes `OBJECT_FINALIZE` notifications to.
+    pub topic: String,
+    /// The pull subscription the workers share.
+    pub subscription: String,
+    pub dead_letter_topic: String,
+    /// The subscription the admin API reads dead letters from.
+    pub dead_letter_subscription: String,
+    /// Create missing topics and subscriptions at start (the emulator; a first run).
+    pub create: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// Jobs in the SQLite database, written with the record.
+    #[default]
+    Embedded,
+    /// The bucket's notifications through a Pub/Sub subscription.
+    Pubsub,
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self {
+            backend: MetadataBackend::Sqlite,
+            database: "(default)".to_owned(),
+        }
+    }
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            backend: QueueBackend::Embedded,
+            topic: "imagelake-objects".to_owned(),
+            subscription: "imagelake-processing".to_owned(),
+            dead_letter_topic: "imagelake-processing-dead".to_owned(),
+            dead_letter_subscription: "imagelake-processing-dead".to_owned(),
+            create: false,
+        }
+    }
 }
 
 /// Where originals and renditions are kept.
@@ -82,6 +160,9 @@ pub struct Processing {
     pub lease: HumanDuration,
     /// Keep GPS positions in the EXIF facts (they never reach renditions).
     pub keep_gps: bool,
+    /// How old an original without a record must be, at its last attempt, to be removed as the
+    /// leftover of an upload that died before its record was written.
+    pub orphan_grace: HumanDuration,
 }
 
 /// A duration in milliseconds, for settings that tests want below a second.
@@ -106,6 +187,9 @@ impl Default for Settings {
             limits: Limits::default(),
             processing: Processing::default(),
             objects: Objects::default(),
+            metadata: Metadata::default(),
+            queue: Queue::default(),
+            gcp: Gcp::default(),
         }
     }
 }
@@ -130,6 +214,7 @@ impl Default for Processing {
             retry_backoff: HumanDurationMs(1_000),
             lease: HumanDuration(Duration::from_secs(300)),
             keep_gps: false,
+            orphan_grace: HumanDuration(Duration::from_secs(600)),
         }
     }
 }
@@ -141,5 +226,39 @@ impl Processing {
             return self.workers;
         }
         std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+}
+
+impl Settings {
+    /// Whether processing work comes from the bucket's notifications rather than being queued
+    /// by the API with the record.
+    pub fn work_from_notifications(&self) -> bool {
+        self.queue.backend == QueueBackend::Pubsub
+    }
+
+    /// Refuses combinations that cannot work, with what to change.
+    pub fn check(&self) -> Result<(), String> {
+        let gcs = self.objects.backend == ObjectBackend::Gcs;
+        if gcs && self.objects.bucket.as_deref().is_none_or(str::is_empty) {
+            return Err("objects.backend = \"gcs\" needs objects.bucket".into());
+        }
+        if self.work_from_notifications() && !gcs {
+            return Err(
+                "queue.backend = \"pubsub\" takes its work from bucket notifications: set objects.backend = \"gcs\""
+                    .into(),
+            );
+        }
+        if self.metadata.backend == MetadataBackend::Firestore && !self.work_from_notifications() {
+            return Err(
+                "metadata.backend = \"firestore\" keeps no queue: set queue.backend = \"pubsub\""
+                    .into(),
+            );
+        }
+        let needs_project =
+            self.metadata.backend == MetadataBackend::Firestore || self.work_from_notifications();
+        if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {
+            return Err("Firestore and Pub/Sub need gcp.project".into());
+        }
+        Ok(())
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     auth::AdminToken,
     metrics::Metrics,
     ratelimit::RateLimiter,
-    settings::{ObjectBackend, Settings},
+    settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings},
 };
 
 #[derive(Clone)]
@@ -31,6 +31,22 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The backends the settings name: the embedded default, Google Cloud, or a mix.
+    pub async fn from_settings(settings: Settings) -> anyhow::Result<Self> {
+        settings.check().map_err(anyhow::Error::msg)?;
+        let objects = object_store(&settings)?;
+        let (store, queue) = metadata_and_queue(&settings).await?;
+        let admin = AdminToken::load_or_generate(&settings)?;
+        Ok(Self::assemble(
+            settings,
+            objects,
+            store,
+            queue,
+            Arc::new(SystemClock),
+            admin,
+        ))
+    }
+
     /// The embedded default: local files and SQLite under `settings.data_dir`.
     pub fn embedded(settings: Settings) -> anyhow::Result<Self> {
         let objects = object_store(&settings)?;
@@ -100,6 +116,60 @@ fn gcs(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
 #[cfg(not(feature = "gcp"))]
 fn gcs(_: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
     anyhow::bail!("objects.backend = \"gcs\" needs a build with the `gcp` feature")
+}
+
+type Backends = (Arc<dyn MetadataStore>, Arc<dyn WorkQueue>);
+
+async fn metadata_and_queue(settings: &Settings) -> anyhow::Result<Backends> {
+    let sqlite = || SqliteStore::open(&settings.data_dir.join("metadata.sqlite"));
+    let store: Arc<dyn MetadataStore> = match settings.metadata.backend {
+        MetadataBackend::Sqlite => Arc::new(sqlite()?),
+        MetadataBackend::Firestore => firestore(settings)?,
+    };
+    let queue: Arc<dyn WorkQueue> = match settings.queue.backend {
+        QueueBackend::Embedded => Arc::new(sqlite()?),
+        QueueBackend::Pubsub => pubsub(settings).await?,
+    };
+    Ok((store, queue))
+}
+
+#[cfg(feature = "gcp")]
+fn firestore(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    let project = settings.gcp.project.clone().unwrap_or_default();
+    let mut config = imagelake_gcp::FirestoreConfig::from_env(project);
+    config.database = settings.metadata.database.clone();
+    Ok(Arc::new(imagelake_gcp::FirestoreStore::new(config)?))
+}
+
+#[cfg(feature = "gcp")]
+async fn pubsub(settings: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
+    let q = &settings.queue;
+    let project = settings.gcp.project.clone().unwrap_or_default();
+    let pubsub = imagelake_gcp::PubSub::from_env(project).map_err(anyhow::Error::msg)?;
+    let config = imagelake_gcp::QueueConfig {
+        bucket: settings.objects.bucket.clone(),
+        topic: q.topic.clone(),
+        subscription: q.subscription.clone(),
+        dead_letter_topic: q.dead_letter_topic.clone(),
+        dead_letter_subscription: q.dead_letter_subscription.clone(),
+        max_delivery_attempts: settings.processing.max_attempts.max(5),
+        ack_deadline_seconds: u32::try_from(settings.processing.lease.0.as_secs()).unwrap_or(600),
+    };
+    let queue = imagelake_gcp::PubSubQueue::new(pubsub, config);
+    if q.create {
+        queue.ensure().await?;
+    }
+    Ok(Arc::new(queue))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn firestore(_: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    anyhow::bail!("metadata.backend = \"firestore\" needs a build with the `gcp` feature")
+}
+
+#[cfg(not(feature = "gcp"))]
+async fn pubsub(_: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
+    anyhow::bail!("queue.backend = \"pubsub\" needs a build with the `gcp` feature")
 }
 
 /// The upload budget in MiB; never smaller than one maximal body, so every upload can proceed.

@@ -8,21 +8,27 @@
 //! metadata errors are retried with exponential backoff and end in the dead letters after
 //! `max_attempts`.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use bytes::Bytes;
 use imagelake_core::{
-    paths,
+    ErrorCode, paths,
     records::{ErrorInfo, Image, ImageStatus, Job, ProcessedFacts, RenditionInfo},
 };
 use imagelake_imaging::{ImagingError, Options, Processed};
-use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use sha2::{Digest, Sha256};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
 /// How often idle workers look for work that was not announced (retries, other processes).
-const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+const POLL: Duration = Duration::from_millis(250);
 
 /// Runs workers until `cancel`; in-flight images are finished before it returns.
 pub async fn run(state: AppState, cancel: CancellationToken) {
@@ -83,6 +89,7 @@ pub async fn handle(state: &AppState, job: Job) {
                 * 2u32.saturating_pow(job.attempts.saturating_sub(1).min(16));
             let backoff = backoff.min(std::time::Duration::from_secs(300));
             tracing::warn!(job_id = %job.id, image_id = %job.image_id, attempts = job.attempts, %error, ?backoff, "job will be retried");
+            state.metrics.retries.inc();
             let at = state.clock.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
             queue.retry_at(job.id, &error, at).await
         }
@@ -94,25 +101,131 @@ pub async fn handle(state: &AppState, job: Job) {
 }
 
 /// The work itself; an `Err` is a transient failure worth retrying.
-async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
-    let Some(mut image) = state
+pub async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
+    let found = state
         .store
         .get_image(job.image_id)
         .await
-        .map_err(|e| e.to_string())?
-    else {
-        return record_missing(state, job).await;
+        .map_err(|e| e.to_string())?;
+    let Some(mut image) = (match found {
+        Some(image) => Some(image),
+        None => record_missing(state, job).await?,
+    }) else {
+        return Ok(());
     };
-    if image.status != ImageStatus::Received || image.is_expired(state.clock.now()) {
+    if image.customer_id != job.customer_id || !needs_processing(&image, job, state.clock.now()) {
+        tracing::debug!(image_id = %image.id, status = image.status.as_str(), generation = ?job.generation, "nothing to do");
+        state.metrics.skipped.inc();
         return Ok(());
     }
-    let location = ObjectPath::from(paths::original(image.customer_id, image.id));
-    let original = state
-        .objects
-        .get(&location)
+    tracing::debug!(image_id = %image.id, job_id = %job.id, attempts = job.attempts, "processing");
+    let Some(bytes) = fetch_original(state, &image, job.generation).await? else {
+        state.metrics.skipped.inc();
+        tracing::info!(image_id = %image.id, generation = ?job.generation, "the original changed or went away; a newer notification carries the rest");
+        return Ok(());
+    };
+    // The record describes the bytes it was made from; bytes that arrived on their own (a signed
+    // URL) or replaced the original are described again.
+    let learned = job.generation.is_some() && job.generation != image.generation;
+    if learned {
+        image.sha256 = hex::encode(Sha256::digest(&bytes));
+        image.bytes = bytes.len() as u64;
+    }
+    image.generation = job.generation.or(image.generation);
+    let outcome = match duplicate_of(state, &image, learned).await? {
+        Some(refused) => Err(refused),
+        None => run_imaging(state, bytes).await?,
+    };
+    match outcome {
+        Ok(processed) => {
+            let facts = store_renditions(state, &image, &processed).await?;
+            image.status = ImageStatus::Processed;
+            image.content_type = processed.format.content_type().to_owned();
+            image.facts = Some(facts);
+            image.error = None;
+            state.metrics.processed.inc();
+        }
+        Err(refused) => {
+            image.status = ImageStatus::Failed;
+            image.facts = None;
+            image.error = Some(refused);
+            let code = image.error.as_ref().map_or("", |e| e.code.as_str());
+            state.metrics.failure(code);
+            tracing::info!(image_id = %image.id, code, "image failed processing");
+        }
+    }
+    let now = state.clock.now();
+    image.processed_at = Some(now);
+    state
+        .store
+        .update_image(&image)
         .await
         .map_err(|e| e.to_string())?;
-    let bytes = original.bytes().await.map_err(|e| e.to_string())?;
+    let latency = (now - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    state.metrics.end_to_end_seconds.observe(latency.max(0.0));
+    Ok(())
+}
+
+/// Whether a job still has work to do: a record waiting for its bytes or its processing, or a
+/// newer generation of an original that was processed before (an overwrite). A repeated
+/// notification for the generation already processed is done.
+fn needs_processing(image: &Image, job: &Job, now: chrono::DateTime<chrono::Utc>) -> bool {
+    if image.is_expired(now) {
+        return false;
+    }
+    match image.status {
+        ImageStatus::PendingUpload | ImageStatus::Received => true,
+        ImageStatus::Processed | ImageStatus::Failed => {
+            matches!((job.generation, image.generation), (Some(new), Some(done)) if new > done)
+        }
+    }
+}
+
+/// The original's bytes, at the notified generation when there is one; `None` when that
+/// generation is no longer there (overwritten or deleted since).
+async fn fetch_original(
+    state: &AppState,
+    image: &Image,
+    generation: Option<i64>,
+) -> Result<Option<Bytes>, String> {
+    let location = ObjectPath::from(paths::original(image.customer_id, image.id));
+    let options = GetOptions {
+        version: generation.map(|g| g.to_string()),
+        ..GetOptions::default()
+    };
+    match state.objects.get_opts(&location, options).await {
+        Ok(found) => found.bytes().await.map(Some).map_err(|e| e.to_string()),
+        Err(object_store::Error::NotFound { .. }) if generation.is_some() => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The duplicate check an API upload makes before it answers, made here for bytes that went
+/// straight to the bucket.
+async fn duplicate_of(
+    state: &AppState,
+    image: &Image,
+    learned: bool,
+) -> Result<Option<ErrorInfo>, String> {
+    if !learned {
+        return Ok(None);
+    }
+    let existing = state
+        .store
+        .find_live_duplicate(image.customer_id, &image.sha256, state.clock.now())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(existing.filter(|e| e.id != image.id).map(|e| ErrorInfo {
+        code: ErrorCode::Conflict,
+        message: format!("the same image is already stored as {}", e.id),
+    }))
+}
+
+/// Runs the pure imaging step off the async runtime; a panic in a decoder is a corrupt image.
+async fn run_imaging(
+    state: &AppState,
+    bytes: Bytes,
+) -> Result<Result<Processed, ErrorInfo>, String> {
     let options = Options {
         max_pixels: state.settings.limits.max_pixels,
         keep_gps: state.settings.processing.keep_gps,
@@ -134,43 +247,50 @@ async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
         .metrics
         .processing_seconds
         .observe(started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(processed) => {
-            let facts = store_renditions(state, &image, &processed).await?;
-            image.status = ImageStatus::Processed;
-            image.facts = Some(facts);
-            state.metrics.processed.inc();
-        }
-        Err(refused) => {
-            image.status = ImageStatus::Failed;
-            image.error = Some(ErrorInfo {
-                code: refused.code(),
-                message: refused.to_string(),
-            });
-            state.metrics.failure(refused.code().as_str());
-            tracing::info!(image_id = %image.id, code = %refused.code(), reason = %refused, "image failed processing");
-        }
-    }
-    let now = state.clock.now();
-    image.processed_at = Some(now);
-    state
-        .store
-        .update_image(&image)
-        .await
-        .map_err(|e| e.to_string())?;
-    let latency = (now - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    state.metrics.end_to_end_seconds.observe(latency.max(0.0));
-    Ok(())
+    Ok(outcome.map_err(|refused| ErrorInfo {
+        code: refused.code(),
+        message: refused.to_string(),
+    }))
 }
 
-/// Work whose record is missing: if the original is there, the work arrived before its record
-/// (a bucket notification can beat the metadata write), so try again later; if the original is
-/// gone too, the image was deleted and the work is done.
-async fn record_missing(state: &AppState, job: &Job) -> Result<(), String> {
+/// How long a worker waits in place for a record whose original is already there.
+const RECORD_WAIT: Duration = Duration::from_secs(3);
+
+/// Work whose record is missing. If the original is there, the work arrived before its record:
+/// a bucket notification usually beats the record's commit by a few milliseconds, so the
+/// record is awaited in place for a moment (cheaper than a redelivery), then the work is retried
+/// later. An original that has waited longer than `orphan_grace` by the last attempt belongs to
+/// an upload whose API call died before its record; it is removed. If the original is gone too,
+/// the image was deleted and there is nothing to do (`Ok(None)`).
+async fn record_missing(state: &AppState, job: &Job) -> Result<Option<Image>, String> {
     let location = ObjectPath::from(paths::original(job.customer_id, job.image_id));
-    match state.objects.head(&location).await {
-        Ok(_) => Err("the image record is not there yet".to_owned()),
-        Err(object_store::Error::NotFound { .. }) => Ok(()),
+    let meta = match state.objects.head(&location).await {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let deadline = tokio::time::Instant::now() + RECORD_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(image) = state
+            .store
+            .get_image(job.image_id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Ok(Some(image));
+        }
+    }
+    let processing = &state.settings.processing;
+    let age = (state.clock.now() - meta.last_modified)
+        .to_std()
+        .unwrap_or_default();
+    if job.attempts < processing.max_attempts || age < processing.orphan_grace.0 {
+        return Err("the image record is not there yet".to_owned());
+    }
+    tracing::warn!(image_id = %job.image_id, customer_id = %job.customer_id, ?age, "removing an original that never got its record");
+    match state.objects.delete(&location).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -289,6 +289,7 @@ fn received_image(customer: CustomerId, id: imagelake_core::ImageId) -> Image {
         facts: None,
         error: None,
         processed_at: None,
+        generation: None,
     }
 }
 
@@ -365,21 +366,15 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
 #[tokio::test]
 async fn work_that_arrives_before_its_record_waits_for_it() {
     let server = TestServer::with(|s| {
-        s.processing.max_attempts = 2;
-        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(20);
+        s.processing.max_attempts = 50;
+        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(50);
     })
     .await;
     let (customer, key) = server.customer("early").await;
     let customer: CustomerId = customer.parse().unwrap();
     let id = imagelake_core::ImageId::new();
     // The original and the work exist, the record not yet (as when a notification is early).
-    let location = ObjectPath::from(imagelake_core::paths::original(customer, id));
-    server
-        .state
-        .objects
-        .put(&location, PutPayload::from(fixtures::jpeg(200, 150)))
-        .await
-        .unwrap();
+    put_original(&server, customer, id).await;
     server
         .state
         .queue
@@ -387,51 +382,94 @@ async fn work_that_arrives_before_its_record_waits_for_it() {
         .await
         .unwrap();
     server.state.work_ready.notify_one();
-    // Without its record the work is retried, not dropped: it ends in the dead letters.
-    let dead = common::wait_for(Duration::from_secs(10), || async {
-        server
-            .state
-            .queue
-            .dead_letters(10)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|d| d.image_id == id)
+    // Without its record the work is retried, not dropped.
+    common::wait_for(Duration::from_secs(30), || async {
+        (server.state.metrics.retries.get() >= 1).then_some(())
     })
     .await
-    .expect("the work is kept while its record is missing");
-    assert!(
-        dead.last_error.contains("not there yet"),
-        "{}",
-        dead.last_error
-    );
-
-    let image = received_image(customer, id);
+    .expect("the work is retried while its record is missing");
     server
         .state
         .store
         .insert_image(
             &NewImage {
-                image,
+                image: received_image(customer, id),
                 idempotency: None,
             },
             false,
         )
         .await
         .unwrap();
-    assert!(
-        server
-            .state
-            .queue
-            .redrive(dead.id, chrono::Utc::now())
-            .await
-            .unwrap()
-    );
-    server.state.work_ready.notify_one();
     let record = server.wait_settled(&key, &id.to_string()).await;
     assert_eq!(
         record["status"], "processed",
         "the retried work finds its record"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn an_original_whose_record_never_comes_is_removed() {
+    let server = TestServer::with(|s| {
+        s.processing.max_attempts = 3;
+        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(10);
+        s.processing.orphan_grace = imagelake_core::duration::HumanDuration(Duration::ZERO);
+    })
+    .await;
+    let customer = CustomerId::new();
+    let id = imagelake_core::ImageId::new();
+    let location = put_original(&server, customer, id).await;
+    server
+        .state
+        .queue
+        .enqueue(id, customer, chrono::Utc::now())
+        .await
+        .unwrap();
+    server.state.work_ready.notify_one();
+    common::wait_for(Duration::from_secs(60), || async {
+        server
+            .state
+            .objects
+            .head(&location)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await
+    .expect("the abandoned original is removed");
+    assert_eq!(
+        server.state.metrics.retries.get(),
+        2,
+        "after the last attempt, not before"
+    );
+    common::wait_for(Duration::from_secs(10), || async {
+        (server.state.queue.depth().await.unwrap() == Some(0)).then_some(())
+    })
+    .await
+    .expect("the work is finished");
+    assert!(
+        server
+            .state
+            .queue
+            .dead_letters(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    server.stop().await;
+}
+
+async fn put_original(
+    server: &TestServer,
+    customer: CustomerId,
+    id: imagelake_core::ImageId,
+) -> ObjectPath {
+    let location = ObjectPath::from(imagelake_core::paths::original(customer, id));
+    server
+        .state
+        .objects
+        .put(&location, PutPayload::from(fixtures::jpeg(200, 150)))
+        .await
+        .unwrap();
+    location
 }

@@ -64,7 +64,25 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The whole API as a router over `state`.
+/// Every endpoint: the API role (and `serve`).
 pub fn router(state: AppState) -> Router {
+    with_layers(api_routes().merge(ops_routes()), state)
+}
+
+/// Health, readiness and metrics only: the worker role's probe and scrape port.
+pub fn ops_router(state: AppState) -> Router {
+    with_layers(ops_routes(), state)
+}
+
+fn ops_routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+}
+
+fn api_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/customers", post(customers::create))
         .route(
@@ -93,10 +111,10 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/dead-letters/{id}/retry",
             post(admin::retry_dead_letter),
         )
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             let error = ApiError::invalid(format!(

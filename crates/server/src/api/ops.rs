@@ -43,7 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "metrics", content_type = "text/plain"), (status = 401, description = "no admin token")))]
 pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
-    if let Ok(depth) = state.queue.depth().await {
+    if let Ok(Some(depth)) = state.queue.depth().await {
         state
             .metrics
             .queue_depth

@@ -27,6 +27,13 @@ pub struct TestServer {
 
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Logs show up with `RUST_LOG=...` and `--nocapture`.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 impl TestServer {
@@ -49,6 +56,36 @@ impl TestServer {
     /// A server whose objects live in `objects` instead of local files.
     pub async fn with_objects(objects: Arc<dyn ObjectStore>) -> Self {
         Self::build_with(|_| {}, Arc::new(SystemClock), Some(objects)).await
+    }
+
+    /// A server built from settings the way the binary builds it (`AppState::from_settings`).
+    pub async fn from_settings(tweak: impl FnOnce(&mut Settings)) -> Self {
+        init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            admin_token: Some(imagelake_server::settings::Secret(ADMIN.to_owned())),
+            ..Settings::default()
+        };
+        settings.processing.workers = 2;
+        tweak(&mut settings);
+        let state = AppState::from_settings(settings)
+            .await
+            .expect("backends start");
+        Self::run(state, dir).await
+    }
+
+    async fn run(state: AppState, dir: tempfile::TempDir) -> Self {
+        let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("server starts");
+        Self {
+            base: format!("http://{}", running.addr),
+            state,
+            client: reqwest::Client::new(),
+            dir,
+            running: Some(running),
+        }
     }
 
     async fn build_with(
@@ -77,16 +114,7 @@ impl TestServer {
             clock,
             AdminToken::from_secret(ADMIN),
         );
-        let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("server starts");
-        Self {
-            base: format!("http://{}", running.addr),
-            state,
-            client: reqwest::Client::new(),
-            dir,
-            running: Some(running),
-        }
+        Self::run(state, dir).await
     }
 
     pub async fn stop(mut self) {
@@ -161,7 +189,8 @@ impl TestServer {
     pub async fn wait_settled(&self, key: &str, id: &str) -> Value {
         wait_for(Duration::from_secs(60), || async {
             let (status, body) = self.get(key, &format!("/v1/images/{id}")).await;
-            (status == StatusCode::OK && body["status"] != "received").then_some(body)
+            let settled = body["status"] == "processed" || body["status"] == "failed";
+            (status == StatusCode::OK && settled).then_some(body)
         })
         .await
         .unwrap_or_else(|| panic!("image {id} was not processed in time"))
@@ -235,4 +264,23 @@ pub fn content_type(response: &reqwest::Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// A fresh bucket on the GCS emulator that `scripts/test` starts.
+pub async fn emulator_bucket(prefix: &str) -> String {
+    init();
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let host = std::env::var("STORAGE_EMULATOR_HOST").expect(
+        "STORAGE_EMULATOR_HOST is not set: run the tests through scripts/test, which starts the GCS emulator",
+    );
+    let bucket = format!("{prefix}-{}-{n}", std::process::id());
+    let created = reqwest::Client::new()
+        .post(format!("http://{host}/storage/v1/b?project=imagelake-test"))
+        .json(&json!({"name": bucket}))
+        .send()
+        .await
+        .expect("GCS emulator answers");
+    assert!(created.status().is_success(), "bucket {bucket} created");
+    bucket
 }

@@ -1,0 +1,215 @@
+//! The Google Cloud deployment in one process, on the emulators `scripts/test` starts: originals
+//! in a GCS bucket, records in Firestore, and work that arrives only through the bucket's
+//! Pub/Sub notifications (`AppState::from_settings` with the settings `gcp.toml` ships).
+
+mod common;
+
+use std::{collections::HashMap, time::Duration};
+
+use common::{ADMIN, TestServer, corpus, wait_for};
+use imagelake_core::{ImageId, paths};
+use imagelake_gcp::PubSub;
+use imagelake_server::settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings};
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+/// The topic `scripts/emulators.sh` has the GCS emulator publish every bucket's notifications to.
+const TOPIC: &str = "gcs-notifications";
+const PROJECT: &str = "imagelake-test";
+
+async fn gcp_server(tag: &str, tweak: impl FnOnce(&mut Settings)) -> (TestServer, String) {
+    let bucket = common::emulator_bucket(tag).await;
+    let subscription = format!("{bucket}-processing");
+    let b = bucket.clone();
+    let server = TestServer::from_settings(move |s| {
+        s.objects.backend = ObjectBackend::Gcs;
+        s.objects.bucket = Some(b);
+        s.metadata.backend = MetadataBackend::Firestore;
+        s.queue.backend = QueueBackend::Pubsub;
+        s.queue.topic = TOPIC.into();
+        s.queue.dead_letter_topic = format!("{subscription}-dead");
+        s.queue.dead_letter_subscription = format!("{subscription}-dead");
+        s.queue.subscription = subscription;
+        s.queue.create = true;
+        s.gcp.project = Some(PROJECT.into());
+        s.limits.burst = 1000;
+        tweak(s);
+    })
+    .await;
+    (server, bucket)
+}
+
+async fn stored_generation(server: &TestServer, id: &str) -> Option<i64> {
+    let id: ImageId = id.parse().unwrap();
+    server.state.store.get_image(id).await.unwrap()?.generation
+}
+
+#[tokio::test]
+async fn notifications_drive_processing_and_repeats_do_nothing() {
+    let (server, bucket) = gcp_server("flow", |_| {}).await;
+    let (customer, key) = server.customer("cloud").await;
+    let photos = corpus();
+    let mut ids = Vec::new();
+    for photo in photos.iter().take(3) {
+        let (status, body) = server
+            .upload(&key, std::fs::read(photo).unwrap(), Some("photo.jpg"))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "received");
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let record = server.wait_settled(&key, id).await;
+        assert_eq!(record["status"], "processed", "{record}");
+        assert!(
+            stored_generation(&server, id).await.is_some(),
+            "the record knows the generation it describes"
+        );
+    }
+    let (_, listing) = server.get(&key, "/v1/images").await;
+    let listed: Vec<&str> = listing["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(listed, newest_first);
+
+    // The same notification again (same generation): nothing is processed a second time.
+    let id = &ids[0];
+    let before = server.get(&key, &format!("/v1/images/{id}")).await.1;
+    let generation = stored_generation(&server, id).await.unwrap();
+    let processed = server.state.metrics.processed.get();
+    let skipped = server.state.metrics.skipped.get();
+    let pubsub = PubSub::from_env(PROJECT).unwrap();
+    let object = paths::original(customer.parse().unwrap(), id.parse().unwrap());
+    let attributes = HashMap::from([
+        ("payloadFormat".to_owned(), "JSON_API_V1".to_owned()),
+        ("eventType".to_owned(), "OBJECT_FINALIZE".to_owned()),
+        ("bucketId".to_owned(), bucket.clone()),
+        ("objectId".to_owned(), object.clone()),
+        ("objectGeneration".to_owned(), generation.to_string()),
+    ]);
+    pubsub.publish(TOPIC, b"{}", &attributes).await.unwrap();
+    wait_for(Duration::from_secs(30), || async {
+        (server.state.metrics.skipped.get() > skipped).then_some(())
+    })
+    .await
+    .expect("the repeated notification is consumed");
+    assert_eq!(server.state.metrics.processed.get(), processed);
+    let after = server.get(&key, &format!("/v1/images/{id}")).await.1;
+    assert_eq!(after["processed_at"], before["processed_at"]);
+
+    // An overwrite (a new generation) is processed again and the record describes the new bytes.
+    let replacement = std::fs::read(&photos[5]).unwrap();
+    server
+        .state
+        .objects
+        .put(
+            &ObjectPath::from(object),
+            PutPayload::from(replacement.clone()),
+        )
+        .await
+        .unwrap();
+    let sha = hex::encode(Sha256::digest(&replacement));
+    let record = wait_for(Duration::from_secs(60), || async {
+        let (_, r) = server.get(&key, &format!("/v1/images/{id}")).await;
+        (r["sha256"] == sha.as_str() && r["status"] == "processed").then_some(r)
+    })
+    .await
+    .expect("the overwrite is processed");
+    assert_eq!(record["bytes"], replacement.len());
+    assert!(stored_generation(&server, id).await.unwrap() > generation);
+    assert_ne!(record["processed_at"], before["processed_at"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failing_work_reaches_the_dead_letter_topic_and_can_be_redriven() {
+    let (server, _) = gcp_server("dead", |s| {
+        s.processing.max_attempts = 5;
+        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(1);
+    })
+    .await;
+    let (customer, key) = server.customer("unlucky").await;
+    let (status, body) = server
+        .upload(&key, std::fs::read(&corpus()[0]).unwrap(), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = body["id"].as_str().unwrap().to_owned();
+    server.wait_settled(&key, &id).await;
+
+    // Work for a record whose original is gone fails on every attempt.
+    let image: ImageId = id.parse().unwrap();
+    let customer = customer.parse().unwrap();
+    let mut record = server.state.store.get_image(image).await.unwrap().unwrap();
+    record.status = imagelake_core::records::ImageStatus::Received;
+    server.state.store.update_image(&record).await.unwrap();
+    let original = ObjectPath::from(paths::original(customer, image));
+    let bytes = server
+        .state
+        .objects
+        .get(&original)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    server.state.objects.delete(&original).await.unwrap();
+    server
+        .state
+        .queue
+        .enqueue(image, customer, chrono::Utc::now())
+        .await
+        .unwrap();
+    let dead = wait_for(Duration::from_secs(60), || async {
+        let (_, body) = server.get(ADMIN, "/v1/admin/dead-letters").await;
+        body["dead_letters"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["image_id"] == id.as_str()).cloned())
+    })
+    .await
+    .expect("the work reaches the dead letters");
+    assert_eq!(dead["attempts"], 5);
+    assert!(!dead["last_error"].as_str().unwrap().is_empty());
+
+    // Restoring the original is a new generation: its notification processes the image.
+    server
+        .state
+        .objects
+        .put(&original, PutPayload::from(bytes))
+        .await
+        .unwrap();
+    let record = server.wait_settled(&key, &id).await;
+    assert_eq!(record["status"], "processed");
+    // The re-driven work then finds nothing left to do, and leaves the dead letters.
+    let skipped = server.state.metrics.skipped.get();
+    let job = dead["id"].as_str().unwrap();
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/v1/admin/dead-letters/{job}/retry")))
+                .bearer_auth(ADMIN),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_for(Duration::from_secs(30), || async {
+        (server.state.metrics.skipped.get() > skipped).then_some(())
+    })
+    .await
+    .expect("the re-driven work is delivered again");
+    let (_, body) = server.get(ADMIN, "/v1/admin/dead-letters").await;
+    assert!(
+        !body["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == job),
+        "{body}"
+    );
+    server.stop().await;
+}
