@@ -806,6 +806,8 @@ impl MetadataStore for FirestoreStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.get("customers", "__ping__", None).await.map(drop)
+        self.get("customers", "readiness-probe", None)
+            .await
+            .map(drop)
     }
 }

@@ -163,6 +163,7 @@ pub async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let latency = (now - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     state.metrics.end_to_end_seconds.observe(latency.max(0.0));
+    tracing::info!(image_id = %image.id, status = image.status.as_str(), "image settled");
     Ok(())
 }
 

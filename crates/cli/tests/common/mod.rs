@@ -6,6 +6,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,46 +17,99 @@ pub const ADMIN: &str = "crash-test-admin";
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// Every log line so far (JSON), kept by a thread that drains the process's stderr.
+    pub log: Arc<Mutex<Vec<Value>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
+impl Server {
+    /// Log entries whose message is `message`.
+    pub fn logged(&self, message: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["fields"]["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// SIGKILL, then waits until everything the process logged has been read.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(drain) = self.drain.take() {
+            let _ = drain.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The embedded system in one process over `data_dir`.
 pub fn start(data_dir: &Path) -> Server {
+    let dir = data_dir.to_str().unwrap();
+    spawn(&["serve", "--data-dir", dir], &[])
+}
+
+/// Runs `imagelake ARGS` on a free port with JSON logs and the test admin token, and waits until
+/// it listens.
+pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imagelake"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(data_dir)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("IMAGELAKE_ADMIN_TOKEN", ADMIN)
         .env("IMAGELAKE_RATE_BURST", "100000")
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,imagelake_server::worker=debug")
+        .envs(envs.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
-        .expect("start imagelake serve");
+        .expect("start imagelake");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
     let addr = loop {
         let line = lines
             .next()
-            .expect("serve exited before listening")
+            .expect("imagelake exited before listening")
             .expect("read log");
         let Ok(entry) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if let Some(addr) = entry["fields"]["addr"].as_str() {
-            break addr.to_owned();
+        let addr = entry["fields"]["addr"].as_str().map(str::to_owned);
+        log.lock().unwrap().push(entry);
+        if let Some(addr) = addr {
+            break addr;
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep draining the log so the process never blocks on a full pipe.
+    let kept = log.clone();
+    let drain = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str::<Value>(&line) {
+                kept.lock().unwrap().push(entry);
+            }
+        }
+    });
     Server {
         child,
         base: format!("http://{addr}"),
+        log,
+        drain: Some(drain),
     }
+}
+
+/// The photos, largest first.
+pub fn largest_photos() -> Vec<PathBuf> {
+    let mut all = photos();
+    all.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    all
 }
 
 pub fn photos() -> Vec<PathBuf> {

@@ -1,0 +1,253 @@
+//! The Google Cloud deployment as separate processes on the emulators `scripts/test` starts:
+//! one `imagelake api` and two `imagelake worker` processes sharing one Pub/Sub subscription,
+//! with originals and renditions in a GCS bucket and records in Firestore.
+
+mod common;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::{ADMIN, Server, largest_photos, spawn, temp_dir};
+use serde_json::{Value, json};
+
+/// The tests here start several processes each; one at a time keeps the kill timing honest on
+/// a small machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn emulator(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests through scripts/test, which starts the emulators")
+    })
+}
+
+/// A fresh bucket and a settings file naming it, a fresh subscription and Firestore.
+async fn gcp_config(dir: &Path, tag: &str) -> String {
+    let bucket = format!("{tag}-{}", std::process::id());
+    let host = emulator("STORAGE_EMULATOR_HOST");
+    let created = reqwest::Client::new()
+        .post(format!("http://{host}/storage/v1/b?project=imagelake-test"))
+        .json(&json!({"name": bucket}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+    let config = dir.join("gcp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[objects]
+backend = "gcs"
+bucket = "{bucket}"
+[metadata]
+backend = "firestore"
+[queue]
+backend = "pubsub"
+topic = "gcs-notifications"
+subscription = "{bucket}-processing"
+dead_letter_topic = "{bucket}-dead"
+dead_letter_subscription = "{bucket}-dead"
+create = true
+[gcp]
+project = "imagelake-test"
+[processing]
+workers = 1
+lease = "10s"
+"#,
+            data = dir.display()
+        ),
+    )
+    .unwrap();
+    bucket
+}
+
+fn role(name: &str, dir: &Path) -> Server {
+    let config = dir.join("gcp.toml");
+    spawn(&[name, "--config", config.to_str().unwrap()], &[])
+}
+
+async fn customer(client: &reqwest::Client, api: &Server) -> String {
+    let created: Value = client
+        .post(format!("{}/v1/customers", api.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "gcp", "email": "gcp@example.test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["api_key"].as_str().unwrap().to_owned()
+}
+
+async fn upload(client: &reqwest::Client, api: &Server, key: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for photo in largest_photos().iter().take(count) {
+        let response = client
+            .post(format!("{}/v1/images", api.base))
+            .bearer_auth(key)
+            .body(std::fs::read(photo).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
+/// Waits until every image is processed; returns the listing.
+async fn all_processed(client: &reqwest::Client, api: &Server, key: &str, ids: &[String]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listing: Value = match client
+            .get(format!("{}/v1/images?limit=100", api.base))
+            .bearer_auth(key)
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        let images = listing["images"].as_array().cloned().unwrap_or_default();
+        if images.len() == ids.len() && images.iter().all(|i| i["status"] == "processed") {
+            return listing;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every image was processed: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The object names in a bucket of the GCS emulator.
+async fn objects(bucket: &str) -> Vec<String> {
+    let host = emulator("STORAGE_EMULATOR_HOST");
+    let list: Value = reqwest::get(format!("http://{host}/storage/v1/b/{bucket}/o"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_workers_as_separate_processes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("gcp-roles");
+    let bucket = gcp_config(&dir, "roles").await;
+    let workers = [role("worker", &dir), role("worker", &dir)];
+    let api = role("api", &dir);
+    let client = reqwest::Client::new();
+    let key = customer(&client, &api).await;
+    let ids = upload(&client, &api, &key, 6).await;
+    let listing = all_processed(&client, &api, &key, &ids).await;
+
+    let mut expected: Vec<String> = Vec::new();
+    for image in listing["images"].as_array().unwrap() {
+        let (c, i) = (
+            image["customer_id"].as_str().unwrap(),
+            image["id"].as_str().unwrap(),
+        );
+        expected.push(format!("originals/{c}/{i}"));
+        expected.push(format!("renditions/{c}/{i}/preview"));
+        expected.push(format!("renditions/{c}/{i}/thumb"));
+    }
+    expected.sort();
+    assert_eq!(objects(&bucket).await, expected);
+    let settled: usize = workers
+        .iter()
+        .map(|w| w.logged("image settled").len())
+        .sum();
+    assert_eq!(settled, ids.len(), "each image is processed once");
+    assert!(
+        workers
+            .iter()
+            .all(|w| !w.logged("image settled").is_empty()),
+        "both workers share the subscription"
+    );
+    // The API role does no processing; the worker role serves no API.
+    assert!(api.logged("processing").is_empty());
+    let on_worker = client
+        .get(format!("{}/v1/images", workers[0].base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_worker.status(), 404);
+    let ready = client
+        .get(format!("{}/readyz", workers[0].base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("gcp-kill");
+    let bucket = gcp_config(&dir, "kill").await;
+    let mut doomed = role("worker", &dir);
+    let api = role("api", &dir);
+    let client = reqwest::Client::new();
+    let key = customer(&client, &api).await;
+    let ids = upload(&client, &api, &key, 4).await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while doomed.logged("processing").is_empty() {
+        assert!(Instant::now() < deadline, "the first worker took no work");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.kill();
+    // What the killed worker started and did not finish.
+    let settled: Vec<Value> = doomed
+        .logged("image settled")
+        .iter()
+        .map(|e| e["fields"]["image_id"].clone())
+        .collect();
+    let held: Vec<Value> = doomed
+        .logged("processing")
+        .iter()
+        .map(|e| e["fields"]["image_id"].clone())
+        .filter(|id| !settled.contains(id))
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "the kill landed while an image was in progress: {:#?}",
+        doomed.log.lock().unwrap()
+    );
+
+    let survivor = role("worker", &dir);
+    all_processed(&client, &api, &key, &ids).await;
+    let redone: Vec<Value> = survivor
+        .logged("processing")
+        .iter()
+        .map(|e| e["fields"]["image_id"].clone())
+        .collect();
+    assert!(
+        held.iter().all(|id| redone.contains(id)),
+        "the work the killed worker held ({held:?}) was delivered again"
+    );
+    assert_eq!(
+        settled.len() + survivor.logged("image settled").len(),
+        ids.len(),
+        "every image is processed exactly once"
+    );
+    assert_eq!(objects(&bucket).await.len(), ids.len() * 3);
+}
