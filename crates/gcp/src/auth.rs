@@ -1,12 +1,15 @@
 //! Where OAuth access tokens for Google APIs come from.
 //!
 //! On GKE with Workload Identity (and on any Google VM) the metadata server hands out tokens for
-//! the attached service account; emulators take none. Tokens are cached until a minute before
-//! they expire.
+//! the attached service account; elsewhere a service-account key file named by
+//! `GOOGLE_APPLICATION_CREDENTIALS` signs its own tokens (self-signed JWTs, no token exchange);
+//! emulators take none. Tokens are cached until a minute before they expire.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+
+use crate::signing::ServiceAccountKey;
 
 const METADATA_TOKEN_URL: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
@@ -19,11 +22,28 @@ pub enum TokenSource {
     Static(String),
     /// The instance metadata server (GKE Workload Identity, Compute Engine, Cloud Run).
     MetadataServer(Mutex<Option<(String, Instant)>>),
+    /// Self-signed JWTs from a service-account key.
+    ServiceAccount(ServiceAccountKey, Mutex<Option<(String, Instant)>>),
 }
+
+/// The scope every imagelake backend needs.
+const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 impl TokenSource {
     pub fn metadata_server() -> Self {
         Self::MetadataServer(Mutex::new(None))
+    }
+
+    /// Google's application default credentials, as far as a server needs them: the key file
+    /// named by `GOOGLE_APPLICATION_CREDENTIALS` when set, the metadata server otherwise.
+    pub fn application_default() -> Result<Self, String> {
+        match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
+            Some(path) if !path.is_empty() => Ok(Self::ServiceAccount(
+                ServiceAccountKey::from_file(std::path::Path::new(&path))?,
+                Mutex::new(None),
+            )),
+            _ => Ok(Self::metadata_server()),
+        }
     }
 
     /// The bearer token to send, if any.
@@ -41,6 +61,17 @@ impl TokenSource {
                 let (token, lifetime) = fetch_metadata_token(client).await?;
                 let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(60));
                 *cached = Some((token.clone(), until));
+                Ok(Some(token))
+            }
+            Self::ServiceAccount(key, cache) => {
+                let mut cached = cache.lock().await;
+                if let Some((token, until)) = cached.as_ref()
+                    && Instant::now() < *until
+                {
+                    return Ok(Some(token.clone()));
+                }
+                let token = key.access_token(SCOPE, chrono::Utc::now())?;
+                *cached = Some((token.clone(), Instant::now() + Duration::from_secs(3000)));
                 Ok(Some(token))
             }
         }

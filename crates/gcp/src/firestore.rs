@@ -44,22 +44,22 @@ pub struct FirestoreConfig {
 }
 
 impl FirestoreConfig {
-    /// Production Firestore with tokens from the metadata server, or the emulator named by
+    /// Production Firestore with application default credentials, or the emulator named by
     /// `FIRESTORE_EMULATOR_HOST` without credentials.
-    pub fn from_env(project: impl Into<String>) -> Self {
+    pub fn from_env(project: impl Into<String>) -> Result<Self, String> {
         let (endpoint, tokens) = match std::env::var("FIRESTORE_EMULATOR_HOST") {
             Ok(host) if !host.is_empty() => (format!("http://{host}"), TokenSource::Anonymous),
             _ => (
                 "https://firestore.googleapis.com".to_owned(),
-                TokenSource::metadata_server(),
+                TokenSource::application_default()?,
             ),
         };
-        Self {
+        Ok(Self {
             project: project.into(),
             database: "(default)".to_owned(),
             endpoint,
             tokens,
-        }
+        })
     }
 }
 

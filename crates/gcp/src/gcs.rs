@@ -36,10 +36,10 @@ pub struct GcsConfig {
 }
 
 impl GcsConfig {
-    /// Real GCS with tokens from the metadata server, or the emulator named by
+    /// Real GCS with application default credentials, or the emulator named by
     /// `STORAGE_EMULATOR_HOST` (Google's own convention) without credentials.
-    pub fn from_env(bucket: impl Into<String>) -> Self {
-        match std::env::var("STORAGE_EMULATOR_HOST") {
+    pub fn from_env(bucket: impl Into<String>) -> Result<Self, String> {
+        Ok(match std::env::var("STORAGE_EMULATOR_HOST") {
             Ok(host) if !host.is_empty() => Self {
                 bucket: bucket.into(),
                 endpoint: if host.contains("://") {
@@ -52,9 +52,9 @@ impl GcsConfig {
             _ => Self {
                 bucket: bucket.into(),
                 endpoint: "https://storage.googleapis.com".to_owned(),
-                tokens: TokenSource::metadata_server(),
+                tokens: TokenSource::application_default()?,
             },
-        }
+        })
     }
 }
 

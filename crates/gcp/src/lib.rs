@@ -13,6 +13,7 @@ mod firestore;
 mod gcs;
 mod pubsub;
 mod queue;
+pub mod signing;
 
 pub use auth::TokenSource;
 pub use firestore::{FirestoreConfig, FirestoreStore};

@@ -63,14 +63,14 @@ struct WireReceived {
 }
 
 impl PubSub {
-    /// Production Pub/Sub with tokens from the metadata server, or the emulator named by
+    /// Production Pub/Sub with application default credentials, or the emulator named by
     /// `PUBSUB_EMULATOR_HOST` without credentials.
     pub fn from_env(project: impl Into<String>) -> Result<Self, String> {
         let (endpoint, tokens) = match std::env::var("PUBSUB_EMULATOR_HOST") {
             Ok(host) if !host.is_empty() => (format!("http://{host}"), TokenSource::Anonymous),
             _ => (
                 "https://pubsub.googleapis.com".to_owned(),
-                TokenSource::metadata_server(),
+                TokenSource::application_default()?,
             ),
         };
         let client = reqwest::Client::builder()

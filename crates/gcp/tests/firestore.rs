@@ -18,7 +18,7 @@ fn fresh() -> FirestoreStore {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    FirestoreStore::new(FirestoreConfig::from_env(project)).expect("firestore store")
+    FirestoreStore::new(FirestoreConfig::from_env(project).unwrap()).expect("firestore store")
 }
 
 imagelake_metadata::metadata_conformance!(store_only: fresh());

@@ -32,7 +32,7 @@ async fn emulator_bucket() -> GcsJsonStore {
         "creating bucket {bucket}: {}",
         created.status()
     );
-    GcsJsonStore::new(GcsConfig::from_env(bucket)).expect("store")
+    GcsJsonStore::new(GcsConfig::from_env(bucket).unwrap()).expect("store")
 }
 
 fn local() -> (tempfile::TempDir, LocalFileSystem) {

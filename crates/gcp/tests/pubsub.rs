@@ -68,7 +68,7 @@ async fn object_writes_arrive_as_notifications() {
         .unwrap()
         .error_for_status()
         .unwrap();
-    let store = GcsJsonStore::new(GcsConfig::from_env(&bucket)).unwrap();
+    let store = GcsJsonStore::new(GcsConfig::from_env(&bucket).unwrap()).unwrap();
     let path = Path::from("originals/customer-1/image-1");
     let mut attributes = Attributes::new();
     attributes.insert(

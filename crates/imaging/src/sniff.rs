@@ -14,6 +14,16 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 4] = [Format::Jpeg, Format::Png, Format::Webp, Format::Gif];
+
+    /// The format a `Content-Type` names (parameters and case ignored).
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        let essence = value.split(';').next().unwrap_or("").trim();
+        Self::ALL
+            .into_iter()
+            .find(|f| f.content_type().eq_ignore_ascii_case(essence))
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Self::Jpeg => "image/jpeg",

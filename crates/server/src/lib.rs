@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod direct;
 pub mod error;
 pub mod ingest;
 pub mod metrics;

@@ -90,6 +90,18 @@ pub enum QueueBackend {
     Pubsub,
 }
 
+impl Default for Objects {
+    fn default() -> Self {
+        Self {
+            backend: ObjectBackend::Local,
+            bucket: None,
+            signing_key_file: None,
+            signing_email: None,
+            upload_url_ttl: HumanDuration(Duration::from_secs(900)),
+        }
+    }
+}
+
 impl Default for Metadata {
     fn default() -> Self {
         Self {
@@ -113,12 +125,19 @@ impl Default for Queue {
 }
 
 /// Where originals and renditions are kept.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Objects {
     pub backend: ObjectBackend,
     /// The GCS bucket, for `backend = "gcs"`.
     pub bucket: Option<String>,
+    /// A service-account key file that signs direct-upload URLs (`POST /v1/uploads`).
+    pub signing_key_file: Option<PathBuf>,
+    /// Without a key file: the service account that signs through IAM `signBlob` (GKE Workload
+    /// Identity; it needs `roles/iam.serviceAccountTokenCreator` on itself).
+    pub signing_email: Option<String>,
+    /// How long a direct-upload URL stays valid (at most 7 days).
+    pub upload_url_ttl: HumanDuration,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     auth::AdminToken,
+    direct::UploadUrls,
     metrics::Metrics,
     ratelimit::RateLimiter,
     settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings},
@@ -28,6 +29,8 @@ pub struct AppState {
     pub work_ready: Arc<Notify>,
     /// Room for upload bodies in memory, in MiB (see `Limits::max_inflight_upload_bytes`).
     pub upload_budget: Arc<Semaphore>,
+    /// Signs direct-upload URLs, when the object store and settings allow it.
+    pub upload_urls: Option<Arc<dyn UploadUrls>>,
 }
 
 impl AppState {
@@ -37,14 +40,17 @@ impl AppState {
         let objects = object_store(&settings)?;
         let (store, queue) = metadata_and_queue(&settings).await?;
         let admin = AdminToken::load_or_generate(&settings)?;
-        Ok(Self::assemble(
+        let upload_urls = upload_urls(&settings)?;
+        let mut state = Self::assemble(
             settings,
             objects,
             store,
             queue,
             Arc::new(SystemClock),
             admin,
-        ))
+        );
+        state.upload_urls = upload_urls;
+        Ok(state)
     }
 
     /// The embedded default: local files and SQLite under `settings.data_dir`.
@@ -86,6 +92,7 @@ impl AppState {
             limiter,
             work_ready: Arc::new(Notify::new()),
             upload_budget,
+            upload_urls: None,
         }
     }
 }
@@ -109,7 +116,7 @@ fn gcs(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
         .bucket
         .clone()
         .ok_or_else(|| anyhow::anyhow!("objects.backend = \"gcs\" needs objects.bucket"))?;
-    let config = imagelake_gcp::GcsConfig::from_env(bucket);
+    let config = imagelake_gcp::GcsConfig::from_env(bucket).map_err(anyhow::Error::msg)?;
     Ok(Arc::new(imagelake_gcp::GcsJsonStore::new(config)?))
 }
 
@@ -136,7 +143,8 @@ async fn metadata_and_queue(settings: &Settings) -> anyhow::Result<Backends> {
 #[cfg(feature = "gcp")]
 fn firestore(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
     let project = settings.gcp.project.clone().unwrap_or_default();
-    let mut config = imagelake_gcp::FirestoreConfig::from_env(project);
+    let mut config =
+        imagelake_gcp::FirestoreConfig::from_env(project).map_err(anyhow::Error::msg)?;
     config.database = settings.metadata.database.clone();
     Ok(Arc::new(imagelake_gcp::FirestoreStore::new(config)?))
 }
@@ -160,6 +168,66 @@ async fn pubsub(settings: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
         queue.ensure().await?;
     }
     Ok(Arc::new(queue))
+}
+
+/// Signed URLs for direct uploads, when the bucket is on GCS and a signer is configured.
+#[cfg(feature = "gcp")]
+fn upload_urls(settings: &Settings) -> anyhow::Result<Option<Arc<dyn UploadUrls>>> {
+    use imagelake_gcp::signing::{ServiceAccountKey, Signer};
+    let o = &settings.objects;
+    let (ObjectBackend::Gcs, Some(bucket)) = (o.backend, &o.bucket) else {
+        return Ok(None);
+    };
+    let signer = match (&o.signing_key_file, &o.signing_email) {
+        (Some(path), _) => {
+            Signer::Key(ServiceAccountKey::from_file(path).map_err(anyhow::Error::msg)?)
+        }
+        (None, Some(email)) => Signer::iam(email.clone()),
+        (None, None) => return Ok(None),
+    };
+    let endpoint = imagelake_gcp::GcsConfig::from_env(bucket.clone())
+        .map_err(anyhow::Error::msg)?
+        .endpoint;
+    Ok(Some(Arc::new(GcsUploadUrls {
+        signer,
+        endpoint,
+        bucket: bucket.clone(),
+    })))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn upload_urls(_: &Settings) -> anyhow::Result<Option<Arc<dyn UploadUrls>>> {
+    Ok(None)
+}
+
+/// V4 signed URLs on the configured bucket.
+#[cfg(feature = "gcp")]
+struct GcsUploadUrls {
+    signer: imagelake_gcp::signing::Signer,
+    endpoint: String,
+    bucket: String,
+}
+
+#[cfg(feature = "gcp")]
+#[async_trait::async_trait]
+impl UploadUrls for GcsUploadUrls {
+    async fn put_url(
+        &self,
+        object: &str,
+        headers: &std::collections::BTreeMap<String, String>,
+        expires: std::time::Duration,
+        now: imagelake_core::Timestamp,
+    ) -> Result<String, String> {
+        let request = imagelake_gcp::signing::UrlRequest {
+            method: "PUT".to_owned(),
+            bucket: self.bucket.clone(),
+            object: object.to_owned(),
+            headers: headers.clone(),
+            expires,
+            now,
+        };
+        imagelake_gcp::signing::signed_url(&self.signer, &self.endpoint, &request).await
+    }
 }
 
 #[cfg(not(feature = "gcp"))]

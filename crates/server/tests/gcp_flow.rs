@@ -4,14 +4,21 @@
 
 mod common;
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use common::{ADMIN, TestServer, corpus, wait_for};
 use imagelake_core::{ImageId, paths};
-use imagelake_gcp::PubSub;
+use imagelake_gcp::{
+    PubSub,
+    signing::{ServiceAccountKey, UrlRequest, canonical},
+};
 use imagelake_server::settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use reqwest::StatusCode;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// The topic `scripts/emulators.sh` has the GCS emulator publish every bucket's notifications to.
@@ -211,5 +218,192 @@ async fn failing_work_reaches_the_dead_letter_topic_and_can_be_redriven() {
             .any(|d| d["id"] == job),
         "{body}"
     );
+    server.stop().await;
+}
+
+fn test_key_file() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/test-service-account.json")
+}
+
+/// Asks for a signed URL and `PUT`s `bytes` to it as told; returns the image id.
+async fn direct_upload(
+    server: &TestServer,
+    key: &str,
+    bytes: &[u8],
+    content_type: &str,
+) -> (String, Value) {
+    let (status, ticket) = server
+        .send(server.client.post(server.url("/v1/uploads")).bearer_auth(key).json(
+            &json!({"filename": "direct.jpg", "content_type": content_type, "bytes": bytes.len()}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ticket}");
+    assert_eq!(ticket["method"], "PUT");
+    let mut put = server.client.put(ticket["upload_url"].as_str().unwrap());
+    for (name, value) in ticket["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    let response = put.body(bytes.to_vec()).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    (ticket["id"].as_str().unwrap().to_owned(), ticket)
+}
+
+#[tokio::test]
+async fn signed_url_uploads_are_processed_like_api_uploads() {
+    let (server, _) = gcp_server("direct", |s| {
+        s.objects.signing_key_file = Some(test_key_file());
+        s.limits.max_pixels = 50_000_000;
+    })
+    .await;
+    let (_, key) = server.customer("direct").await;
+    let photo = std::fs::read(&corpus()[1]).unwrap();
+
+    let (status, ticket) = server
+        .send(server.client.post(server.url("/v1/uploads")).bearer_auth(&key).json(
+            &json!({"filename": "x.jpg", "content_type": "image/jpeg", "bytes": photo.len()}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let pending = server
+        .get(
+            &key,
+            &format!("/v1/images/{}", ticket["id"].as_str().unwrap()),
+        )
+        .await
+        .1;
+    assert_eq!(pending["status"], "pending_upload", "{pending}");
+
+    let (id, _) = direct_upload(&server, &key, &photo, "image/jpeg").await;
+    let record = server.wait_settled(&key, &id).await;
+    assert_eq!(record["status"], "processed", "{record}");
+    assert_eq!(record["sha256"], hex::encode(Sha256::digest(&photo)));
+    assert_eq!(record["bytes"], photo.len());
+    assert_eq!(record["filename"], "direct.jpg");
+
+    // What the API refuses before answering ends as `failed` with the same codes here.
+    let not_an_image = b"plain text, not a picture".to_vec();
+    let bomb = imagelake_imaging::fixtures::png_bomb(10_000, 10_000);
+    for (bytes, content_type, code) in [
+        (not_an_image, "image/jpeg", "unsupported_media_type"),
+        (bomb, "image/png", "pixel_limit_exceeded"),
+        (photo.clone(), "image/jpeg", "conflict"),
+    ] {
+        let (id, _) = direct_upload(&server, &key, &bytes, content_type).await;
+        let record = server.wait_settled(&key, &id).await;
+        assert_eq!(record["status"], "failed", "{record}");
+        assert_eq!(record["error"]["code"], code, "{record}");
+    }
+
+    // Refused before any record is made.
+    for (body, status) in [
+        (
+            json!({"content_type": "text/plain", "bytes": 10}),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            json!({"content_type": "image/png", "bytes": 0}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"content_type": "image/png", "bytes": 1u64 << 40}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            json!({"content_type": "image/png", "bytes": 5, "path": "x"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let (got, answer) = server
+            .send(
+                server
+                    .client
+                    .post(server.url("/v1/uploads"))
+                    .bearer_auth(&key)
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(got, status, "{body} -> {answer}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_url_binds_its_object_and_headers() {
+    let (server, bucket) = gcp_server("bound", |s| {
+        s.objects.signing_key_file = Some(test_key_file());
+    })
+    .await;
+    let (customer, key) = server.customer("bound").await;
+    let (_, ticket) = server
+        .send(
+            server
+                .client
+                .post(server.url("/v1/uploads"))
+                .bearer_auth(&key)
+                .json(&json!({"content_type": "image/jpeg", "bytes": 1234})),
+        )
+        .await;
+    let url = reqwest::Url::parse(ticket["upload_url"].as_str().unwrap()).unwrap();
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let signature = hex::decode(&query["X-Goog-Signature"]).unwrap();
+    let signer = ServiceAccountKey::from_file(&test_key_file()).unwrap();
+    let endpoint = format!("{}://{}", url.scheme(), url.authority());
+    let headers: BTreeMap<String, String> = ticket["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let id = ticket["id"].as_str().unwrap();
+    let object = format!("originals/{customer}/{id}");
+    assert_eq!(url.path(), format!("/{bucket}/{object}"));
+    assert_eq!(headers["x-goog-meta-customer-id"], customer);
+    assert_eq!(headers["content-length"], "1234");
+    assert_eq!(headers["x-goog-if-generation-match"], "0");
+    // GCS checks a request by rebuilding the canonical request from what it received.
+    let check = |object: &str, headers: &BTreeMap<String, String>| {
+        let request = UrlRequest {
+            method: "PUT".into(),
+            bucket: bucket.clone(),
+            object: object.into(),
+            headers: headers.clone(),
+            expires: Duration::from_secs(query["X-Goog-Expires"].parse().unwrap()),
+            now: chrono::NaiveDateTime::parse_from_str(&query["X-Goog-Date"], "%Y%m%dT%H%M%SZ")
+                .unwrap()
+                .and_utc(),
+        };
+        let c = canonical(&endpoint, &signer.client_email, &request);
+        signer.verify(c.to_sign().as_bytes(), &signature)
+    };
+    assert!(check(&object, &headers), "the URL as issued verifies");
+    let other = imagelake_core::CustomerId::new();
+    assert!(
+        !check(&format!("originals/{other}/{id}"), &headers),
+        "another customer's object"
+    );
+    assert!(
+        !check(
+            &format!("originals/{customer}/{}", ImageId::new()),
+            &headers
+        ),
+        "another image"
+    );
+    for (name, value) in [
+        ("x-goog-meta-customer-id", other.to_string()),
+        ("content-length", "99999999".into()),
+        ("content-type", "image/png".into()),
+    ] {
+        let mut changed = headers.clone();
+        changed.insert(name.into(), value);
+        assert!(!check(&object, &changed), "a changed {name}");
+    }
+    let mut fewer = headers.clone();
+    fewer.remove("x-goog-if-generation-match");
+    assert!(!check(&object, &fewer), "create-only cannot be dropped");
     server.stop().await;
 }

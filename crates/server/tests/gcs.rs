@@ -26,7 +26,7 @@ async fn images_live_in_the_bucket() {
         .unwrap();
     assert!(created.status().is_success());
     let store: Arc<dyn ObjectStore> =
-        Arc::new(GcsJsonStore::new(GcsConfig::from_env(&bucket)).unwrap());
+        Arc::new(GcsJsonStore::new(GcsConfig::from_env(&bucket).unwrap()).unwrap());
     let server = TestServer::with_objects(store.clone()).await;
     let (customer, key) = server.customer("cloudy").await;
 

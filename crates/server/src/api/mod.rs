@@ -5,6 +5,7 @@ mod admin;
 mod customers;
 mod images;
 mod ops;
+mod uploads;
 
 use axum::{
     Router,
@@ -22,7 +23,7 @@ use crate::{error::ApiError, state::AppState};
     paths(
         customers::create, customers::get_one, customers::update, customers::delete,
         customers::create_key, customers::list_keys, customers::revoke_key,
-        images::upload, images::list, images::get_one, images::original, images::rendition, images::delete,
+        images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
         admin::dead_letters, admin::retry_dead_letter,
         ops::healthz, ops::readyz, ops::metrics,
     ),
@@ -30,6 +31,7 @@ use crate::{error::ApiError, state::AppState};
         imagelake_core::records::Image, imagelake_core::records::Customer, imagelake_core::records::ApiKey,
         imagelake_core::records::DeadLetter, customers::NewCustomer, customers::CustomerUpdate,
         customers::CreatedCustomer, customers::CreatedKey, images::ImagePage, images::BatchResults,
+        crate::direct::UploadRequest, crate::direct::UploadTicket,
         ErrorBody,
     )),
     modifiers(&BearerAuth),
@@ -100,6 +102,7 @@ fn api_routes() -> Router<AppState> {
             axum::routing::delete(customers::revoke_key),
         )
         .route("/v1/images", post(images::upload).get(images::list))
+        .route("/v1/uploads", post(uploads::create))
         .route(
             "/v1/images/{id}",
             get(images::get_one).delete(images::delete),

@@ -1,0 +1,139 @@
+//! Direct-to-bucket uploads: the API makes the record (`pending_upload`) and hands the customer
+//! a signed URL for exactly one object, `originals/{customer}/{image}`, so large files never pass
+//! through the API. The URL's signed headers pin the content type, the length, the customer and
+//! image metadata and create-only, so it cannot write anywhere else or write anything else. The
+//! bucket's notification then drives processing like any upload; the checks an API upload makes
+//! before it answers (format, pixel limit, duplicate) end the record as `failed` with the same
+//! codes.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use imagelake_core::{
+    CustomerId, ImageId, Timestamp, paths,
+    records::{Image, ImageStatus},
+};
+use imagelake_metadata::{InsertOutcome, NewImage};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{error::ApiError, ingest::clean_filename, state::AppState};
+
+/// Signs URLs for one object each; the GCS implementation lives with the GCP backends.
+#[async_trait]
+pub trait UploadUrls: Send + Sync + 'static {
+    /// A URL that allows `PUT` of `object` with exactly `headers`, until `now + expires`.
+    async fn put_url(
+        &self,
+        object: &str,
+        headers: &BTreeMap<String, String>,
+        expires: Duration,
+        now: Timestamp,
+    ) -> Result<String, String>;
+}
+
+/// What the customer is about to upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    pub filename: Option<String>,
+    /// `image/jpeg`, `image/png`, `image/webp` or `image/gif`.
+    pub content_type: String,
+    /// The exact size of the file in bytes.
+    pub bytes: u64,
+}
+
+/// Where and how to send the bytes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadTicket {
+    /// The image id; `GET /v1/images/{id}` follows its processing.
+    pub id: String,
+    pub upload_url: String,
+    pub method: &'static str,
+    /// Send exactly these headers with the `PUT`; the signature covers them.
+    pub headers: BTreeMap<String, String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
+}
+
+/// Records the upload and signs its URL.
+pub async fn issue(
+    state: &AppState,
+    urls: &Arc<dyn UploadUrls>,
+    customer: CustomerId,
+    request: UploadRequest,
+) -> Result<UploadTicket, ApiError> {
+    let format = imagelake_imaging::Format::from_content_type(&request.content_type).ok_or_else(
+        || {
+            ApiError::new(
+                imagelake_core::ErrorCode::UnsupportedMediaType,
+                format!(
+                    "content_type {:?} is not accepted; send image/jpeg, image/png, image/webp or image/gif",
+                    request.content_type
+                ),
+            )
+        },
+    )?;
+    if request.bytes == 0 {
+        return Err(ApiError::invalid("bytes must be the file's size, above 0"));
+    }
+    if request.bytes > state.settings.limits.max_body_bytes {
+        return Err(ApiError::too_large(state.settings.limits.max_body_bytes));
+    }
+    let now = state.clock.now();
+    let retention =
+        chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
+    let image = Image {
+        id: ImageId::new(),
+        customer_id: customer,
+        status: ImageStatus::PendingUpload,
+        bytes: request.bytes,
+        sha256: String::new(),
+        content_type: format.content_type().to_owned(),
+        filename: request.filename.as_deref().and_then(clean_filename),
+        uploaded_at: now,
+        expires_at: now + retention,
+        facts: None,
+        error: None,
+        processed_at: None,
+        generation: None,
+    };
+    let headers = signed_headers(&image);
+    let ttl = state.settings.objects.upload_url_ttl.0;
+    let object = paths::original(customer, image.id);
+    let upload_url = urls
+        .put_url(&object, &headers, ttl, now)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let new = NewImage {
+        image: image.clone(),
+        idempotency: None,
+    };
+    match state.store.insert_image(&new, false).await? {
+        InsertOutcome::Created => {}
+        other => return Err(ApiError::internal(&format!("unexpected {other:?}"))),
+    }
+    state.metrics.upload("direct");
+    tracing::info!(image_id = %image.id, customer_id = %customer, bytes = request.bytes, "direct upload issued");
+    Ok(UploadTicket {
+        id: image.id.to_string(),
+        upload_url,
+        method: "PUT",
+        headers,
+        expires_at: now + chrono::Duration::from_std(ttl).unwrap_or_default(),
+    })
+}
+
+/// The headers the signed `PUT` must carry.
+fn signed_headers(image: &Image) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("content-type".to_owned(), image.content_type.clone()),
+        ("content-length".to_owned(), image.bytes.to_string()),
+        ("x-goog-if-generation-match".to_owned(), "0".to_owned()),
+        (
+            "x-goog-meta-customer-id".to_owned(),
+            image.customer_id.to_string(),
+        ),
+        ("x-goog-meta-image-id".to_owned(), image.id.to_string()),
+    ])
+}
