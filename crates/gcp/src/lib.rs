@@ -11,6 +11,7 @@
 mod auth;
 mod firestore;
 mod gcs;
+pub mod oidc;
 mod pubsub;
 mod queue;
 pub mod signing;
@@ -19,4 +20,4 @@ pub use auth::TokenSource;
 pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
 pub use pubsub::{DeadLetter, ObjectEvent, PubSub, Received};
-pub use queue::{PubSubQueue, QueueConfig};
+pub use queue::{PubSubQueue, QueueConfig, Work, work_of};

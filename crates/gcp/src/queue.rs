@@ -68,7 +68,8 @@ pub struct PubSubQueue {
 }
 
 /// What a delivered message asks for.
-enum Work {
+#[derive(Debug)]
+pub enum Work {
     Job(Job),
     /// A notification that is not work, with the reason.
     Ignore(&'static str),
@@ -100,7 +101,9 @@ fn image_of(m: &Received) -> Option<(CustomerId, ImageId)> {
     }
 }
 
-fn work_of(m: &Received, bucket: Option<&str>) -> Work {
+/// Sorts a delivered message (see the module docs); notifications from other buckets than
+/// `bucket` are not work.
+pub fn work_of(m: &Received, bucket: Option<&str>) -> Work {
     let attempts = m.delivery_attempt.unwrap_or(1);
     let job = |(customer_id, image_id), generation| {
         Work::Job(Job {

@@ -32,6 +32,8 @@ pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
 /// A service-account key file (`type: service_account`).
 pub struct ServiceAccountKey {
     pub client_email: String,
+    /// Names the key in Google's published certificates (the JWT `kid`).
+    pub private_key_id: Option<String>,
     key: RsaKeyPair,
 }
 
@@ -47,6 +49,7 @@ impl ServiceAccountKey {
         struct File {
             client_email: String,
             private_key: String,
+            private_key_id: Option<String>,
         }
         let file: File =
             serde_json::from_str(text).map_err(|e| format!("not a service-account key: {e}"))?;
@@ -56,6 +59,7 @@ impl ServiceAccountKey {
             .map_err(|e| format!("the key file's private_key is not an RSA key: {e}"))?;
         Ok(Self {
             client_email: file.client_email,
+            private_key_id: file.private_key_id,
             key,
         })
     }
@@ -91,12 +95,20 @@ impl ServiceAccountKey {
 
     /// A self-signed JWT that Google APIs accept as an access token for `scope`.
     pub fn access_token(&self, scope: &str, now: DateTime<Utc>) -> Result<String, String> {
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT"}"#);
         let iat = now.timestamp();
-        let claims = json!({
+        self.jwt(&json!({
             "iss": self.client_email, "sub": self.client_email, "scope": scope,
             "iat": iat, "exp": iat + 3600,
-        });
+        }))
+    }
+
+    /// An RS256 JWT of `claims`, with this key's id as `kid`.
+    pub fn jwt(&self, claims: &serde_json::Value) -> Result<String, String> {
+        let mut header = json!({"alg": "RS256", "typ": "JWT"});
+        if let Some(kid) = &self.private_key_id {
+            header["kid"] = json!(kid);
+        }
+        let header = URL_SAFE_NO_PAD.encode(header.to_string());
         let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signed = format!("{header}.{claims}");
         let signature = URL_SAFE_NO_PAD.encode(self.sign(signed.as_bytes())?);

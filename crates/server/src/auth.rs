@@ -106,6 +106,17 @@ pub struct CustomerCaller(pub CustomerId);
 /// A caller authenticated with the admin token.
 pub struct Admin;
 
+/// The raw bearer token of a request that is not from a customer or the admin (Pub/Sub push).
+pub struct BearerToken(pub String);
+
+impl FromRequestParts<AppState> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        bearer(parts).map(|t| Self(t.to_owned()))
+    }
+}
+
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     let value = parts
         .headers

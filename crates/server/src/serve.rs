@@ -62,11 +62,11 @@ pub async fn start_role(
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let workers_stop = CancellationToken::new();
-    let processing = role != Role::Api;
+    let processing = role != Role::Api && state.settings.queue.pull;
+    let sweeping = role != Role::Api;
     let workers =
         processing.then(|| tokio::spawn(worker::run(state.clone(), workers_stop.clone())));
-    let sweeper =
-        processing.then(|| tokio::spawn(sweeper::run(state.clone(), workers_stop.clone())));
+    let sweeper = sweeping.then(|| tokio::spawn(sweeper::run(state.clone(), workers_stop.clone())));
     let router = match role {
         Role::Worker => api::ops_router(state.clone()),
         Role::All | Role::Api => api::router(state.clone()),

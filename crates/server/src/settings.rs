@@ -34,7 +34,36 @@ pub struct Settings {
     pub objects: Objects,
     pub metadata: Metadata,
     pub queue: Queue,
+    pub push: Push,
     pub gcp: Gcp,
+}
+
+/// `POST /v1/pubsub/push`: work delivered by a Pub/Sub push subscription (the Cloud Run style)
+/// instead of pulled.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Push {
+    pub enabled: bool,
+    /// The audience the push subscription puts in its OIDC tokens (usually the endpoint's URL).
+    pub audience: Option<String>,
+    /// The push subscription's service account; tokens from any other account are refused.
+    pub service_account_email: Option<String>,
+    /// Where the token signing keys come from: Google's certificates by default.
+    pub jwks_url: String,
+    /// A local JSON Web Key Set instead of `jwks_url`.
+    pub jwks_file: Option<PathBuf>,
+}
+
+impl Default for Push {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            audience: None,
+            service_account_email: None,
+            jwks_url: "https://www.googleapis.com/oauth2/v3/certs".to_owned(),
+            jwks_file: None,
+        }
+    }
 }
 
 /// Google Cloud settings shared by the GCP backends.
@@ -78,6 +107,8 @@ pub struct Queue {
     pub dead_letter_subscription: String,
     /// Create missing topics and subscriptions at start (the emulator; a first run).
     pub create: bool,
+    /// Pull work from the subscription; `false` for a worker that only takes pushed work.
+    pub pull: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -120,6 +151,7 @@ impl Default for Queue {
             dead_letter_topic: "imagelake-processing-dead".to_owned(),
             dead_letter_subscription: "imagelake-processing-dead".to_owned(),
             create: false,
+            pull: true,
         }
     }
 }
@@ -208,6 +240,7 @@ impl Default for Settings {
             objects: Objects::default(),
             metadata: Metadata::default(),
             queue: Queue::default(),
+            push: Push::default(),
             gcp: Gcp::default(),
         }
     }
@@ -270,6 +303,12 @@ impl Settings {
         if self.metadata.backend == MetadataBackend::Firestore && !self.work_from_notifications() {
             return Err(
                 "metadata.backend = \"firestore\" keeps no queue: set queue.backend = \"pubsub\""
+                    .into(),
+            );
+        }
+        if self.push.enabled && self.push.audience.as_deref().is_none_or(str::is_empty) {
+            return Err(
+                "push.enabled needs push.audience, the audience of the push subscription's tokens"
                     .into(),
             );
         }

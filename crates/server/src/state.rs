@@ -31,6 +31,9 @@ pub struct AppState {
     pub upload_budget: Arc<Semaphore>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
     pub upload_urls: Option<Arc<dyn UploadUrls>>,
+    /// Checks the tokens of pushed work, when `push.enabled`.
+    #[cfg(feature = "gcp")]
+    pub push: Option<Arc<imagelake_gcp::oidc::PushVerifier>>,
 }
 
 impl AppState {
@@ -50,6 +53,14 @@ impl AppState {
             admin,
         );
         state.upload_urls = upload_urls;
+        #[cfg(feature = "gcp")]
+        {
+            state.push = push_verifier(&state.settings)?;
+        }
+        #[cfg(not(feature = "gcp"))]
+        if state.settings.push.enabled {
+            anyhow::bail!("push.enabled needs a build with the `gcp` feature");
+        }
         Ok(state)
     }
 
@@ -93,6 +104,8 @@ impl AppState {
             work_ready: Arc::new(Notify::new()),
             upload_budget,
             upload_urls: None,
+            #[cfg(feature = "gcp")]
+            push: None,
         }
     }
 }
@@ -198,6 +211,28 @@ fn upload_urls(settings: &Settings) -> anyhow::Result<Option<Arc<dyn UploadUrls>
 #[cfg(not(feature = "gcp"))]
 fn upload_urls(_: &Settings) -> anyhow::Result<Option<Arc<dyn UploadUrls>>> {
     Ok(None)
+}
+
+#[cfg(feature = "gcp")]
+fn push_verifier(
+    settings: &Settings,
+) -> anyhow::Result<Option<Arc<imagelake_gcp::oidc::PushVerifier>>> {
+    use imagelake_gcp::oidc::{KeySource, PushVerifier};
+    let push = &settings.push;
+    if !push.enabled {
+        return Ok(None);
+    }
+    let source = match &push.jwks_file {
+        Some(path) => KeySource::Fixed(std::fs::read_to_string(path)?),
+        None => KeySource::Url(push.jwks_url.clone()),
+    };
+    let verifier = PushVerifier::new(
+        push.audience.clone().unwrap_or_default(),
+        push.service_account_email.clone(),
+        source,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(verifier)))
 }
 
 /// V4 signed URLs on the configured bucket.

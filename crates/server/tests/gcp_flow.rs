@@ -407,3 +407,110 @@ async fn a_signed_url_binds_its_object_and_headers() {
     assert!(!check(&object, &fewer), "create-only cannot be dropped");
     server.stop().await;
 }
+
+const PUSH_AUDIENCE: &str = "https://imagelake.test/v1/pubsub/push";
+
+/// An OIDC token as Pub/Sub push would send it, signed with the test key, with `change` applied.
+fn push_token(change: impl FnOnce(&mut Value)) -> String {
+    let key = ServiceAccountKey::from_file(&test_key_file()).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({
+        "aud": PUSH_AUDIENCE, "iss": "https://accounts.google.com", "iat": now, "exp": now + 3600,
+        "email": key.client_email, "email_verified": true, "sub": "1234567890",
+    });
+    change(&mut claims);
+    key.jwt(&claims).unwrap()
+}
+
+#[tokio::test]
+async fn pushed_notifications_are_processed_with_a_verified_token() {
+    let (server, bucket) = gcp_server("push", |s| {
+        s.queue.pull = false;
+        s.push.enabled = true;
+        s.push.audience = Some(PUSH_AUDIENCE.into());
+        s.push.jwks_file = Some(test_key_file().with_file_name("test-jwks.json"));
+        s.push.service_account_email = Some(
+            ServiceAccountKey::from_file(&test_key_file())
+                .unwrap()
+                .client_email,
+        );
+    })
+    .await;
+    let (_, key) = server.customer("pushed").await;
+    let (status, body) = server
+        .upload(&key, std::fs::read(&corpus()[2]).unwrap(), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = body["id"].as_str().unwrap().to_owned();
+
+    // Play Pub/Sub's part: take the real notification off the subscription and push it.
+    let pubsub = PubSub::from_env(PROJECT).unwrap();
+    let subscription = format!("{bucket}-processing");
+    let message = wait_for(Duration::from_secs(30), || async {
+        let pulled = pubsub.pull(&subscription, 10).await.unwrap();
+        pulled.into_iter().find(|m| {
+            m.attributes
+                .get("objectId")
+                .is_some_and(|o| o.ends_with(&id))
+        })
+    })
+    .await
+    .expect("the bucket's notification arrives");
+    let envelope = json!({
+        "message": {
+            "attributes": message.attributes, "messageId": message.message_id,
+            "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &message.data),
+        },
+        "subscription": format!("projects/{PROJECT}/subscriptions/{subscription}"),
+        "deliveryAttempt": 1,
+    });
+    let push = |token: Option<String>, body: Value| {
+        let mut request = server
+            .client
+            .post(server.url("/v1/pubsub/push"))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        server.send(request)
+    };
+
+    let refused = [
+        None,
+        Some("not.a.token".to_owned()),
+        Some(push_token(|c| c["aud"] = json!("https://elsewhere.test"))),
+        Some(push_token(|c| c["iss"] = json!("https://evil.test"))),
+        Some(push_token(|c| {
+            c["exp"] = json!(c["iat"].as_i64().unwrap() - 7200)
+        })),
+        Some(push_token(|c| c["email"] = json!("someone@else.test"))),
+        Some(push_token(|c| c["email_verified"] = json!(false))),
+        Some({
+            let token = push_token(|_| {});
+            let (signed, _) = token.rsplit_once('.').unwrap();
+            format!("{signed}.{}", "A".repeat(342))
+        }),
+    ];
+    for token in refused {
+        let (status, answer) = push(token.clone(), envelope.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?} -> {answer}");
+    }
+    let pending = server.get(&key, &format!("/v1/images/{id}")).await.1;
+    assert_eq!(pending["status"], "received", "refused pushes do no work");
+
+    let (status, answer) = push(Some(push_token(|_| {})), json!({"message": "nope"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = push(Some(push_token(|_| {})), envelope.clone()).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{answer}");
+    let record = server.get(&key, &format!("/v1/images/{id}")).await.1;
+    assert_eq!(
+        record["status"], "processed",
+        "processed before the push is answered"
+    );
+    // Pushed again (Pub/Sub delivers at least once): acknowledged, nothing redone.
+    let processed = server.state.metrics.processed.get();
+    let (status, _) = push(Some(push_token(|_| {})), envelope).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(server.state.metrics.processed.get(), processed);
+    server.stop().await;
+}

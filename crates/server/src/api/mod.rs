@@ -5,6 +5,8 @@ mod admin;
 mod customers;
 mod images;
 mod ops;
+#[cfg(feature = "gcp")]
+mod push;
 mod uploads;
 
 use axum::{
@@ -68,12 +70,22 @@ impl utoipa::Modify for BearerAuth {
 /// The whole API as a router over `state`.
 /// Every endpoint: the API role (and `serve`).
 pub fn router(state: AppState) -> Router {
-    with_layers(api_routes().merge(ops_routes()), state)
+    with_layers(api_routes().merge(ops_routes()).merge(push_routes()), state)
 }
 
-/// Health, readiness and metrics only: the worker role's probe and scrape port.
+/// Health, readiness, metrics and pushed work: the worker role's port.
 pub fn ops_router(state: AppState) -> Router {
-    with_layers(ops_routes(), state)
+    with_layers(ops_routes().merge(push_routes()), state)
+}
+
+#[cfg(feature = "gcp")]
+fn push_routes() -> Router<AppState> {
+    Router::new().route("/v1/pubsub/push", post(push::push))
+}
+
+#[cfg(not(feature = "gcp"))]
+fn push_routes() -> Router<AppState> {
+    Router::new()
 }
 
 fn ops_routes() -> Router<AppState> {

@@ -60,5 +60,9 @@ pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
 }
 
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    #[cfg_attr(not(feature = "gcp"), allow(unused_mut))]
+    let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "gcp")]
+    doc.merge(super::push::PushDoc::openapi());
+    Json(doc)
 }

@@ -1,0 +1,94 @@
+//! `POST /v1/pubsub/push`: the same work as the pulled subscription, delivered by a Pub/Sub
+//! push subscription. The answer is the acknowledgement: 2xx acks, anything else makes Pub/Sub
+//! deliver again with backoff (and dead-letter after the subscription's limit).
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use imagelake_gcp::{Received, Work, work_of};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{auth::BearerToken, error::ApiError, state::AppState, worker};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(push))]
+pub struct PushDoc;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope {
+    message: Message,
+    delivery_attempt: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Message {
+    #[serde(default)]
+    attributes: HashMap<String, String>,
+    #[serde(default)]
+    data: String,
+    message_id: String,
+}
+
+/// Work pushed by Pub/Sub, authenticated by its OIDC token.
+#[utoipa::path(post, path = "/v1/pubsub/push", tag = "ops", security(("bearer" = [])), request_body(content = String, content_type = "application/json", description = "a Pub/Sub push envelope"),
+    responses((status = 204, description = "done (acknowledged)"), (status = 400, body = super::ErrorBody, description = "not a push message"),
+        (status = 401, body = super::ErrorBody), (status = 404, body = super::ErrorBody, description = "push is not enabled"),
+        (status = 503, body = super::ErrorBody, description = "failed for now; deliver again")))]
+pub async fn push(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(verifier) = state.push.clone() else {
+        return Err(ApiError::not_found(
+            "push delivery is not enabled here (push.enabled)",
+        ));
+    };
+    if let Err(reason) = verifier.verify(&token, state.clock.now()).await {
+        tracing::warn!(%reason, "push refused");
+        return Err(ApiError::unauthorized(format!(
+            "the push token was refused: {reason}"
+        )));
+    }
+    let envelope: Envelope = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid(format!("not a Pub/Sub push message: {e}")))?;
+    let message = Received {
+        ack_id: String::new(),
+        data: STANDARD
+            .decode(&envelope.message.data)
+            .map_err(|_| ApiError::invalid("message.data is not base64"))?,
+        message_id: envelope.message.message_id,
+        attributes: envelope.message.attributes,
+        delivery_attempt: envelope.delivery_attempt,
+    };
+    let job = match work_of(&message, state.settings.objects.bucket.as_deref()) {
+        Work::Job(job) => job,
+        Work::Ignore(reason) => {
+            tracing::debug!(message_id = %message.message_id, reason, "pushed notification is not work");
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        Work::Malformed(error) => return Err(ApiError::invalid(error)),
+    };
+    match worker::process_job(&state, &job).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(error) => {
+            state.metrics.retries.inc();
+            tracing::warn!(job_id = %job.id, image_id = %job.image_id, attempts = job.attempts, %error, "pushed work failed; Pub/Sub delivers it again");
+            Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": {"code": "internal", "message": error}})),
+            )
+                .into_response())
+        }
+    }
+}
