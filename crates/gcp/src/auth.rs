@@ -23,7 +23,7 @@ pub enum TokenSource {
     /// The instance metadata server (GKE Workload Identity, Compute Engine, Cloud Run).
     MetadataServer(Mutex<Option<(String, Instant)>>),
     /// Self-signed JWTs from a service-account key.
-    ServiceAccount(ServiceAccountKey, Mutex<Option<(String, Instant)>>),
+    ServiceAccount(Box<ServiceAccountKey>, Mutex<Option<(String, Instant)>>),
 }
 
 /// The scope every imagelake backend needs.
@@ -39,7 +39,7 @@ impl TokenSource {
     pub fn application_default() -> Result<Self, String> {
         match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
             Some(path) if !path.is_empty() => Ok(Self::ServiceAccount(
-                ServiceAccountKey::from_file(std::path::Path::new(&path))?,
+                Box::new(ServiceAccountKey::from_file(std::path::Path::new(&path))?),
                 Mutex::new(None),
             )),
             _ => Ok(Self::metadata_server()),
