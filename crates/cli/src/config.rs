@@ -135,6 +135,13 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Prints the bucket lifecycle rule for the configured retention.
+pub fn lifecycle(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.settings()?;
+    println!("{}", serde_json::to_string_pretty(&settings.lifecycle_rule())?);
+    Ok(())
+}
+
 /// Runs `role` until Ctrl-C or SIGTERM.
 pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     init_logging(args.log_format);
@@ -180,6 +187,26 @@ mod tests {
             example.processing.max_attempts,
             defaults.processing.max_attempts
         );
+        let gcp: Settings =
+            toml::from_str(include_str!("../../../gcp.toml")).expect("gcp.toml parses");
+        assert_eq!(gcp.check(), Ok(()), "gcp.toml is a working combination");
+        assert!(gcp.work_from_notifications());
+        let shipped: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/lifecycle.json")).unwrap();
+        assert_eq!(shipped, gcp.lifecycle_rule(), "deploy/lifecycle.json is gcp.toml's rule");
+        let mut short = Settings::default();
+        short.retention = HumanDuration(std::time::Duration::from_secs(36 * 3600));
+        assert_eq!(short.lifecycle_rule()["rule"][0]["condition"]["age"], 3);
+        for bad in [
+            "[metadata]\nbackend = \"firestore\"\n[gcp]\nproject = \"p\"",
+            "[queue]\nbackend = \"pubsub\"\n[gcp]\nproject = \"p\"",
+            "[objects]\nbackend = \"gcs\"",
+            "[objects]\nbackend = \"gcs\"\nbucket = \"b\"\n[queue]\nbackend = \"pubsub\"",
+            "[push]\nenabled = true",
+        ] {
+            let settings: Settings = toml::from_str(bad).unwrap();
+            assert!(settings.check().is_err(), "{bad}");
+        }
         assert!(
             toml::from_str::<Settings>("retention = \"7 days\"").is_err(),
             "bad durations are refused"

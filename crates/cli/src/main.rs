@@ -33,6 +33,8 @@ enum Command {
     Customers(client::CustomersCommand),
     /// Upload files and folders of images.
     Upload(client::UploadArgs),
+    /// Print the GCS bucket lifecycle rule that matches the configured retention.
+    Lifecycle(config::ServeArgs),
     /// Measure processing speed and end-to-end upload throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -52,6 +54,7 @@ fn main() -> anyhow::Result<()> {
             Command::Worker(args) => config::serve(args, Role::Worker).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Upload(args) => client::upload(args).await,
+            Command::Lifecycle(args) => config::lifecycle(args),
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     })

@@ -282,6 +282,14 @@ impl Processing {
 }
 
 impl Settings {
+    /// The bucket lifecycle rule that backs up the sweeper: delete objects one day after the
+    /// retention (in whole days, rounded up) has passed. `gcloud storage buckets update
+    /// gs://BUCKET --lifecycle-file=...` takes it.
+    pub fn lifecycle_rule(&self) -> serde_json::Value {
+        let days = self.retention.0.as_secs().div_ceil(86_400) + 1;
+        serde_json::json!({"rule": [{"action": {"type": "Delete"}, "condition": {"age": days}}]})
+    }
+
     /// Whether processing work comes from the bucket's notifications rather than being queued
     /// by the API with the record.
     pub fn work_from_notifications(&self) -> bool {
