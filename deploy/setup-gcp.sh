@@ -62,7 +62,7 @@ for topic in "$TOPIC" "$DEAD"; do
 done
 
 # Firestore: the database, the composite indexes of deploy/firestore.indexes.json and the TTL
-# policy on images.expires_at.
+# policies on images.expires_at and dedup.expires_at.
 gcloud firestore databases create --project="$PROJECT" --location="$REGION" 2>/dev/null || true
 gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
   --role=roles/datastore.user --condition=None
@@ -73,8 +73,10 @@ gcloud firestore indexes composite create --project="$PROJECT" --collection-grou
 gcloud firestore indexes composite create --project="$PROJECT" --collection-group=images \
   --field-config=field-path=customer_id,order=ascending \
   --field-config=field-path=sha256,order=ascending 2>/dev/null || true
-gcloud firestore fields ttls update expires_at --collection-group=images --enable-ttl \
-  --project="$PROJECT" --quiet
+for group in images dedup; do
+  gcloud firestore fields ttls update expires_at --collection-group="$group" --enable-ttl \
+    --project="$PROJECT" --quiet
+done
 
 # Direct uploads sign URLs through IAM signBlob as the service account itself.
 gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \

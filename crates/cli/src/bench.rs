@@ -3,9 +3,10 @@
 //! - `processing` runs the whole processing step (decode, EXIF, both renditions, hash, colour) on
 //!   every image of a folder on the calling thread (pin it with `taskset -c 0` for one core),
 //!   several rounds, and reports the median round.
-//! - `upload` starts the embedded system in-process on a temporary data dir, uploads the folder
-//!   with N concurrent clients over real HTTP, waits until every image is processed, and reports
-//!   throughput and upload-to-processed latency percentiles.
+//! - `upload` starts the embedded system in-process on a temporary data dir (or uses a running
+//!   deployment with `--server`), uploads the folder with N concurrent clients over real HTTP,
+//!   waits until every image is processed, and reports throughput and upload-to-processed
+//!   latency percentiles.
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
@@ -38,6 +39,13 @@ pub struct UploadArgs {
     /// Concurrent uploading clients.
     #[arg(long, default_value_t = 8)]
     clients: usize,
+    /// A running deployment to measure (e.g. `imagelake api` + `imagelake worker` processes)
+    /// instead of an in-process embedded system.
+    #[arg(long)]
+    server: Option<String>,
+    /// The deployment's admin token, to create the benchmark's customer.
+    #[arg(long, env = "IMAGELAKE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -96,30 +104,44 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     use imagelake_server::{AppState, Settings, settings::Secret};
 
     let images = load(&args.corpus)?;
-    let dir = tempfile_dir()?;
-    let settings = Settings {
-        data_dir: dir.clone(),
-        admin_token: Some(Secret("bench-admin".to_owned())),
-        limits: imagelake_server::settings::Limits {
-            requests_per_second: 1e6,
-            burst: 1_000_000,
-            ..Default::default()
-        },
-        ..Settings::default()
+    let mut embedded = None;
+    let (base, admin) = match (&args.server, &args.admin_token) {
+        (Some(server), Some(token)) => (server.trim_end_matches('/').to_owned(), token.clone()),
+        (Some(_), None) => anyhow::bail!("--server needs --admin-token or IMAGELAKE_ADMIN_TOKEN"),
+        (None, _) => {
+            let dir = tempfile_dir()?;
+            let settings = Settings {
+                data_dir: dir.clone(),
+                admin_token: Some(Secret("bench-admin".to_owned())),
+                limits: imagelake_server::settings::Limits {
+                    requests_per_second: 1e6,
+                    burst: 1_000_000,
+                    ..Default::default()
+                },
+                ..Settings::default()
+            };
+            let state = AppState::embedded(settings)?;
+            let running = imagelake_server::start(state, "127.0.0.1:0".parse()?).await?;
+            let base = format!("http://{}", running.addr);
+            embedded = Some((running, dir));
+            (base, "bench-admin".to_owned())
+        }
     };
-    let state = AppState::embedded(settings)?;
-    let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse()?).await?;
-    let base = format!("http://{}", running.addr);
     let client = reqwest::Client::new();
     let created: serde_json::Value = client
         .post(format!("{base}/v1/customers"))
-        .bearer_auth("bench-admin")
+        .bearer_auth(&admin)
         .json(&serde_json::json!({"name": "bench", "email": "bench@example.test"}))
         .send()
         .await?
         .json()
         .await?;
-    let key = Arc::new(created["api_key"].as_str().unwrap_or_default().to_owned());
+    let key = Arc::new(
+        created["api_key"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("could not create a customer: {created}"))?
+            .to_owned(),
+    );
     let started = Instant::now();
     let ids: Vec<String> = futures::stream::iter(images.iter())
         .map(|(_, bytes, _)| {
@@ -144,23 +166,13 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let uploaded = started.elapsed().as_secs_f64();
     let mut latencies = Vec::new();
     for id in &ids {
-        loop {
-            let image = state
-                .store
-                .get_image(id.parse()?)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("image {id} vanished"))?;
-            if let Some(done) = image.processed_at {
-                latencies
-                    .push((done - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6);
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        latencies.push(processed_after(&client, &base, &key, id).await?);
     }
     let total = started.elapsed().as_secs_f64();
-    running.shutdown().await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some((running, dir)) = embedded {
+        running.shutdown().await?;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
     println!(
@@ -174,6 +186,43 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
         pct(0.99)
     );
     Ok(())
+}
+
+/// Waits until the image is processed; its `processed_at - uploaded_at` in seconds.
+async fn processed_after(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    id: &str,
+) -> anyhow::Result<f64> {
+    let time = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let image: serde_json::Value = client
+            .get(format!("{base}/v1/images/{id}"))
+            .bearer_auth(key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        match image["status"].as_str() {
+            Some("processed" | "failed") => {
+                let (Some(done), Some(up)) =
+                    (time(&image["processed_at"]), time(&image["uploaded_at"]))
+                else {
+                    anyhow::bail!("image {id} has no times: {image}");
+                };
+                return Ok((done - up).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            }
+            _ if Instant::now() > deadline => {
+                anyhow::bail!("image {id} was not processed: {image}")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

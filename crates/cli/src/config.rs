@@ -138,7 +138,10 @@ fn init_logging(format: LogFormat) {
 /// Prints the bucket lifecycle rule for the configured retention.
 pub fn lifecycle(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    println!("{}", serde_json::to_string_pretty(&settings.lifecycle_rule())?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&settings.lifecycle_rule())?
+    );
     Ok(())
 }
 
@@ -193,7 +196,11 @@ mod tests {
         assert!(gcp.work_from_notifications());
         let shipped: serde_json::Value =
             serde_json::from_str(include_str!("../../../deploy/lifecycle.json")).unwrap();
-        assert_eq!(shipped, gcp.lifecycle_rule(), "deploy/lifecycle.json is gcp.toml's rule");
+        assert_eq!(
+            shipped,
+            gcp.lifecycle_rule(),
+            "deploy/lifecycle.json is gcp.toml's rule"
+        );
         let mut short = Settings::default();
         short.retention = HumanDuration(std::time::Duration::from_secs(36 * 3600));
         assert_eq!(short.lifecycle_rule()["rule"][0]["condition"]["age"], 3);

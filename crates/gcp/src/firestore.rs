@@ -4,10 +4,15 @@
 //! build, and every call is one request the emulator and production answer alike.
 //!
 //! Collections: `customers/{id}`, `api_keys/{sha256 of the key}` (a key lookup is one document
-//! read), `images/{id}`, and `idempotency/{customer}~{sha256 of the key}`. Timestamps are
-//! Firestore timestamps, which keep microseconds, as every backend does. The checks that must not
-//! race (a live duplicate, a used idempotency key) run inside a Firestore transaction together
-//! with the writes; a transaction that loses a race is aborted by Firestore and run again.
+//! read), `images/{id}`, `idempotency/{customer}~{sha256 of the key}`, and
+//! `dedup/{customer}~{sha256 of the bytes}` naming the image that holds those bytes. Timestamps
+//! are Firestore timestamps, which keep microseconds, as every backend does. The checks that must
+//! not race (a live duplicate, a used idempotency key) run inside a Firestore transaction together
+//! with the writes, as point reads of those documents: a query inside a transaction would lock
+//! the customer's whole range of images and make one customer's concurrent uploads abort each
+//! other. A transaction that still loses a race is aborted by Firestore and run again. A `dedup`
+//! marker whose image is gone or expired is stale and simply replaced; the TTL policy on its
+//! `expires_at` removes it.
 //!
 //! Listing asks Firestore for `customer_id == X` ordered by `uploaded_at` then document id, both
 //! descending, and leaves out expired records as it reads. The composite index this needs is
@@ -255,6 +260,10 @@ fn idempotency_id(customer: CustomerId, key: &str) -> String {
     format!("{customer}~{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
+fn dedup_id(customer: CustomerId, sha256: &str) -> String {
+    format!("{customer}~{sha256}")
+}
+
 // ---- queries ----------------------------------------------------------------------------
 
 fn equal(field: &str, value: Value) -> Value {
@@ -325,15 +334,7 @@ impl FirestoreStore {
         format!("{}/v1/{}{tail}", self.endpoint, self.root)
     }
 
-    async fn get(
-        &self,
-        collection: &str,
-        id: &str,
-        transaction: Option<&str>,
-    ) -> Result<Option<Value>> {
-        if let Some(t) = transaction {
-            return self.get_in_transaction(&self.name(collection, id), t).await;
-        }
+    async fn get(&self, collection: &str, id: &str) -> Result<Option<Value>> {
         let url = format!("{}/v1/{}", self.endpoint, self.name(collection, id));
         match self.call(Method::GET, url, None).await? {
             (StatusCode::NOT_FOUND, _) => Ok(None),
@@ -342,26 +343,8 @@ impl FirestoreStore {
         }
     }
 
-    /// A read inside a transaction goes through `batchGet`: the emulator never answers a plain
-    /// GET that carries a transaction.
-    async fn get_in_transaction(&self, name: &str, transaction: &str) -> Result<Option<Value>> {
-        let body = json!({"documents": [name], "transaction": transaction});
-        let (status, answer) = self
-            .call(Method::POST, self.url(":batchGet"), Some(body))
-            .await?;
-        if !status.is_success() {
-            return Err(backend(format!("batchGet {name}: {status} {answer}")));
-        }
-        Ok(answer
-            .as_array()
-            .and_then(|rows| rows.iter().find_map(|r| r.get("found").cloned())))
-    }
-
-    async fn query(&self, structured: Value, transaction: Option<&str>) -> Result<Vec<Value>> {
-        let mut body = json!({"structuredQuery": structured});
-        if let Some(t) = transaction {
-            body["transaction"] = t.into();
-        }
+    async fn query(&self, structured: Value) -> Result<Vec<Value>> {
+        let body = json!({"structuredQuery": structured});
         let (status, answer) = self
             .call(Method::POST, self.url(":runQuery"), Some(body))
             .await?;
@@ -452,27 +435,26 @@ impl FirestoreStore {
             "where": filter,
             "select": {"fields": [{"fieldPath": "__name__"}]},
         });
-        let docs = self.query(query, None).await?;
+        let docs = self.query(query).await?;
         Ok(docs
             .iter()
             .filter_map(|d| d.get("name").and_then(Value::as_str).map(str::to_owned))
             .collect())
     }
 
-    /// The live duplicate check, inside `transaction` when given.
+    /// The oldest live image of `customer` with these bytes, by query (outside transactions).
     async fn live_duplicate(
         &self,
         customer: CustomerId,
         sha256: &str,
         now: Timestamp,
-        transaction: Option<&str>,
     ) -> Result<Option<Image>> {
         let query = json!({
             "from": [{"collectionId": "images"}],
             "where": all_of(vec![equal("customer_id", string(&customer.to_string())), equal("sha256", string(sha256))]),
         });
         let mut live: Vec<Image> = self
-            .query(query, transaction)
+            .query(query)
             .await?
             .iter()
             .map(image_from)
@@ -484,35 +466,83 @@ impl FirestoreStore {
         Ok(live.into_iter().next())
     }
 
+    /// Documents by name inside `transaction`; the missing ones are left out.
+    async fn batch_get(&self, names: &[String], transaction: &str) -> Result<Vec<Value>> {
+        let body = json!({"documents": names, "transaction": transaction});
+        let (status, answer) = self
+            .call(Method::POST, self.url(":batchGet"), Some(body))
+            .await?;
+        if !status.is_success() {
+            return Err(backend(format!("batchGet: {status} {answer}")));
+        }
+        Ok(answer
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.get("found").cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// One attempt at the insert transaction. Every read is a point read (the idempotency key,
+    /// the `dedup/{customer}~{sha256}` marker, the image it names), so transactions of one
+    /// customer's concurrent uploads touch different documents and do not contend.
     async fn try_insert_image(&self, new: &NewImage) -> Result<Result<InsertOutcome, Refused>> {
         let image = &new.image;
         let transaction = self.begin().await?;
-        let t = Some(transaction.as_str());
-        if let Some(idem) = &new.idempotency
-            && let Some(previous) = self
-                .get(
-                    "idempotency",
-                    &idempotency_id(image.customer_id, &idem.key),
-                    t,
-                )
-                .await?
-        {
-            self.rollback(&transaction).await;
-            return Ok(Ok(InsertOutcome::Replay(idempotency_from(&previous)?)));
-        }
+        let idem_name = new
+            .idempotency
+            .as_ref()
+            .map(|idem| self.name("idempotency", &idempotency_id(image.customer_id, &idem.key)));
         // A record made before its bytes arrive (a signed-URL upload) has no hash to compare yet.
-        if !image.sha256.is_empty()
-            && let Some(existing) = self
-                .live_duplicate(image.customer_id, &image.sha256, image.uploaded_at, t)
-                .await?
-        {
+        let dedup_name = (!image.sha256.is_empty())
+            .then(|| self.name("dedup", &dedup_id(image.customer_id, &image.sha256)));
+        let names: Vec<String> = idem_name.iter().chain(&dedup_name).cloned().collect();
+        let found = if names.is_empty() {
+            Vec::new()
+        } else {
+            self.batch_get(&names, &transaction).await?
+        };
+        let named = |name: &Option<String>| {
+            name.as_ref().and_then(|n| {
+                found
+                    .iter()
+                    .find(|d| d.get("name").and_then(Value::as_str) == Some(n))
+            })
+        };
+        if let Some(previous) = named(&idem_name) {
             self.rollback(&transaction).await;
-            return Ok(Ok(InsertOutcome::Duplicate(Box::new(existing))));
+            return Ok(Ok(InsertOutcome::Replay(idempotency_from(previous)?)));
+        }
+        if let Some(marker) = named(&dedup_name)
+            && let Some(existing) = get_str(marker, "image_id")
+            && let Some(doc) = self
+                .batch_get(&[self.name("images", &existing)], &transaction)
+                .await?
+                .first()
+        {
+            let existing = image_from(doc)?;
+            if existing.expires_at > image.uploaded_at {
+                self.rollback(&transaction).await;
+                return Ok(Ok(InsertOutcome::Duplicate(Box::new(existing))));
+            }
         }
         let mut writes = vec![json!({
             "update": {"name": self.name("images", &image.id.to_string()), "fields": image_fields(image)},
             "currentDocument": {"exists": false},
         })];
+        if dedup_name.is_some() {
+            writes.push(self.upsert(
+                "dedup",
+                &dedup_id(image.customer_id, &image.sha256),
+                json!({
+                    "customer_id": string(&image.customer_id.to_string()),
+                    "image_id": string(&image.id.to_string()),
+                    "expires_at": ts(image.expires_at),
+                }),
+            ));
+        }
         if let Some(idem) = &new.idempotency {
             writes.push(self.upsert(
                 "idempotency",
@@ -521,7 +551,7 @@ impl FirestoreStore {
             ));
         }
         Ok(self
-            .commit(writes, t)
+            .commit(writes, Some(&transaction))
             .await
             .map(|()| InsertOutcome::Created))
     }
@@ -549,7 +579,7 @@ impl MetadataStore for FirestoreStore {
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>> {
-        self.get("customers", &id.to_string(), None)
+        self.get("customers", &id.to_string())
             .await?
             .as_ref()
             .map(customer_from)
@@ -570,16 +600,12 @@ impl MetadataStore for FirestoreStore {
     }
 
     async fn delete_customer(&self, id: CustomerId) -> Result<()> {
-        if self
-            .get("customers", &id.to_string(), None)
-            .await?
-            .is_none()
-        {
+        if self.get("customers", &id.to_string()).await?.is_none() {
             return Err(StoreError::NotFound);
         }
         let owner = equal("customer_id", string(&id.to_string()));
         let mut writes = Vec::new();
-        for collection in ["images", "idempotency", "api_keys"] {
+        for collection in ["images", "idempotency", "dedup", "api_keys"] {
             for name in self.names_where(collection, owner.clone()).await? {
                 writes.push(self.delete_write(&name));
             }
@@ -590,7 +616,7 @@ impl MetadataStore for FirestoreStore {
 
     async fn insert_key(&self, key: &ApiKey) -> Result<()> {
         if self
-            .get("customers", &key.customer_id.to_string(), None)
+            .get("customers", &key.customer_id.to_string())
             .await?
             .is_none()
         {
@@ -603,7 +629,7 @@ impl MetadataStore for FirestoreStore {
     async fn list_keys(&self, customer: CustomerId) -> Result<Vec<ApiKey>> {
         let query = json!({"from": [{"collectionId": "api_keys"}], "where": equal("customer_id", string(&customer.to_string()))});
         let mut keys = self
-            .query(query, None)
+            .query(query)
             .await?
             .iter()
             .map(key_from)
@@ -633,7 +659,7 @@ impl MetadataStore for FirestoreStore {
 
     async fn find_key(&self, hash: &str) -> Result<Option<ApiKey>> {
         let key = self
-            .get("api_keys", hash, None)
+            .get("api_keys", hash)
             .await?
             .as_ref()
             .map(key_from)
@@ -665,7 +691,7 @@ impl MetadataStore for FirestoreStore {
         customer: CustomerId,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>> {
-        self.get("idempotency", &idempotency_id(customer, key), None)
+        self.get("idempotency", &idempotency_id(customer, key))
             .await?
             .as_ref()
             .map(idempotency_from)
@@ -678,11 +704,11 @@ impl MetadataStore for FirestoreStore {
         sha256: &str,
         now: Timestamp,
     ) -> Result<Option<Image>> {
-        self.live_duplicate(customer, sha256, now, None).await
+        self.live_duplicate(customer, sha256, now).await
     }
 
     async fn get_image(&self, id: ImageId) -> Result<Option<Image>> {
-        self.get("images", &id.to_string(), None)
+        self.get("images", &id.to_string())
             .await?
             .as_ref()
             .map(image_from)
@@ -714,7 +740,7 @@ impl MetadataStore for FirestoreStore {
                 });
             }
             let page = self
-                .query(structured, None)
+                .query(structured)
                 .await?
                 .iter()
                 .map(image_from)
@@ -785,11 +811,7 @@ impl MetadataStore for FirestoreStore {
             "orderBy": [order("expires_at", "ASCENDING")],
             "limit": limit,
         });
-        self.query(query, None)
-            .await?
-            .iter()
-            .map(image_from)
-            .collect()
+        self.query(query).await?.iter().map(image_from).collect()
     }
 
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
@@ -806,8 +828,6 @@ impl MetadataStore for FirestoreStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        self.get("customers", "readiness-probe", None)
-            .await
-            .map(drop)
+        self.get("customers", "readiness-probe").await.map(drop)
     }
 }

@@ -210,6 +210,29 @@ pub async fn records_without_bytes_are_never_duplicates(store: &dyn MetadataStor
     assert_eq!(store.get_image(second.id).await.unwrap(), Some(second));
 }
 
+/// One customer's concurrent uploads: different bytes all land, the same bytes land once.
+pub async fn concurrent_inserts_of_one_customer(store: &dyn MetadataStore) {
+    let (c, _) = customer("busy");
+    let distinct: Vec<NewImage> = (0..8)
+        .map(|n| new(&image(c.id, t0() + secs(n), &format!("sha-busy-{n}"))))
+        .collect();
+    let outcomes =
+        futures::future::join_all(distinct.iter().map(|n| store.insert_image(n, false))).await;
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap(), InsertOutcome::Created);
+    }
+    let same: Vec<NewImage> = (0..4)
+        .map(|n| new(&image(c.id, t0() + secs(20 + n), "sha-busy-same")))
+        .collect();
+    let outcomes =
+        futures::future::join_all(same.iter().map(|n| store.insert_image(n, false))).await;
+    let created = outcomes
+        .into_iter()
+        .filter(|o| matches!(o.as_ref().unwrap(), InsertOutcome::Created))
+        .count();
+    assert_eq!(created, 1, "the same bytes are stored once");
+}
+
 pub async fn duplicates_are_per_customer_and_live_only(store: &dyn MetadataStore) {
     let (a, _) = customer("dup-a");
     let (b, _) = customer("dup-b");
@@ -447,12 +470,14 @@ macro_rules! metadata_conformance {
         $crate::metadata_conformance!(@store $make;
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
+            concurrent_inserts_of_one_customer,
             idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
+            concurrent_inserts_of_one_customer,
             idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {

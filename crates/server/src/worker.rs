@@ -125,8 +125,10 @@ pub async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
         return Ok(());
     };
     // The record describes the bytes it was made from; bytes that arrived on their own (a signed
-    // URL) or replaced the original are described again.
-    let learned = job.generation.is_some() && job.generation != image.generation;
+    // URL) or replaced the original are described again. An API upload's record already knows
+    // its bytes and was checked for duplicates before it was written.
+    let learned = image.status == ImageStatus::PendingUpload
+        || (image.generation.is_some() && job.generation != image.generation);
     if learned {
         image.sha256 = hex::encode(Sha256::digest(&bytes));
         image.bytes = bytes.len() as u64;
