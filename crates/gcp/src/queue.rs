@@ -38,6 +38,8 @@ const SOURCE_DELIVERIES: &str = "CloudPubSubDeadLetterSourceDeliveryCount";
 
 /// Pub/Sub allows an ack deadline of 10 to 600 seconds.
 const MAX_DEADLINE: u32 = 600;
+/// Pulls one lease may make while it finds only notifications that are not work.
+const PULLS_PER_LEASE: usize = 20;
 /// How many pulls `redrive` makes while looking for one dead letter.
 const REDRIVE_PULLS: usize = 20;
 
@@ -231,6 +233,42 @@ impl PubSubQueue {
             .map_err(backend)
     }
 
+    /// Turns pulled messages into leased jobs; everything else is settled here.
+    async fn sort(&self, messages: Vec<Received>, lease_for: Duration) -> Result<Vec<Job>> {
+        let (mut jobs, mut held, mut done) = (Vec::new(), Vec::new(), Vec::new());
+        for m in messages {
+            match work_of(&m, self.config.bucket.as_deref()) {
+                Work::Job(job) => {
+                    held.push(m.ack_id.clone());
+                    self.leased
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(job.id, m);
+                    jobs.push(job);
+                }
+                Work::Ignore(reason) => {
+                    tracing::debug!(message_id = %m.message_id, reason, "notification is not work");
+                    done.push(m.ack_id);
+                }
+                Work::Malformed(error) => {
+                    tracing::warn!(message_id = %m.message_id, %error, "unreadable message moved to the dead letters");
+                    self.publish_dead(&m, &error, m.delivery_attempt.unwrap_or(1))
+                        .await?;
+                    done.push(m.ack_id);
+                }
+            }
+        }
+        self.ack(&self.config.subscription, done).await?;
+        let seconds = lease_seconds(lease_for);
+        if !held.is_empty() && seconds != self.config.ack_deadline_seconds {
+            self.pubsub
+                .modify_ack_deadline(&self.config.subscription, &held, seconds)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(jobs)
+    }
+
     fn dead_letter_of(m: &Received) -> DeadLetter {
         let (customer_id, image_id) =
             image_of(m).unwrap_or((CustomerId(uuid::Uuid::nil()), ImageId(uuid::Uuid::nil())));
@@ -273,45 +311,26 @@ impl WorkQueue for PubSubQueue {
         Ok(job_id(&id))
     }
 
+    /// Pulls until there is work or the subscription has nothing ready: notifications that
+    /// are not work (renditions, deletes) are acknowledged on the way and never cost the
+    /// caller an idle wait.
     async fn lease(&self, _: Timestamp, lease_for: Duration, max: usize) -> Result<Vec<Job>> {
         let max = u32::try_from(max).unwrap_or(1000).clamp(1, 1000);
-        let messages = self
-            .pubsub
-            .pull(&self.config.subscription, max)
-            .await
-            .map_err(backend)?;
-        let (mut jobs, mut held, mut done) = (Vec::new(), Vec::new(), Vec::new());
-        for m in messages {
-            match work_of(&m, self.config.bucket.as_deref()) {
-                Work::Job(job) => {
-                    held.push(m.ack_id.clone());
-                    self.leased
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(job.id, m);
-                    jobs.push(job);
-                }
-                Work::Ignore(reason) => {
-                    tracing::debug!(message_id = %m.message_id, reason, "notification is not work");
-                    done.push(m.ack_id);
-                }
-                Work::Malformed(error) => {
-                    tracing::warn!(message_id = %m.message_id, %error, "unreadable message moved to the dead letters");
-                    self.publish_dead(&m, &error, m.delivery_attempt.unwrap_or(1))
-                        .await?;
-                    done.push(m.ack_id);
-                }
-            }
-        }
-        self.ack(&self.config.subscription, done).await?;
-        let seconds = lease_seconds(lease_for);
-        if !held.is_empty() && seconds != self.config.ack_deadline_seconds {
-            self.pubsub
-                .modify_ack_deadline(&self.config.subscription, &held, seconds)
+        for _ in 0..PULLS_PER_LEASE {
+            let messages = self
+                .pubsub
+                .pull(&self.config.subscription, max)
                 .await
                 .map_err(backend)?;
+            if messages.is_empty() {
+                break;
+            }
+            let jobs = self.sort(messages, lease_for).await?;
+            if !jobs.is_empty() {
+                return Ok(jobs);
+            }
         }
-        Ok(jobs)
+        Ok(Vec::new())
     }
 
     async fn complete(&self, job: JobId) -> Result<()> {

@@ -27,7 +27,11 @@ use object_store::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{error::ApiError, settings::ObjectBackend, state::AppState};
+use crate::{
+    error::ApiError,
+    settings::{MetadataBackend, ObjectBackend},
+    state::AppState,
+};
 
 /// One upload as received.
 pub struct Upload {
@@ -98,10 +102,15 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         Err(refused) => return Err(refused.into()),
     };
     let now = state.clock.now();
-    if let Some(existing) = state
-        .store
-        .find_live_duplicate(upload.customer, &sha256, now)
-        .await?
+    // Looking for a duplicate before writing saves writing its bytes; the insert checks again
+    // atomically. Where a lookup is a network round trip (Firestore) and duplicates are rare, the
+    // insert's check alone is cheaper.
+    let precheck = state.settings.metadata.backend == MetadataBackend::Sqlite;
+    if precheck
+        && let Some(existing) = state
+            .store
+            .find_live_duplicate(upload.customer, &sha256, now)
+            .await?
     {
         state.metrics.upload("duplicate");
         return Ok(Answer {
