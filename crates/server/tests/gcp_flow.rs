@@ -514,3 +514,38 @@ async fn pushed_notifications_are_processed_with_a_verified_token() {
     assert_eq!(server.state.metrics.processed.get(), processed);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn retention_removes_objects_and_records_on_google_cloud() {
+    let (server, bucket) = gcp_server("expire", |s| {
+        s.retention = imagelake_core::duration::HumanDuration(Duration::from_secs(3));
+        s.sweep_interval = imagelake_core::duration::HumanDuration(Duration::from_secs(1));
+    })
+    .await;
+    let (customer, key) = server.customer("brief").await;
+    let (status, body) = server
+        .upload(&key, std::fs::read(&corpus()[3]).unwrap(), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(server.wait_settled(&key, &id).await["status"], "processed");
+    let prefix = |kind: &str| ObjectPath::from(format!("{kind}/{customer}/{id}"));
+    let image: ImageId = id.parse().unwrap();
+    wait_for(Duration::from_secs(30), || async {
+        let record = server.state.store.get_image(image).await.unwrap();
+        let original = server.state.objects.head(&prefix("originals")).await;
+        (record.is_none() && original.is_err()).then_some(())
+    })
+    .await
+    .expect("the sweeper deletes the record and the original");
+    let left: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
+        server.state.objects.list(Some(&prefix("renditions"))),
+    )
+    .await
+    .unwrap();
+    assert!(
+        left.is_empty(),
+        "renditions are deleted too: {left:?} in {bucket}"
+    );
+    server.stop().await;
+}
