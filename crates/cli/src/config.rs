@@ -201,8 +201,10 @@ mod tests {
             gcp.lifecycle_rule(),
             "deploy/lifecycle.json is gcp.toml's rule"
         );
-        let mut short = Settings::default();
-        short.retention = HumanDuration(std::time::Duration::from_secs(36 * 3600));
+        let short = Settings {
+            retention: HumanDuration(std::time::Duration::from_secs(36 * 3600)),
+            ..Settings::default()
+        };
         assert_eq!(short.lifecycle_rule()["rule"][0]["condition"]["age"], 3);
         for bad in [
             "[metadata]\nbackend = \"firestore\"\n[gcp]\nproject = \"p\"",
