@@ -190,6 +190,11 @@ mod tests {
             example.processing.max_attempts,
             defaults.processing.max_attempts
         );
+        assert_eq!(example.objects, defaults.objects);
+        assert_eq!(example.metadata, defaults.metadata);
+        assert_eq!(example.queue, defaults.queue);
+        assert_eq!(example.push, defaults.push);
+        assert_eq!(example.gcp, defaults.gcp);
         let gcp: Settings =
             toml::from_str(include_str!("../../../gcp.toml")).expect("gcp.toml parses");
         assert_eq!(gcp.check(), Ok(()), "gcp.toml is a working combination");
@@ -212,6 +217,7 @@ mod tests {
             "[objects]\nbackend = \"gcs\"",
             "[objects]\nbackend = \"gcs\"\nbucket = \"b\"\n[queue]\nbackend = \"pubsub\"",
             "[push]\nenabled = true",
+            "[queue]\npull = false",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.check().is_err(), "{bad}");

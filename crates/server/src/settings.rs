@@ -314,6 +314,12 @@ impl Settings {
                     .into(),
             );
         }
+        if !self.queue.pull && !self.work_from_notifications() {
+            return Err(
+                "queue.pull = false needs queue.backend = \"pubsub\" (work then comes by push)"
+                    .into(),
+            );
+        }
         if self.push.enabled && self.push.audience.as_deref().is_none_or(str::is_empty) {
             return Err(
                 "push.enabled needs push.audience, the audience of the push subscription's tokens"
