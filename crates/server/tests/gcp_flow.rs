@@ -522,6 +522,10 @@ async fn retention_removes_objects_and_records_on_google_cloud() {
         s.sweep_interval = imagelake_core::duration::HumanDuration(Duration::from_secs(1));
     })
     .await;
+    let (status, _) = server
+        .send(server.client.post(server.url("/v1/pubsub/push")).body("{}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "push is off unless enabled");
     let (customer, key) = server.customer("brief").await;
     let (status, body) = server
         .upload(&key, std::fs::read(&corpus()[3]).unwrap(), None)

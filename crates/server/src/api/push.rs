@@ -46,7 +46,7 @@ struct Message {
         (status = 503, body = super::ErrorBody, description = "failed for now; deliver again")))]
 pub async fn push(
     State(state): State<AppState>,
-    BearerToken(token): BearerToken,
+    token: Result<BearerToken, ApiError>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(verifier) = state.push.clone() else {
@@ -54,6 +54,7 @@ pub async fn push(
             "push delivery is not enabled here (push.enabled)",
         ));
     };
+    let BearerToken(token) = token?;
     if let Err(reason) = verifier.verify(&token, state.clock.now()).await {
         tracing::warn!(%reason, "push refused");
         return Err(ApiError::unauthorized(format!(
