@@ -814,6 +814,19 @@ impl MetadataStore for FirestoreStore {
         self.query(query).await?.iter().map(image_from).collect()
     }
 
+    async fn pending_uploads(&self, before: Timestamp, limit: usize) -> Result<Vec<Image>> {
+        let query = json!({
+            "from": [{"collectionId": "images"}],
+            "where": all_of(vec![
+                equal("status", string(ImageStatus::PendingUpload.as_str())),
+                compare("uploaded_at", "LESS_THAN", ts(before)),
+            ]),
+            "orderBy": [order("uploaded_at", "ASCENDING")],
+            "limit": limit,
+        });
+        self.query(query).await?.iter().map(image_from).collect()
+    }
+
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
         let names = self
             .names_where(

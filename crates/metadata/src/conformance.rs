@@ -362,6 +362,31 @@ pub async fn listing_pages_newest_first(store: &dyn MetadataStore) {
     assert_eq!(live.len(), 3, "expired images are not listed");
 }
 
+pub async fn pending_uploads_oldest_first(store: &dyn MetadataStore) {
+    let (c, _) = customer("pending-age");
+    let mut old = image(c.id, t0() - secs(3600), "");
+    old.status = ImageStatus::PendingUpload;
+    let mut older = image(c.id, t0() - secs(7200), "");
+    older.status = ImageStatus::PendingUpload;
+    let mut recent = image(c.id, t0() - secs(10), "");
+    recent.status = ImageStatus::PendingUpload;
+    let arrived = image(c.id, t0() - secs(9000), "pending-arrived");
+    for img in [&old, &older, &recent, &arrived] {
+        store.insert_image(&new(img), false).await.unwrap();
+    }
+    let stale = store.pending_uploads(t0() - secs(60), 100).await.unwrap();
+    let ids: Vec<_> = stale
+        .iter()
+        .filter(|i| i.customer_id == c.id)
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![older.id, old.id],
+        "only waiting uploads, oldest first"
+    );
+}
+
 pub async fn expired_images_oldest_first(store: &dyn MetadataStore) {
     let (c, _) = customer("expiry");
     let old = image(c.id, t0() - chrono::Duration::days(30), "exp-old");
@@ -471,14 +496,16 @@ macro_rules! metadata_conformance {
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
-            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
+            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
+            pending_uploads_oldest_first);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
-            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first);
+            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
+            pending_uploads_oldest_first);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

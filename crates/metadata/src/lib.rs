@@ -134,6 +134,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_image(&self, id: ImageId) -> Result<bool>;
     /// Up to `limit` records whose `expires_at` is at or before `now`, oldest first.
     async fn expired_images(&self, now: Timestamp, limit: usize) -> Result<Vec<Image>>;
+    /// Up to `limit` direct uploads still waiting for their bytes that were recorded before
+    /// `before`, oldest first.
+    async fn pending_uploads(&self, before: Timestamp, limit: usize) -> Result<Vec<Image>>;
     /// Forgets idempotency keys created before `before`; returns how many.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
     /// Whether the backend answers.

@@ -575,6 +575,20 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn pending_uploads(&self, before: Timestamp, limit: usize) -> Result<Vec<Image>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {IMAGE_COLUMNS} FROM images WHERE status = 'pending_upload' AND uploaded_at < ?1 \
+                 ORDER BY uploaded_at LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![to_micros(before), limit as i64], image_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn expired_images(&self, now: Timestamp, limit: usize) -> Result<Vec<Image>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(

@@ -1,11 +1,13 @@
-//! Retention: images past `expires_at` are deleted everywhere (original, renditions, record), and
-//! idempotency keys older than 48 hours are forgotten. Reads already refuse expired images, so
+//! Retention: images past `expires_at` are deleted everywhere (original, renditions, record),
+//! direct uploads whose bytes never came end `failed`, and idempotency keys older than 48 hours
+//! are forgotten. Reads already refuse expired images, so
 //! the sweep interval bounds only how long the bytes linger, never what is served.
 
 use chrono::Duration;
 use imagelake_core::{
+    ErrorCode,
     paths::{self, RenditionKind},
-    records::Image,
+    records::{ErrorInfo, Image, ImageStatus},
 };
 use object_store::{ObjectStoreExt, path::Path as ObjectPath};
 use tokio_util::sync::CancellationToken;
@@ -47,11 +49,39 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
             break;
         }
     }
+    fail_abandoned_uploads(state).await?;
     state
         .store
         .purge_idempotency(now - IDEMPOTENCY_WINDOW)
         .await?;
     Ok(removed)
+}
+
+/// Direct uploads whose URL expired (plus `orphan_grace`) without bytes arriving end `failed`, so
+/// a customer never waits on a record that cannot complete. One whose original did arrive is
+/// left to its notification.
+async fn fail_abandoned_uploads(state: &AppState) -> anyhow::Result<()> {
+    let settings = &state.settings;
+    let now = state.clock.now();
+    let waited = settings.objects.upload_url_ttl.0 + settings.processing.orphan_grace.0;
+    let before = now - Duration::from_std(waited).unwrap_or(Duration::days(1));
+    for mut image in state.store.pending_uploads(before, BATCH).await? {
+        let original = ObjectPath::from(paths::original(image.customer_id, image.id));
+        match state.objects.head(&original).await {
+            Err(object_store::Error::NotFound { .. }) => {}
+            Ok(_) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        image.status = ImageStatus::Failed;
+        image.error = Some(ErrorInfo {
+            code: ErrorCode::InvalidRequest,
+            message: "the bytes were not uploaded before the upload URL expired".to_owned(),
+        });
+        image.processed_at = Some(now);
+        state.store.update_image(&image).await?;
+        tracing::info!(image_id = %image.id, customer_id = %image.customer_id, "direct upload abandoned");
+    }
+    Ok(())
 }
 
 /// Sweeps every `sweep_interval` until cancelled.

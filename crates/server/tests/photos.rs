@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use common::{ADMIN, TestServer, content_type, corpus};
 use imagelake_core::{
-    CustomerId, ManualClock,
+    Clock, CustomerId, ManualClock,
     records::{Image, ImageStatus},
 };
 use imagelake_imaging::fixtures::{self, ExifSpec};
@@ -472,4 +472,55 @@ async fn put_original(
         .await
         .unwrap();
     location
+}
+
+#[tokio::test]
+async fn direct_uploads_whose_bytes_never_come_end_failed() {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let server = TestServer::with_clock(clock.clone(), |_| {}).await;
+    let (customer, key) = server.customer("hesitant").await;
+    let customer: CustomerId = customer.parse().unwrap();
+    let pending = |id| {
+        let mut image = received_image(customer, id);
+        image.status = ImageStatus::PendingUpload;
+        image.sha256 = String::new();
+        image.uploaded_at = clock.now();
+        image
+    };
+    let (never, arrived) = (
+        imagelake_core::ImageId::new(),
+        imagelake_core::ImageId::new(),
+    );
+    for image in [pending(never), pending(arrived)] {
+        let new = NewImage {
+            image,
+            idempotency: None,
+        };
+        server.state.store.insert_image(&new, false).await.unwrap();
+    }
+    put_original(&server, customer, arrived).await;
+    let status = |id: imagelake_core::ImageId| {
+        let (server, key) = (&server, &key);
+        async move { server.get(key, &format!("/v1/images/{id}")).await.1 }
+    };
+
+    // The URL lives 15 minutes and the grace is 10: not before 25 minutes.
+    clock.advance(Duration::from_secs(24 * 60));
+    imagelake_server::sweeper::sweep_once(&server.state)
+        .await
+        .unwrap();
+    assert_eq!(status(never).await["status"], "pending_upload");
+    clock.advance(Duration::from_secs(2 * 60));
+    imagelake_server::sweeper::sweep_once(&server.state)
+        .await
+        .unwrap();
+    let failed = status(never).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "invalid_request");
+    assert_eq!(
+        status(arrived).await["status"],
+        "pending_upload",
+        "bytes that arrived are left to their notification"
+    );
+    server.stop().await;
 }
