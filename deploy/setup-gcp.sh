@@ -73,11 +73,11 @@ gcloud firestore indexes composite create --project="$PROJECT" --collection-grou
 gcloud firestore indexes composite create --project="$PROJECT" --collection-group=images \
   --field-config=field-path=customer_id,order=ascending \
   --field-config=field-path=sha256,order=ascending 2>/dev/null || true
-for group in images dedup; do
-  gcloud firestore indexes composite create --project="$PROJECT" --collection-group=images \
+gcloud firestore indexes composite create --project="$PROJECT" --collection-group=images \
   --field-config=field-path=status,order=ascending \
   --field-config=field-path=uploaded_at,order=ascending 2>/dev/null || true
-gcloud firestore fields ttls update expires_at --collection-group="$group" --enable-ttl \
+for group in images dedup; do
+  gcloud firestore fields ttls update expires_at --collection-group="$group" --enable-ttl \
     --project="$PROJECT" --quiet
 done
 
