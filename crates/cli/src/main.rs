@@ -5,6 +5,7 @@
 mod bench;
 mod client;
 mod config;
+mod stream;
 
 use clap::{Parser, Subcommand};
 use imagelake_server::serve::Role;
@@ -28,6 +29,9 @@ enum Command {
     Api(config::ServeArgs),
     /// Run only processing and the retention sweeper, with /healthz, /readyz and /metrics.
     Worker(config::ServeArgs),
+    /// Run only the Kafka image stream consumer (a consumer group member), with /healthz,
+    /// /readyz and /metrics.
+    KafkaIngest(config::ServeArgs),
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => config::serve(args, Role::All).await,
             Command::Api(args) => config::serve(args, Role::Api).await,
             Command::Worker(args) => config::serve(args, Role::Worker).await,
+            Command::KafkaIngest(args) => config::serve(args, Role::Ingest).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Upload(args) => client::upload(args).await,
             Command::Lifecycle(args) => config::lifecycle(args),

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub dead_letters: Counter,
     pub retries: Counter,
     pub skipped: Counter,
+    pub stream_messages: Family<Labels, Counter>,
     pub expired: Counter,
     pub queue_depth: Gauge,
 }
@@ -42,6 +43,7 @@ impl Default for Metrics {
             dead_letters: Counter::default(),
             retries: Counter::default(),
             skipped: Counter::default(),
+            stream_messages: Family::default(),
             expired: Counter::default(),
             queue_depth: Gauge::default(),
         };
@@ -85,6 +87,11 @@ impl Default for Metrics {
             m.skipped.clone(),
         );
         r.register(
+            "stream_messages",
+            "Messages taken from the image stream, by outcome (created, duplicate, replay, dead_letter)",
+            m.stream_messages.clone(),
+        );
+        r.register(
             "images_expired",
             "Images deleted by the retention sweeper",
             m.expired.clone(),
@@ -108,6 +115,12 @@ impl Metrics {
 
     pub fn upload(&self, outcome: &str) {
         self.uploads
+            .get_or_create(&vec![("outcome", outcome.to_owned())])
+            .inc();
+    }
+
+    pub fn stream(&self, outcome: &str) {
+        self.stream_messages
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
     }

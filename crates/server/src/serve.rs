@@ -34,6 +34,8 @@ pub enum Role {
     Api,
     /// Processing and the retention sweeper, with health, readiness and metrics on HTTP.
     Worker,
+    /// Only health, readiness and metrics on HTTP: the image stream consumer runs beside it.
+    Ingest,
 }
 
 /// Binds `listen` (port 0 picks a free one) and starts every role of the embedded system.
@@ -62,13 +64,13 @@ pub async fn start_role(
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let workers_stop = CancellationToken::new();
-    let processing = role != Role::Api && state.settings.queue.pull;
-    let sweeping = role != Role::Api;
+    let processing = matches!(role, Role::All | Role::Worker) && state.settings.queue.pull;
+    let sweeping = matches!(role, Role::All | Role::Worker);
     let workers =
         processing.then(|| tokio::spawn(worker::run(state.clone(), workers_stop.clone())));
     let sweeper = sweeping.then(|| tokio::spawn(sweeper::run(state.clone(), workers_stop.clone())));
     let router = match role {
-        Role::Worker => api::ops_router(state.clone()),
+        Role::Worker | Role::Ingest => api::ops_router(state.clone()),
         Role::All | Role::Api => api::router(state.clone()),
     };
     let http = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());

@@ -36,6 +36,37 @@ pub struct Settings {
     pub queue: Queue,
     pub push: Push,
     pub gcp: Gcp,
+    pub kafka: Kafka,
+}
+
+/// The internal image stream on Kafka (any Kafka-protocol broker).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Kafka {
+    /// `host:port,...`; the stream is off without it.
+    pub brokers: Option<String>,
+    /// Image bytes (or claim-checks) with `customer-id` and other headers.
+    pub images_topic: String,
+    /// Where refused messages go, with `imagelake-error-code` and `imagelake-error-message`.
+    pub dead_letter_topic: String,
+    pub group_id: String,
+    /// Claim-check objects must live under this prefix of the object store.
+    pub claims_prefix: String,
+    /// Any librdkafka setting, passed through (security, timeouts, ...).
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            images_topic: "imagelake.images".to_owned(),
+            dead_letter_topic: "imagelake.images.dlq".to_owned(),
+            group_id: "imagelake-ingest".to_owned(),
+            claims_prefix: "claims/".to_owned(),
+            config: std::collections::BTreeMap::new(),
+        }
+    }
 }
 
 /// `POST /v1/pubsub/push`: work delivered by a Pub/Sub push subscription (the Cloud Run style)
@@ -242,6 +273,7 @@ impl Default for Settings {
             queue: Queue::default(),
             push: Push::default(),
             gcp: Gcp::default(),
+            kafka: Kafka::default(),
         }
     }
 }

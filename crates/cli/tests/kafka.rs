@@ -1,0 +1,275 @@
+//! The internal image stream on a real Kafka-protocol broker (tansu, started by `scripts/test`):
+//! the real binary consumes a topic of real photographs, claim-checks and poison messages.
+
+mod common;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::{ADMIN, Server, largest_photos, spawn, temp_dir};
+use rdkafka::{
+    ClientConfig, Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use serde_json::{Value, json};
+
+/// The `content-type` of a claim-check message.
+const CLAIM: &str = "application/vnd.imagelake.claim+json";
+
+fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect(
+        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts the broker",
+    )
+}
+
+/// Fresh topics for one test, made through the admin API.
+async fn topics(tag: &str) -> (String, String) {
+    let images = format!("{tag}-images-{}", std::process::id());
+    let dead = format!("{images}.dlq");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let new = [
+        NewTopic::new(&images, 2, TopicReplication::Fixed(1)),
+        NewTopic::new(&dead, 1, TopicReplication::Fixed(1)),
+    ];
+    for result in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        result.unwrap();
+    }
+    (images, dead)
+}
+
+fn config(dir: &Path, images: &str, dead: &str) -> std::path::PathBuf {
+    let path = dir.join("kafka.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"data_dir = "{data}"
+[kafka]
+brokers = "{brokers}"
+images_topic = "{images}"
+dead_letter_topic = "{dead}"
+group_id = "{images}-group"
+[kafka.config]
+"session.timeout.ms" = "6000"
+"#,
+            data = dir.display(),
+            brokers = brokers(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.max.bytes", "60000000")
+        .create()
+        .unwrap()
+}
+
+async fn produce(producer: &FutureProducer, topic: &str, headers: &[(&str, &str)], payload: &[u8]) {
+    let mut owned = OwnedHeaders::new();
+    for (key, value) in headers {
+        owned = owned.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    let record = FutureRecord::<str, [u8]>::to(topic)
+        .payload(payload)
+        .headers(owned);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+}
+
+async fn customer(client: &reqwest::Client, server: &Server) -> (String, String) {
+    let created: Value = client
+        .post(format!("{}/v1/customers", server.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "stream", "email": "stream@example.test"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Waits until the customer has `count` processed images; returns them.
+async fn processed(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    count: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listing: Value = client
+            .get(format!("{}/v1/images?limit=100", server.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let images = listing["images"].as_array().cloned().unwrap_or_default();
+        let done = images.iter().filter(|i| i["status"] == "processed").count();
+        if done >= count {
+            return images;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of {count} processed: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message of a topic, read by a fresh consumer until `count` arrived.
+async fn read_all(topic: &str, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        out.push(message.detach());
+    }
+    out
+}
+
+fn header(message: &impl Message, name: &str) -> Option<String> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .map(|h| String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_claims_and_poison_from_the_stream() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("kafka");
+    let (images, dead) = topics("stream").await;
+    let settings = config(&dir, &images, &dead);
+    let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let (customer, key) = customer(&client, &server).await;
+    let producer = producer();
+    let photos = largest_photos();
+
+    for (n, photo) in photos.iter().skip(10).take(5).enumerate() {
+        let name = format!("stream-{n}.jpg");
+        let headers = [
+            ("customer-id", customer.as_str()),
+            ("filename", name.as_str()),
+        ];
+        produce(&producer, &images, &headers, &std::fs::read(photo).unwrap()).await;
+    }
+    // A claim-check: the bytes wait under claims/ in the object store.
+    let claimed = std::fs::read(&photos[15]).unwrap();
+    std::fs::create_dir_all(dir.join("objects/claims/batch")).unwrap();
+    std::fs::write(dir.join("objects/claims/batch/big.jpg"), &claimed).unwrap();
+    let claim_headers = [("customer-id", customer.as_str()), ("content-type", CLAIM)];
+    produce(
+        &producer,
+        &images,
+        &claim_headers,
+        br#"{"object": "claims/batch/big.jpg"}"#,
+    )
+    .await;
+
+    let unknown = imagelake_core::CustomerId::new().to_string();
+    let bomb = imagelake_imaging::fixtures::png_bomb(20_000, 20_000);
+    let poison: [(&[(&str, &str)], &[u8], &str); 5] = [
+        (
+            &[("customer-id", unknown.as_str())],
+            b"\xff\xd8\xff",
+            "not_found",
+        ),
+        (&[("filename", "x.jpg")], b"\xff\xd8\xff", "invalid_request"),
+        (
+            &[("customer-id", customer.as_str())],
+            b"plain text",
+            "unsupported_media_type",
+        ),
+        (
+            &[("customer-id", customer.as_str())],
+            &bomb,
+            "pixel_limit_exceeded",
+        ),
+        (
+            &[("customer-id", customer.as_str()), ("content-type", CLAIM)],
+            br#"{"object": "originals/someone/else"}"#,
+            "invalid_request",
+        ),
+    ];
+    for (headers, payload, _) in &poison {
+        produce(&producer, &images, headers, payload).await;
+    }
+    // The partitions keep flowing after poison.
+    produce(
+        &producer,
+        &images,
+        &[("customer-id", customer.as_str())],
+        &std::fs::read(&photos[16]).unwrap(),
+    )
+    .await;
+
+    let listing = processed(&client, &server, &key, 7).await;
+    assert_eq!(
+        listing.len(),
+        7,
+        "every good message is one image, nothing else"
+    );
+    assert!(listing.iter().any(|i| i["filename"] == "stream-0.jpg"));
+    assert!(
+        !dir.join("objects/claims/batch/big.jpg").exists(),
+        "a claim taken in is removed"
+    );
+
+    let letters = read_all(&dead, poison.len()).await;
+    let mut codes: Vec<String> = letters
+        .iter()
+        .map(|m| header(m, "imagelake-error-code").unwrap())
+        .collect();
+    codes.sort();
+    let mut expected: Vec<String> = poison.iter().map(|p| p.2.to_owned()).collect();
+    expected.sort();
+    assert_eq!(codes, expected);
+    assert!(
+        letters
+            .iter()
+            .all(|m| header(m, "imagelake-error-message").is_some_and(|m| !m.is_empty()))
+    );
+    drop(server);
+}

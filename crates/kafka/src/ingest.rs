@@ -1,0 +1,256 @@
+//! The consumer loop of the image stream (see the crate docs for the guarantees).
+
+use std::time::Duration;
+
+use imagelake_core::ErrorCode;
+use imagelake_server::{
+    AppState,
+    error::ApiError,
+    ingest::{self, Answer, Upload},
+    settings::Kafka,
+};
+use object_store::ObjectStoreExt;
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{self, Body};
+
+/// First wait before a message that failed for a transient reason is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// librdkafka settings shared by the consumer and the dead-letter producer, with the
+/// passthrough settings last so they win.
+fn base_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
+    let brokers = settings
+        .brokers
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("kafka.brokers is not set"))?;
+    let mut config = ClientConfig::new();
+    // Records may carry whole images; the claim-check form covers brokers that refuse them.
+    let room = (max_body_bytes + (1 << 20)).to_string();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("message.max.bytes", &room)
+        .set(
+            "receive.message.max.bytes",
+            (max_body_bytes + (2 << 20)).to_string(),
+        );
+    Ok(config)
+}
+
+/// The consumer's settings: manual offset storage (only after an image is durable), background
+/// commits of what was stored, and fetch sizes that fit the largest accepted image.
+pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
+    let mut config = base_config(settings, max_body_bytes)?;
+    let room = (max_body_bytes + (1 << 20)).to_string();
+    config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.max.bytes", &room)
+        .set("max.partition.fetch.bytes", &room);
+    for (key, value) in &settings.config {
+        config.set(key, value);
+    }
+    Ok(config)
+}
+
+fn producer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
+    let mut config = base_config(settings, max_body_bytes)?;
+    config.set("enable.idempotence", "true").set("acks", "all");
+    for (key, value) in &settings.config {
+        // Consumer-only settings would make the producer refuse to start.
+        if !key.starts_with("group.")
+            && !key.starts_with("session.")
+            && !key.starts_with("auto.")
+            && !key.starts_with("fetch.")
+            && !key.starts_with("enable.auto")
+            && key != "max.partition.fetch.bytes"
+            && key != "heartbeat.interval.ms"
+            && key != "max.poll.interval.ms"
+        {
+            config.set(key, value);
+        }
+    }
+    Ok(config)
+}
+
+/// Consumes the images topic until `cancel`; stored offsets are committed before it returns.
+pub async fn run(state: AppState, cancel: CancellationToken) -> anyhow::Result<()> {
+    let settings = state.settings.kafka.clone();
+    let max_body = state.settings.limits.max_body_bytes;
+    let consumer: StreamConsumer = consumer_config(&settings, max_body)?.create()?;
+    let producer: FutureProducer = producer_config(&settings, max_body)?.create()?;
+    consumer.subscribe(&[&settings.images_topic])?;
+    tracing::info!(topic = %settings.images_topic, group = %settings.group_id, "image stream consumer started");
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => break,
+            received = consumer.recv() => received,
+        };
+        let message = match received {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(error = %e, "image stream: broker error");
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if settle(&state, &producer, &settings, &message, &cancel).await {
+            consumer.store_offset_from_message(&message)?;
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::warn!(error = %e, "image stream: final commit failed; the last messages come again");
+    }
+    Ok(())
+}
+
+/// Takes one message to its end: stored, or on the dead-letter topic. Transient failures are
+/// retried with backoff; returns false only when cancelled first (the message then comes again).
+async fn settle(
+    state: &AppState,
+    producer: &FutureProducer,
+    settings: &Kafka,
+    message: &BorrowedMessage<'_>,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut wait = RETRY_FIRST;
+    loop {
+        let result = match take(state, settings, message).await {
+            Ok(answer) => {
+                let outcome = if answer.replayed {
+                    "replay"
+                } else if answer.body["duplicate"] == true {
+                    "duplicate"
+                } else {
+                    "created"
+                };
+                state.metrics.stream(outcome);
+                return true;
+            }
+            Err(refused) if refused.code != ErrorCode::Internal => {
+                dead_letter(state, producer, settings, message, &refused).await
+            }
+            Err(transient) => Err(transient.message),
+        };
+        match result {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(partition = message.partition(), offset = message.offset(), %error, ?wait, "image stream: will try the message again");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// Stores and records the message's image as an upload.
+async fn take(
+    state: &AppState,
+    settings: &Kafka,
+    message: &BorrowedMessage<'_>,
+) -> Result<Answer, ApiError> {
+    let request = message::parse(message, &settings.claims_prefix)?;
+    if state.store.get_customer(request.customer).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "no customer {}",
+            request.customer
+        )));
+    }
+    let limit = state.settings.limits.max_body_bytes;
+    let (bytes, claim) = match request.body {
+        Body::Bytes(bytes) => (bytes, None),
+        Body::Claim(location) => {
+            let found = state.objects.get(&location).await.map_err(|e| match e {
+                object_store::Error::NotFound { .. } => {
+                    ApiError::not_found(format!("claim object {location} does not exist"))
+                }
+                other => ApiError::internal(&other),
+            })?;
+            if found.meta.size > limit {
+                return Err(ApiError::too_large(limit));
+            }
+            let bytes = found.bytes().await.map_err(|e| ApiError::internal(&e))?;
+            (bytes, Some(location))
+        }
+    };
+    if bytes.len() as u64 > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    let answer = ingest::accept(
+        state,
+        Upload {
+            customer: request.customer,
+            bytes,
+            filename: request.filename,
+            idempotency_key: Some(request.idempotency_key),
+        },
+    )
+    .await?;
+    if let Some(location) = claim {
+        // The image is stored under originals/ now; the claim is only a leftover.
+        if let Err(e) = state.objects.delete(&location).await {
+            tracing::warn!(%location, error = %e, "could not remove a claim that was taken in");
+        }
+    }
+    Ok(answer)
+}
+
+/// Publishes a refused message, with why, to the dead-letter topic and waits for the broker.
+async fn dead_letter(
+    state: &AppState,
+    producer: &FutureProducer,
+    settings: &Kafka,
+    message: &BorrowedMessage<'_>,
+    refused: &ApiError,
+) -> Result<(), String> {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for h in original.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    for (key, value) in [
+        ("imagelake-error-code", refused.code.as_str()),
+        ("imagelake-error-message", refused.message.as_str()),
+        ("imagelake-source-topic", message.topic()),
+        ("imagelake-source-partition", partition.as_str()),
+        ("imagelake-source-offset", offset.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let mut record = FutureRecord::<[u8], [u8]>::to(&settings.dead_letter_topic)
+        .payload(message.payload().unwrap_or_default())
+        .headers(headers);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| format!("dead-letter topic unreachable: {e}"))?;
+    state.metrics.stream("dead_letter");
+    tracing::info!(partition = message.partition(), offset = message.offset(), code = %refused.code, reason = %refused.message, "image stream: message moved to the dead letters");
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Reading one stream message: its headers, and the claim-check form for images larger than a
+//! Kafka record may be.
+
+use imagelake_core::{CustomerId, ErrorCode};
+use imagelake_server::error::ApiError;
+use object_store::path::Path as ObjectPath;
+use rdkafka::message::{Headers, Message};
+use serde::{Deserialize, Serialize};
+
+/// The `content-type` of a claim-check message, whose value is a [`Claim`].
+pub const CLAIM_CONTENT_TYPE: &str = "application/vnd.imagelake.claim+json";
+
+/// A claim-check: the image waits in the object store under the claims prefix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    pub object: String,
+}
+
+/// What a message asks for, before any storage is touched.
+#[derive(Debug)]
+pub struct Request {
+    pub customer: CustomerId,
+    pub filename: Option<String>,
+    pub idempotency_key: String,
+    pub body: Body,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Bytes(bytes::Bytes),
+    Claim(ObjectPath),
+}
+
+fn header<'a>(message: &'a impl Message, name: &str) -> Result<Option<&'a str>, ApiError> {
+    let Some(headers) = message.headers() else {
+        return Ok(None);
+    };
+    for h in headers.iter() {
+        if h.key.eq_ignore_ascii_case(name) {
+            let value = h.value.unwrap_or_default();
+            return std::str::from_utf8(value)
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("header {name} is not UTF-8")));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads a message; a refusal is what goes to the dead letters.
+pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, ApiError> {
+    let customer = header(message, "customer-id")?
+        .ok_or_else(|| ApiError::invalid("the customer-id header is missing"))?;
+    let customer: CustomerId = customer
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid(format!("customer-id {customer:?} is not an id")))?;
+    let idempotency_key = match header(message, "idempotency-key")? {
+        Some(key) => key.to_owned(),
+        None => format!(
+            "kafka:{}:{}:{}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        ),
+    };
+    let payload = message.payload().unwrap_or_default();
+    let body = if header(message, "content-type")?
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(CLAIM_CONTENT_TYPE))
+    {
+        Body::Claim(claim_location(payload, claims_prefix)?)
+    } else {
+        Body::Bytes(bytes::Bytes::copy_from_slice(payload))
+    };
+    Ok(Request {
+        customer,
+        filename: header(message, "filename")?.and_then(imagelake_server::ingest::clean_filename),
+        idempotency_key,
+        body,
+    })
+}
+
+/// The object a claim names, if it lies under the claims prefix and nowhere else.
+pub fn claim_location(payload: &[u8], claims_prefix: &str) -> Result<ObjectPath, ApiError> {
+    let claim: Claim = serde_json::from_slice(payload).map_err(|e| {
+        ApiError::invalid(format!("a claim-check must be {{\"object\": KEY}}: {e}"))
+    })?;
+    let refused = || {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "claim object {:?} is not under {claims_prefix:?}",
+                claim.object
+            ),
+        )
+    };
+    let path = ObjectPath::parse(&claim.object).map_err(|_| refused())?;
+    let prefix = claims_prefix.trim_end_matches('/');
+    let inside = path
+        .as_ref()
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+    if !inside || path.as_ref() != claim.object {
+        return Err(refused());
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_stay_under_their_prefix() {
+        let ok = claim_location(br#"{"object": "claims/batch-1/cat.jpg"}"#, "claims/").unwrap();
+        assert_eq!(ok.as_ref(), "claims/batch-1/cat.jpg");
+        for bad in [
+            r#"{"object": "originals/c/i"}"#,
+            r#"{"object": "claims/../originals/c/i"}"#,
+            r#"{"object": "claims/"}"#,
+            r#"{"object": "claimsx/a"}"#,
+            r#"{"object": "/claims/a"}"#,
+            r#"{"object": "claims//a"}"#,
+            r#"{"key": "claims/a"}"#,
+            "not json",
+        ] {
+            assert!(claim_location(bad.as_bytes(), "claims/").is_err(), "{bad}");
+        }
+    }
+}
