@@ -19,6 +19,9 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 
+/// Headers, value, and the error code the dead letter must carry.
+type Poison<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a str);
+
 /// The `content-type` of a claim-check message.
 const CLAIM: &str = "application/vnd.imagelake.claim+json";
 
@@ -210,7 +213,7 @@ async fn photos_claims_and_poison_from_the_stream() {
 
     let unknown = imagelake_core::CustomerId::new().to_string();
     let bomb = imagelake_imaging::fixtures::png_bomb(20_000, 20_000);
-    let poison: [(&[(&str, &str)], &[u8], &str); 5] = [
+    let poison: [Poison; 5] = [
         (
             &[("customer-id", unknown.as_str())],
             b"\xff\xd8\xff",
