@@ -274,5 +274,86 @@ async fn photos_claims_and_poison_from_the_stream() {
             .iter()
             .all(|m| header(m, "imagelake-error-message").is_some_and(|m| !m.is_empty()))
     );
-    drop(server);
+
+    // A restart resumes from the committed offsets: only the new message becomes an image.
+    stop(server);
+    let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
+    let last = std::fs::read(&photos[17]).unwrap();
+    produce(
+        &producer,
+        &images,
+        &[("customer-id", customer.as_str())],
+        &last,
+    )
+    .await;
+    let listing = processed(&client, &server, &key, 8).await;
+    assert_eq!(listing.len(), 8, "nothing was taken in twice");
+}
+
+/// SIGTERM, and waits for the process to finish its shutdown (offsets committed).
+fn stop(mut server: Server) {
+    let pid = server.child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(server.child.wait().unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_consumer_hands_its_partitions_over() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("kafka-group");
+    let (images, dead) = topics("group").await;
+    let settings = config(&dir, &images, &dead);
+    let settings = settings.to_str().unwrap();
+    let verbose = [("RUST_LOG", "info,imagelake_kafka=debug")];
+    let api = spawn(&["api", "--config", settings], &[]);
+    let _worker = spawn(&["worker", "--config", settings], &[]);
+    let mut doomed = spawn(&["kafka-ingest", "--config", settings], &verbose);
+    let survivor = spawn(&["kafka-ingest", "--config", settings], &verbose);
+    let client = reqwest::Client::new();
+    let (customer, key) = customer(&client, &api).await;
+    let producer = producer();
+    let photos = largest_photos();
+    let count = 14;
+    for photo in photos.iter().skip(20).take(count) {
+        let bytes = std::fs::read(photo).unwrap();
+        produce(
+            &producer,
+            &images,
+            &[("customer-id", customer.as_str())],
+            &bytes,
+        )
+        .await;
+    }
+    // Kill one consumer as soon as it has stored something; it may hold uncommitted offsets.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while doomed.logged("stream message stored").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the first consumer took no message"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    doomed.kill();
+    let partitions = |server: &Server| -> Vec<Value> {
+        server
+            .logged("stream message stored")
+            .iter()
+            .map(|e| e["fields"]["partition"].clone())
+            .collect()
+    };
+    let held = partitions(&doomed);
+    let listing = processed(&client, &api, &key, count).await;
+    assert_eq!(
+        listing.len(),
+        count,
+        "every message is one image, none twice"
+    );
+    let taken = partitions(&survivor);
+    assert!(
+        held.iter().all(|p| taken.contains(p)),
+        "the survivor took over partitions {held:?} (it stored from {taken:?})"
+    );
 }

@@ -136,6 +136,7 @@ async fn settle(
                     "created"
                 };
                 state.metrics.stream(outcome);
+                tracing::debug!(partition = message.partition(), offset = message.offset(), outcome, image_id = %answer.body["id"].as_str().unwrap_or_default(), "stream message stored");
                 return true;
             }
             Err(refused) if refused.code != ErrorCode::Internal => {
