@@ -39,20 +39,26 @@ pub fn start(state: &AppState, role: Role) -> anyhow::Result<Stream> {
         anyhow::bail!("kafka-ingest needs kafka.brokers (or IMAGELAKE_KAFKA_BROKERS)");
     }
     Ok(Stream {
-        task: Some(spawn(state.clone(), stop.clone())?),
+        task: Some(spawn(state.clone(), stop.clone(), role == Role::Ingest)?),
         stop,
     })
 }
 
+/// The consumer as a task; with `required`, the process is unready while Kafka is out of reach.
 #[cfg(feature = "kafka")]
 fn spawn(
     state: AppState,
     stop: CancellationToken,
+    required: bool,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
-    Ok(tokio::spawn(imagelake_kafka::run(state, stop)))
+    Ok(tokio::spawn(imagelake_kafka::run(state, stop, required)))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn spawn(_: AppState, _: CancellationToken) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+fn spawn(
+    _: AppState,
+    _: CancellationToken,
+    _: bool,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
     anyhow::bail!("kafka.brokers needs a build with the `kafka` feature")
 }

@@ -19,6 +19,10 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 
+/// The tests here start several processes each; one at a time keeps the kill timing honest on
+/// a small machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Headers, value, and the error code the dead letter must carry.
 type Poison<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a str);
 
@@ -84,6 +88,16 @@ fn producer() -> FutureProducer {
 }
 
 async fn produce(producer: &FutureProducer, topic: &str, headers: &[(&str, &str)], payload: &[u8]) {
+    produce_to(producer, topic, None, headers, payload).await;
+}
+
+async fn produce_to(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) {
     let mut owned = OwnedHeaders::new();
     for (key, value) in headers {
         owned = owned.insert(Header {
@@ -91,9 +105,12 @@ async fn produce(producer: &FutureProducer, topic: &str, headers: &[(&str, &str)
             value: Some(*value),
         });
     }
-    let record = FutureRecord::<str, [u8]>::to(topic)
+    let mut record = FutureRecord::<str, [u8]>::to(topic)
         .payload(payload)
         .headers(owned);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
     producer
         .send(record, Duration::from_secs(30))
         .await
@@ -180,6 +197,7 @@ fn header(message: &impl Message, name: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn photos_claims_and_poison_from_the_stream() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("kafka");
     let (images, dead) = topics("stream").await;
@@ -275,6 +293,15 @@ async fn photos_claims_and_poison_from_the_stream() {
             .all(|m| header(m, "imagelake-error-message").is_some_and(|m| !m.is_empty()))
     );
 
+    // Operations see the stream: brokers reachable, lag per partition, dead letters counted.
+    let ready = wait_ready(&client, &server, "ok").await;
+    assert_eq!(ready.0, 200);
+    let metrics = wait_metric(&client, &server, "imagelake_stream_consumer_lag{").await;
+    assert!(
+        metrics.contains(r#"imagelake_stream_messages_total{outcome="dead_letter"} 5"#),
+        "{metrics}"
+    );
+
     // A restart resumes from the committed offsets: only the new message becomes an image.
     stop(server);
     let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
@@ -290,6 +317,70 @@ async fn photos_claims_and_poison_from_the_stream() {
     assert_eq!(listing.len(), 8, "nothing was taken in twice");
 }
 
+/// Waits until `/readyz` shows the Kafka check in `state`; returns the status and body.
+async fn wait_ready(client: &reqwest::Client, server: &Server, state: &str) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if body["checks"]["kafka"] == state {
+            return (status, body);
+        }
+        assert!(Instant::now() < deadline, "kafka never {state}: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `/metrics` has a sample starting with `name`; returns the whole text.
+async fn wait_metric(client: &reqwest::Client, server: &Server, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = client
+            .get(format!("{}/metrics", server.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.lines().any(|l| l.starts_with(name)) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {name} in {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_brokers_show_in_readiness() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let client = reqwest::Client::new();
+    let env = [("IMAGELAKE_KAFKA_BROKERS", nowhere.as_str())];
+    let dir = temp_dir("kafka-down");
+    let data = dir.to_str().unwrap();
+    let ingest = spawn(&["kafka-ingest", "--data-dir", data], &env);
+    let (status, body) = wait_ready(&client, &ingest, "unreachable").await;
+    assert_eq!(
+        status, 503,
+        "kafka-ingest cannot work without brokers: {body}"
+    );
+    drop(ingest);
+    let serve = spawn(&["serve", "--data-dir", data], &env);
+    let (status, body) = wait_ready(&client, &serve, "unreachable").await;
+    assert_eq!(status, 200, "the API keeps serving without Kafka: {body}");
+    assert_eq!(body["checks"]["metadata"], "ok");
+}
+
 /// SIGTERM, and waits for the process to finish its shutdown (offsets committed).
 fn stop(mut server: Server) {
     let pid = server.child.id().to_string();
@@ -302,6 +393,7 @@ fn stop(mut server: Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_consumer_hands_its_partitions_over() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("kafka-group");
     let (images, dead) = topics("group").await;
@@ -314,14 +406,32 @@ async fn a_killed_consumer_hands_its_partitions_over() {
     let survivor = spawn(&["kafka-ingest", "--config", settings], &verbose);
     let client = reqwest::Client::new();
     let (customer, key) = customer(&client, &api).await;
+    // Both consumers hold a partition before anything is produced.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let holds = |server: &Server| {
+        server
+            .logged("image stream: partitions assigned")
+            .last()
+            .is_some_and(|e| e["fields"]["partitions"] != "[]")
+    };
+    while !(holds(&doomed) && holds(&survivor)) {
+        assert!(
+            Instant::now() < deadline,
+            "the group never shared its partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let producer = producer();
+    // Both partitions get a backlog, so the killed consumer leaves work behind.
     let photos = largest_photos();
-    let count = 14;
-    for photo in photos.iter().skip(20).take(count) {
+    let count = 30;
+    for (n, photo) in photos.iter().take(count).enumerate() {
         let bytes = std::fs::read(photo).unwrap();
-        produce(
+        let partition = Some((n % 2) as i32);
+        produce_to(
             &producer,
             &images,
+            partition,
             &[("customer-id", customer.as_str())],
             &bytes,
         )

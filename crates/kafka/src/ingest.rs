@@ -11,10 +11,12 @@ use imagelake_server::{
 };
 use object_store::ObjectStoreExt;
 use rdkafka::{
-    ClientConfig, Message,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    ClientConfig, ClientContext, Message, Statistics,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    error::KafkaError,
     message::{BorrowedMessage, Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +57,8 @@ pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", &room)
-        .set("max.partition.fetch.bytes", &room);
+        .set("max.partition.fetch.bytes", &room)
+        .set("statistics.interval.ms", "2000");
     for (key, value) in &settings.config {
         config.set(key, value);
     }
@@ -82,11 +85,75 @@ fn producer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<Clie
     Ok(config)
 }
 
+/// Reports the brokers' reachability to `/readyz` and the lag per partition to `/metrics`, from
+/// librdkafka's statistics and errors.
+struct StreamContext {
+    state: AppState,
+    /// Whether the process is unready while the brokers are out of reach (`kafka-ingest`).
+    required: bool,
+}
+
+impl ClientContext for StreamContext {
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        let state = if up { "ok" } else { "unreachable" };
+        self.state.health.report("kafka", state, self.required);
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    let labels = vec![
+                        ("topic", topic.clone()),
+                        ("partition", partition.to_string()),
+                    ];
+                    self.state
+                        .metrics
+                        .stream_lag
+                        .get_or_create(&labels)
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.state
+                .health
+                .report("kafka", "unreachable", self.required);
+        }
+        tracing::warn!(%error, reason, "image stream: Kafka client error");
+    }
+}
+
+impl ConsumerContext for StreamContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &rdkafka::TopicPartitionList| -> Vec<i32> {
+            list.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = ?partitions(list), "image stream: partitions assigned");
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = ?partitions(list), "image stream: partitions revoked");
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "image stream: rebalance failed"),
+        }
+    }
+}
+
 /// Consumes the images topic until `cancel`; stored offsets are committed before it returns.
-pub async fn run(state: AppState, cancel: CancellationToken) -> anyhow::Result<()> {
+/// With `required`, the process is not ready while the brokers are out of reach.
+pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> anyhow::Result<()> {
     let settings = state.settings.kafka.clone();
     let max_body = state.settings.limits.max_body_bytes;
-    let consumer: StreamConsumer = consumer_config(&settings, max_body)?.create()?;
+    state.health.report("kafka", "connecting", required);
+    let context = StreamContext {
+        state: state.clone(),
+        required,
+    };
+    let consumer: StreamConsumer<StreamContext> =
+        consumer_config(&settings, max_body)?.create_with_context(context)?;
     let producer: FutureProducer = producer_config(&settings, max_body)?.create()?;
     consumer.subscribe(&[&settings.images_topic])?;
     tracing::info!(topic = %settings.images_topic, group = %settings.group_id, "image stream consumer started");

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod direct;
 pub mod error;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod ratelimit;

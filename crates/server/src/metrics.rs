@@ -23,6 +23,7 @@ pub struct Metrics {
     pub retries: Counter,
     pub skipped: Counter,
     pub stream_messages: Family<Labels, Counter>,
+    pub stream_lag: Family<Labels, Gauge>,
     pub expired: Counter,
     pub queue_depth: Gauge,
 }
@@ -44,6 +45,7 @@ impl Default for Metrics {
             retries: Counter::default(),
             skipped: Counter::default(),
             stream_messages: Family::default(),
+            stream_lag: Family::default(),
             expired: Counter::default(),
             queue_depth: Gauge::default(),
         };
@@ -90,6 +92,11 @@ impl Default for Metrics {
             "stream_messages",
             "Messages taken from the image stream, by outcome (created, duplicate, replay, dead_letter)",
             m.stream_messages.clone(),
+        );
+        r.register(
+            "stream_consumer_lag",
+            "Messages of the image stream not yet taken in, by topic and partition",
+            m.stream_lag.clone(),
         );
         r.register(
             "images_expired",

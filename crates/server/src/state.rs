@@ -29,6 +29,8 @@ pub struct AppState {
     pub work_ready: Arc<Notify>,
     /// Room for upload bodies in memory, in MiB (see `Limits::max_inflight_upload_bytes`).
     pub upload_budget: Arc<Semaphore>,
+    /// What the other parts of this process (the Kafka consumer) report for `/readyz`.
+    pub health: Arc<crate::health::Health>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
     pub upload_urls: Option<Arc<dyn UploadUrls>>,
     /// Checks the tokens of pushed work, when `push.enabled`.
@@ -104,6 +106,7 @@ impl AppState {
             work_ready: Arc::new(Notify::new()),
             upload_budget,
             upload_urls: None,
+            health: Arc::default(),
             #[cfg(feature = "gcp")]
             push: None,
         }

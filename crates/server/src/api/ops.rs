@@ -18,24 +18,33 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The process can serve: the metadata store answers.
+/// The process can serve: the metadata store answers, and so does every part its role needs
+/// (the Kafka brokers for `kafka-ingest`). Parts a role can do without (Kafka in `serve`) show
+/// in the body without making the process unready.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "checks": {"metadata": "ok"}})),
-        )
-            .into_response(),
+    let (parts, parts_ready) = state.health.snapshot();
+    let mut checks = serde_json::Map::new();
+    let metadata = match state.store.ping().await {
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable", "checks": {"metadata": "unreachable"}})),
-            )
-                .into_response()
+            tracing::warn!(error = %e, "readiness check failed: metadata store");
+            false
         }
+    };
+    checks.insert(
+        "metadata".into(),
+        json!(if metadata { "ok" } else { "unreachable" }),
+    );
+    for (part, part_state) in parts {
+        checks.insert(part.into(), json!(part_state));
     }
+    let (status, word) = if metadata && parts_ready {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (status, Json(json!({"status": word, "checks": checks}))).into_response()
 }
 
 /// Prometheus metrics in the text exposition format, for the admin token (business figures such
