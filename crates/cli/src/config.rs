@@ -79,14 +79,7 @@ enum LogFormat {
 
 impl ServeArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
-        let mut s = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => Settings::default(),
-        };
+        let mut s = file_settings(self.config.as_deref())?;
         macro_rules! set {
             ($field:expr, $flag:expr) => {
                 if let Some(v) = $flag.clone() {
@@ -128,6 +121,16 @@ impl ServeArgs {
         }
         Ok(s)
     }
+}
+
+/// The defaults, or the TOML file over them.
+pub fn file_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -204,6 +207,7 @@ mod tests {
         assert_eq!(example.queue, defaults.queue);
         assert_eq!(example.push, defaults.push);
         assert_eq!(example.gcp, defaults.gcp);
+        assert_eq!(example.kafka, defaults.kafka);
         let gcp: Settings =
             toml::from_str(include_str!("../../../gcp.toml")).expect("gcp.toml parses");
         assert_eq!(gcp.check(), Ok(()), "gcp.toml is a working combination");

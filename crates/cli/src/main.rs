@@ -5,6 +5,8 @@
 mod bench;
 mod client;
 mod config;
+#[cfg(feature = "kafka")]
+mod produce;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +39,10 @@ enum Command {
     Customers(client::CustomersCommand),
     /// Upload files and folders of images.
     Upload(client::UploadArgs),
+    /// Work with the Kafka image stream.
+    #[cfg(feature = "kafka")]
+    #[command(subcommand)]
+    Kafka(produce::KafkaCommand),
     /// Print the GCS bucket lifecycle rule that matches the configured retention.
     Lifecycle(config::ServeArgs),
     /// Measure processing speed and end-to-end upload throughput.
@@ -59,6 +65,8 @@ fn main() -> anyhow::Result<()> {
             Command::KafkaIngest(args) => config::serve(args, Role::Ingest).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Upload(args) => client::upload(args).await,
+            #[cfg(feature = "kafka")]
+            Command::Kafka(cmd) => produce::run(cmd).await,
             Command::Lifecycle(args) => config::lifecycle(args),
             Command::Bench(cmd) => bench::run(cmd).await,
         }

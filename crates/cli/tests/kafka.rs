@@ -467,3 +467,58 @@ async fn a_killed_consumer_hands_its_partitions_over() {
         "the survivor took over partitions {held:?} (it stored from {taken:?})"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_produce_pushes_files_and_claim_checks() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("kafka-produce");
+    let (images, dead) = topics("produce").await;
+    let settings = config(&dir, &images, &dead);
+    let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let (customer, key) = customer(&client, &server).await;
+    let folder = dir.join("to-send");
+    std::fs::create_dir_all(&folder).unwrap();
+    let photos = largest_photos();
+    let chosen = &photos[30..33];
+    for photo in chosen {
+        std::fs::copy(photo, folder.join(photo.file_name().unwrap())).unwrap();
+    }
+    let smallest = chosen
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .min()
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
+        .args(["kafka", "produce", "--config", settings.to_str().unwrap()])
+        .args([
+            "--customer",
+            &customer,
+            "--claim-above",
+            &smallest.to_string(),
+        ])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains("sent: 3") && printed.contains("(2 as claim-checks)"),
+        "{printed}"
+    );
+    let listing = processed(&client, &server, &key, 3).await;
+    assert_eq!(listing.len(), 3);
+    let claims_left = std::fs::read_dir(dir.join("objects/claims"))
+        .map(|d| {
+            d.flatten()
+                .flat_map(|e| std::fs::read_dir(e.path()).into_iter().flatten())
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(claims_left, 0, "claims taken in are removed");
+}

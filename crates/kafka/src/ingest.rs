@@ -322,3 +322,47 @@ async fn dead_letter(
     tracing::info!(partition = message.partition(), offset = message.offset(), code = %refused.code, reason = %refused.message, "image stream: message moved to the dead letters");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::consumer::BaseConsumer;
+
+    #[test]
+    fn security_settings_pass_through_to_librdkafka() {
+        let settings = Kafka {
+            brokers: Some("127.0.0.1:1".into()),
+            config: [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.username", "ingest"),
+                ("sasl.password", "secret"),
+                ("session.timeout.ms", "6000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            ..Kafka::default()
+        };
+        let consumer: BaseConsumer = consumer_config(&settings, 1 << 20)
+            .unwrap()
+            .create()
+            .expect("this build speaks SSL and SCRAM");
+        drop(consumer);
+        let producer: rdkafka::producer::BaseProducer = producer_config(&settings, 1 << 20)
+            .unwrap()
+            .create()
+            .expect("consumer-only settings are kept from the producer");
+        drop(producer);
+        let refused = Kafka {
+            config: [("no.such.setting".to_owned(), "1".to_owned())].into(),
+            ..settings
+        };
+        assert!(
+            consumer_config(&refused, 1 << 20)
+                .unwrap()
+                .create::<BaseConsumer>()
+                .is_err()
+        );
+    }
+}

@@ -16,6 +16,8 @@
 
 mod ingest;
 mod message;
+mod produce;
 
 pub use ingest::{consumer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
+pub use produce::{ImageProducer, Outgoing};

@@ -1,0 +1,141 @@
+//! `imagelake kafka produce`: pushes files and folders into the image stream, as raw records or,
+//! above a size, as claim-checks whose bytes go to the object store first.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use imagelake_kafka::{ImageProducer, Outgoing};
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use sha2::{Digest, Sha256};
+
+use crate::client::collect_files;
+
+#[derive(Subcommand)]
+pub enum KafkaCommand {
+    /// Push files and folders (searched recursively) into the images topic.
+    Produce(ProduceArgs),
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The customer the images belong to.
+    #[arg(long)]
+    customer: String,
+    /// The images topic (default: kafka.images_topic of the settings).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Brokers (default: kafka.brokers of the settings).
+    #[arg(long, env = "IMAGELAKE_KAFKA_BROKERS")]
+    brokers: Option<String>,
+    /// Send files larger than this many bytes as claim-checks: their bytes are written under
+    /// kafka.claims_prefix of the configured object store, and the message names them.
+    #[arg(long)]
+    claim_above: Option<u64>,
+    /// Settings file for the brokers, topic, librdkafka passthrough and the claims' object store.
+    #[arg(long, env = "IMAGELAKE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+pub async fn run(cmd: KafkaCommand) -> anyhow::Result<()> {
+    match cmd {
+        KafkaCommand::Produce(args) => produce(args).await,
+    }
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let settings = crate::config::file_settings(args.config.as_deref())?;
+    let kafka = &settings.kafka;
+    let brokers = args
+        .brokers
+        .clone()
+        .or_else(|| kafka.brokers.clone())
+        .context("no brokers: pass --brokers, IMAGELAKE_KAFKA_BROKERS or kafka.brokers")?;
+    let topic = args
+        .topic
+        .clone()
+        .unwrap_or_else(|| kafka.images_topic.clone());
+    let producer = ImageProducer::new(
+        &brokers,
+        &topic,
+        settings.limits.max_body_bytes,
+        &kafka.config,
+    )?;
+    let objects = match args.claim_above {
+        Some(_) => Some(imagelake_server::state::object_store(&settings)?),
+        None => None,
+    };
+    let files = collect_files(&args.paths)?;
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+    )?);
+    let (mut sent, mut claims, mut failed) = (0, 0, Vec::new());
+    for file in &files {
+        let bytes = tokio::fs::read(file).await?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let key = format!("produce:{}", hex::encode(Sha256::digest(&bytes)));
+        let out = Outgoing {
+            customer: &args.customer,
+            filename: &name,
+            idempotency_key: &key,
+        };
+        let as_claim = args
+            .claim_above
+            .is_some_and(|limit| bytes.len() as u64 > limit);
+        let result = match (&objects, as_claim) {
+            (Some(objects), true) => {
+                let safe = imagelake_server::ingest::clean_filename(&name)
+                    .unwrap_or_else(|| "image".to_owned());
+                let object = format!("{}{}/{safe}", kafka.claims_prefix, claim_folder(&key));
+                let location = ObjectPath::from(object.as_str());
+                let stored = objects
+                    .put(&location, PutPayload::from(bytes.clone()))
+                    .await;
+                match stored {
+                    Ok(_) => producer.send_claim(&out, location.as_ref()).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => producer.send_bytes(&out, &bytes).await,
+        };
+        match result {
+            Ok(()) => {
+                sent += 1;
+                claims += usize::from(as_claim);
+            }
+            Err(e) => failed.push((file.clone(), format!("{e:#}"))),
+        }
+        bar.inc(bytes.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!(
+        "sent: {sent} to {topic} ({claims} as claim-checks), failed: {}",
+        failed.len()
+    );
+    for (file, why) in &failed {
+        println!("  failed {}: {why}", file.display());
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} files were not sent", failed.len())
+    }
+}
+
+/// A folder name for one claim, from the content hash: a second push of a file reuses it.
+fn claim_folder(key: &str) -> &str {
+    let hash = key.trim_start_matches("produce:");
+    &hash[..hash.len().min(32)]
+}
