@@ -22,6 +22,9 @@ pub enum BenchCommand {
     Processing(ProcessingArgs),
     /// Upload a folder to an in-process server and wait for processing.
     Upload(UploadArgs),
+    /// Kafka ingest throughput beside a bare rdkafka consumer writing the same bytes.
+    #[cfg(feature = "kafka")]
+    Kafka(crate::bench_kafka::KafkaBenchArgs),
 }
 
 #[derive(Args)]
@@ -52,6 +55,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Processing(args) => processing(args),
         BenchCommand::Upload(args) => upload(args).await,
+        #[cfg(feature = "kafka")]
+        BenchCommand::Kafka(args) => crate::bench_kafka::run(args).await,
     }
 }
 

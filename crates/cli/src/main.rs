@@ -3,6 +3,8 @@
 //! it (`bench`).
 
 mod bench;
+#[cfg(feature = "kafka")]
+mod bench_kafka;
 mod client;
 mod config;
 #[cfg(feature = "kafka")]
