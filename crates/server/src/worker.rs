@@ -41,14 +41,18 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             Vec::new()
         } else {
             let lease = state.settings.processing.lease.0;
-            state
-                .queue
-                .lease(state.clock.now(), lease, free)
-                .await
-                .unwrap_or_else(|e| {
+            match state.queue.lease(state.clock.now(), lease, free).await {
+                Ok(jobs) => {
+                    state.health.report("queue", "ok", true);
+                    jobs
+                }
+                Err(e) => {
+                    // Workers without their queue do nothing: say so in /readyz.
+                    state.health.report("queue", "unreachable", true);
                     tracing::error!(error = %e, "could not lease work");
                     Vec::new()
-                })
+                }
+            }
         };
         if jobs.is_empty() {
             tokio::select! {

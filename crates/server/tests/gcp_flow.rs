@@ -553,3 +553,28 @@ async fn retention_removes_objects_and_records_on_google_cloud() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn workers_without_their_subscription_are_not_ready() {
+    let (server, _) = gcp_server("nosub", |s| {
+        s.queue.create = false;
+        s.queue.subscription = format!("missing-{}", std::process::id());
+    })
+    .await;
+    let ready = wait_for(Duration::from_secs(30), || async {
+        let response = server
+            .client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        (body["checks"]["queue"] == "unreachable").then_some((status, body))
+    })
+    .await
+    .expect("the missing subscription shows in /readyz");
+    assert_eq!(ready.0, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.1);
+    assert_eq!(ready.1["checks"]["metadata"], "ok");
+    server.stop().await;
+}
