@@ -58,7 +58,9 @@ pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<
         .set("auto.offset.reset", "earliest")
         .set("fetch.max.bytes", &room)
         .set("max.partition.fetch.bytes", &room)
-        .set("statistics.interval.ms", "2000");
+        .set("statistics.interval.ms", "2000")
+        // A topic created after the consumer started is found within seconds, not minutes.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     for (key, value) in &settings.config {
         config.set(key, value);
     }
