@@ -26,8 +26,8 @@ use crate::message::{self, Body};
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 
-/// librdkafka settings shared by the consumer and the dead-letter producer, with the
-/// passthrough settings last so they win.
+/// librdkafka settings shared by the consumer and the dead-letter producer; each adds its own
+/// and then the passthrough settings, which win.
 fn base_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
     let brokers = settings
         .brokers
