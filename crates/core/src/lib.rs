@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod paths;
 pub mod records;
