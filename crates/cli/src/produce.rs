@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use imagelake_kafka::{ImageProducer, Outgoing};
-use indicatif::{ProgressBar, ProgressStyle};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use sha2::{Digest, Sha256};
 
@@ -69,15 +68,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         None => None,
     };
     let files = collect_files(&args.paths)?;
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let bar = ProgressBar::new(total);
-    bar.set_style(ProgressStyle::with_template(
-        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
-    )?);
+    let bar = crate::client::byte_progress(&files)?;
     let (mut sent, mut claims, mut failed) = (0, 0, Vec::new());
     for file in &files {
         let bytes = tokio::fs::read(file).await?;

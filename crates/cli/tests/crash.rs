@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use common::{ADMIN, photos, start, temp_dir, wait_until};
+use common::{photos, start, temp_dir, wait_until};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,18 +18,7 @@ async fn sigkill_loses_no_acknowledged_upload() {
     let dir = temp_dir("crash");
     let mut server = start(&dir);
     let client = reqwest::Client::new();
-    let created: Value = client
-        .post(format!("{}/v1/customers", server.base))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "crash", "email": "crash@example.test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = created["api_key"].as_str().unwrap().to_owned();
-    let customer = created["id"].as_str().unwrap().to_owned();
+    let (customer, key) = common::create_customer(&client, &server, "crash").await;
 
     // Real photos plus small generated images, uploaded by four clients until the kill.
     let mut bodies: Vec<Vec<u8>> = photos()

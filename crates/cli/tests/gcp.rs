@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN, Server, largest_photos, spawn, temp_dir};
+use common::{Server, create_customer, largest_photos, spawn, temp_dir};
 use serde_json::{Value, json};
 
 /// The tests here start several processes each; one at a time keeps the kill timing honest on
@@ -70,20 +70,6 @@ lease = "10s"
 fn role(name: &str, dir: &Path) -> Server {
     let config = dir.join("gcp.toml");
     spawn(&[name, "--config", config.to_str().unwrap()], &[])
-}
-
-async fn customer(client: &reqwest::Client, api: &Server) -> String {
-    let created: Value = client
-        .post(format!("{}/v1/customers", api.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "gcp", "email": "gcp@example.test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["api_key"].as_str().unwrap().to_owned()
 }
 
 async fn upload(client: &reqwest::Client, api: &Server, key: &str, count: usize) -> Vec<String> {
@@ -178,7 +164,7 @@ async fn api_and_workers_as_separate_processes() {
     let workers = [role("worker", &dir), role("worker", &dir)];
     let api = role("api", &dir);
     let client = reqwest::Client::new();
-    let key = customer(&client, &api).await;
+    let (_, key) = create_customer(&client, &api, "gcp").await;
     let mut ids = upload(&client, &api, &key, 6).await;
     ids.push(direct_upload(&client, &api, &key, &largest_photos()[6]).await);
     let listing = all_processed(&client, &api, &key, &ids).await;
@@ -232,7 +218,7 @@ async fn a_killed_worker_loses_nothing() {
     let mut doomed = role("worker", &dir);
     let api = role("api", &dir);
     let client = reqwest::Client::new();
-    let key = customer(&client, &api).await;
+    let (_, key) = create_customer(&client, &api, "gcp").await;
     let ids = upload(&client, &api, &key, 4).await;
 
     let deadline = Instant::now() + Duration::from_secs(60);

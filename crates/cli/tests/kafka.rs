@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN, Server, largest_photos, spawn, temp_dir};
+use common::{ADMIN, Server, create_customer, largest_photos, spawn, temp_dir};
 use rdkafka::{
     ClientConfig, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -17,7 +17,7 @@ use rdkafka::{
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The tests here start several processes each; one at a time keeps the kill timing honest on
 /// a small machine.
@@ -118,23 +118,6 @@ async fn produce_to(
         .unwrap();
 }
 
-async fn customer(client: &reqwest::Client, server: &Server) -> (String, String) {
-    let created: Value = client
-        .post(format!("{}/v1/customers", server.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({"name": "stream", "email": "stream@example.test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        created["id"].as_str().unwrap().to_owned(),
-        created["api_key"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Waits until the customer has `count` processed images; returns them.
 async fn processed(
     client: &reqwest::Client,
@@ -204,7 +187,7 @@ async fn photos_claims_and_poison_from_the_stream() {
     let settings = config(&dir, &images, &dead);
     let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
-    let (customer, key) = customer(&client, &server).await;
+    let (customer, key) = create_customer(&client, &server, "stream").await;
     let producer = producer();
     let photos = largest_photos();
 
@@ -405,7 +388,7 @@ async fn a_killed_consumer_hands_its_partitions_over() {
     let mut doomed = spawn(&["kafka-ingest", "--config", settings], &verbose);
     let survivor = spawn(&["kafka-ingest", "--config", settings], &verbose);
     let client = reqwest::Client::new();
-    let (customer, key) = customer(&client, &api).await;
+    let (customer, key) = create_customer(&client, &api, "group").await;
     // Both consumers hold a partition before anything is produced.
     let deadline = Instant::now() + Duration::from_secs(60);
     let holds = |server: &Server| {
@@ -477,7 +460,7 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
     let settings = config(&dir, &images, &dead);
     let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
-    let (customer, key) = customer(&client, &server).await;
+    let (customer, key) = create_customer(&client, &server, "stream").await;
     let folder = dir.join("to-send");
     std::fs::create_dir_all(&folder).unwrap();
     let photos = largest_photos();

@@ -51,31 +51,34 @@ impl TokenSource {
         match self {
             Self::Anonymous => Ok(None),
             Self::Static(token) => Ok(Some(token.clone())),
-            Self::MetadataServer(cache) => {
-                let mut cached = cache.lock().await;
-                if let Some((token, until)) = cached.as_ref()
-                    && Instant::now() < *until
-                {
-                    return Ok(Some(token.clone()));
-                }
-                let (token, lifetime) = fetch_metadata_token(client).await?;
-                let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(60));
-                *cached = Some((token.clone(), until));
-                Ok(Some(token))
-            }
+            Self::MetadataServer(cache) => cached(cache, fetch_metadata_token(client)).await,
             Self::ServiceAccount(key, cache) => {
-                let mut cached = cache.lock().await;
-                if let Some((token, until)) = cached.as_ref()
-                    && Instant::now() < *until
-                {
-                    return Ok(Some(token.clone()));
-                }
-                let token = key.access_token(SCOPE, chrono::Utc::now())?;
-                *cached = Some((token.clone(), Instant::now() + Duration::from_secs(3000)));
-                Ok(Some(token))
+                let mint = async {
+                    let token = key.access_token(SCOPE, chrono::Utc::now())?;
+                    Ok((token, Duration::from_secs(3600)))
+                };
+                cached(cache, mint).await
             }
         }
     }
+}
+
+/// The cached token while it has more than a minute left, or a new one from `fetch` (which
+/// only runs when needed).
+async fn cached(
+    cache: &Mutex<Option<(String, Instant)>>,
+    fetch: impl Future<Output = Result<(String, Duration), String>>,
+) -> Result<Option<String>, String> {
+    let mut cached = cache.lock().await;
+    if let Some((token, until)) = cached.as_ref()
+        && Instant::now() < *until
+    {
+        return Ok(Some(token.clone()));
+    }
+    let (token, lifetime) = fetch.await?;
+    let until = Instant::now() + lifetime.saturating_sub(Duration::from_secs(60));
+    *cached = Some((token.clone(), until));
+    Ok(Some(token))
 }
 
 async fn fetch_metadata_token(client: &reqwest::Client) -> Result<(String, Duration), String> {

@@ -395,13 +395,12 @@ impl WorkQueue for PubSubQueue {
         }
         let result = match &found {
             Some(m) => {
-                let attributes = m
+                let mut attributes: HashMap<_, _> = m
                     .attributes
                     .iter()
                     .filter(|(k, _)| !k.starts_with("imagelake") && !k.starts_with("CloudPubSub"))
                     .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<HashMap<_, _>>();
-                let mut attributes = attributes;
+                    .collect();
                 if let Some((customer, image)) = image_of(m)
                     && !attributes.contains_key("objectId")
                 {

@@ -51,6 +51,28 @@ impl Drop for Server {
     }
 }
 
+/// Creates a customer through the admin API; its id and API key.
+pub async fn create_customer(
+    client: &reqwest::Client,
+    server: &Server,
+    name: &str,
+) -> (String, String) {
+    let created: Value = client
+        .post(format!("{}/v1/customers", server.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"name": name, "email": format!("{name}@example.test")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["api_key"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// The embedded system in one process over `data_dir`.
 pub fn start(data_dir: &Path) -> Server {
     let dir = data_dir.to_str().unwrap();
