@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN, Server, create_customer, largest_photos, spawn, temp_dir};
+use common::{ADMIN, Server, create_customer, largest_photos, photos, spawn, temp_dir, wait_until};
 use rdkafka::{
     ClientConfig, Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -35,10 +35,18 @@ fn brokers() -> String {
     )
 }
 
+/// One test's topics.
+struct Topics {
+    images: String,
+    dead: String,
+    events: String,
+}
+
 /// Fresh topics for one test, made through the admin API.
-async fn topics(tag: &str) -> (String, String) {
+async fn topics(tag: &str) -> Topics {
     let images = format!("{tag}-images-{}", std::process::id());
     let dead = format!("{images}.dlq");
+    let events = format!("{tag}-events-{}", std::process::id());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -46,6 +54,7 @@ async fn topics(tag: &str) -> (String, String) {
     let new = [
         NewTopic::new(&images, 2, TopicReplication::Fixed(1)),
         NewTopic::new(&dead, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&events, 2, TopicReplication::Fixed(1)),
     ];
     for result in admin
         .create_topics(&new, &AdminOptions::new())
@@ -54,11 +63,25 @@ async fn topics(tag: &str) -> (String, String) {
     {
         result.unwrap();
     }
-    (images, dead)
+    Topics {
+        images,
+        dead,
+        events,
+    }
 }
 
-fn config(dir: &Path, images: &str, dead: &str) -> std::path::PathBuf {
-    let path = dir.join("kafka.toml");
+fn config(dir: &Path, topics: &Topics) -> std::path::PathBuf {
+    config_with(dir, "kafka.toml", topics, &brokers())
+}
+
+/// A settings file named `name` in `dir` for these topics on `brokers`.
+fn config_with(dir: &Path, name: &str, topics: &Topics, brokers: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let Topics {
+        images,
+        dead,
+        events,
+    } = topics;
     std::fs::write(
         &path,
         format!(
@@ -67,12 +90,12 @@ fn config(dir: &Path, images: &str, dead: &str) -> std::path::PathBuf {
 brokers = "{brokers}"
 images_topic = "{images}"
 dead_letter_topic = "{dead}"
+events_topic = "{events}"
 group_id = "{images}-group"
 [kafka.config]
 "session.timeout.ms" = "6000"
 "#,
             data = dir.display(),
-            brokers = brokers(),
         ),
     )
     .unwrap();
@@ -183,8 +206,9 @@ async fn photos_claims_and_poison_from_the_stream() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("kafka");
-    let (images, dead) = topics("stream").await;
-    let settings = config(&dir, &images, &dead);
+    let topics = topics("stream").await;
+    let (images, dead) = (&topics.images, &topics.dead);
+    let settings = config(&dir, &topics);
     let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
     let (customer, key) = create_customer(&client, &server, "stream").await;
@@ -197,7 +221,7 @@ async fn photos_claims_and_poison_from_the_stream() {
             ("customer-id", customer.as_str()),
             ("filename", name.as_str()),
         ];
-        produce(&producer, &images, &headers, &std::fs::read(photo).unwrap()).await;
+        produce(&producer, images, &headers, &std::fs::read(photo).unwrap()).await;
     }
     // A claim-check: the bytes wait under claims/ in the object store.
     let claimed = std::fs::read(&photos[15]).unwrap();
@@ -206,7 +230,7 @@ async fn photos_claims_and_poison_from_the_stream() {
     let claim_headers = [("customer-id", customer.as_str()), ("content-type", CLAIM)];
     produce(
         &producer,
-        &images,
+        images,
         &claim_headers,
         br#"{"object": "claims/batch/big.jpg"}"#,
     )
@@ -238,12 +262,12 @@ async fn photos_claims_and_poison_from_the_stream() {
         ),
     ];
     for (headers, payload, _) in &poison {
-        produce(&producer, &images, headers, payload).await;
+        produce(&producer, images, headers, payload).await;
     }
     // The partitions keep flowing after poison.
     produce(
         &producer,
-        &images,
+        images,
         &[("customer-id", customer.as_str())],
         &std::fs::read(&photos[16]).unwrap(),
     )
@@ -261,7 +285,7 @@ async fn photos_claims_and_poison_from_the_stream() {
         "a claim taken in is removed"
     );
 
-    let letters = read_all(&dead, poison.len()).await;
+    let letters = read_all(dead, poison.len()).await;
     let mut codes: Vec<String> = letters
         .iter()
         .map(|m| header(m, "imagelake-error-code").unwrap())
@@ -291,7 +315,7 @@ async fn photos_claims_and_poison_from_the_stream() {
     let last = std::fs::read(&photos[17]).unwrap();
     produce(
         &producer,
-        &images,
+        images,
         &[("customer-id", customer.as_str())],
         &last,
     )
@@ -379,8 +403,9 @@ async fn a_killed_consumer_hands_its_partitions_over() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("kafka-group");
-    let (images, dead) = topics("group").await;
-    let settings = config(&dir, &images, &dead);
+    let topics = topics("group").await;
+    let images = &topics.images;
+    let settings = config(&dir, &topics);
     let settings = settings.to_str().unwrap();
     let verbose = [("RUST_LOG", "info,imagelake_kafka=debug")];
     let api = spawn(&["api", "--config", settings], &[]);
@@ -413,7 +438,7 @@ async fn a_killed_consumer_hands_its_partitions_over() {
         let partition = Some((n % 2) as i32);
         produce_to(
             &producer,
-            &images,
+            images,
             partition,
             &[("customer-id", customer.as_str())],
             &bytes,
@@ -456,8 +481,8 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("kafka-produce");
-    let (images, dead) = topics("produce").await;
-    let settings = config(&dir, &images, &dead);
+    let topics = topics("produce").await;
+    let settings = config(&dir, &topics);
     let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
     let (customer, key) = create_customer(&client, &server, "stream").await;
@@ -504,4 +529,225 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
         })
         .unwrap_or(0);
     assert_eq!(claims_left, 0, "claims taken in are removed");
+}
+
+/// The value of a counter or gauge in `/metrics`, 0 when it has no sample yet.
+async fn metric_value(client: &reqwest::Client, server: &Server, name: &str) -> f64 {
+    let text = client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every record of `topic`, each partition read to its end.
+fn read_to_end(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{topic}-to-end"))
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut all = rdkafka::TopicPartitionList::new();
+    let mut open = std::collections::HashSet::new();
+    for p in metadata.topics()[0].partitions() {
+        all.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+            .unwrap();
+        open.insert(p.id());
+    }
+    consumer.assign(&all).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while !open.is_empty() {
+        assert!(Instant::now() < deadline, "{topic} was not read to its end");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => panic!("{e}"),
+            Some(Ok(message)) => out.push(message.detach()),
+        }
+    }
+    out
+}
+
+/// Every lifecycle change is one event on the events topic: also when the process was killed with
+/// its events still in the outbox (the brokers were out of reach), and when a crash came between
+/// the broker taking events and the outbox marking them (the publisher reads the topic back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_topic_carries_one_event_per_change() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("kafka-events");
+    let topics = topics("events").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let offline = config_with(&dir, "offline.toml", &topics, &nowhere);
+    let online = config(&dir, &topics);
+    let (offline, online) = (offline.to_str().unwrap(), online.to_str().unwrap());
+    let client = reqwest::Client::new();
+    let photos = photos();
+
+    // Changes while the brokers are out of reach, then SIGKILL: the events wait in the outbox.
+    let mut server = spawn(&["serve", "--config", offline], &[]);
+    let (customer, key) = create_customer(&client, &server, "events").await;
+    let mut uploaded = Vec::new();
+    for photo in &photos[..3] {
+        let response = client
+            .post(format!("{}/v1/images", server.base))
+            .bearer_auth(&key)
+            .body(std::fs::read(photo).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        uploaded.push(body["id"].as_str().unwrap().to_owned());
+    }
+    processed(&client, &server, &key, 3).await;
+    let changed = client
+        .patch(format!("{}/v1/customers/{customer}", server.base))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"plan": "enterprise"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let deleted = client
+        .delete(format!("{}/v1/images/{}", server.base, uploaded[0]))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    server.kill();
+    assert!(
+        read_to_end(&topics.events).is_empty(),
+        "nothing could be published"
+    );
+
+    // With the brokers: the backlog goes out, and so do the changes the stream makes.
+    let server = spawn(&["serve", "--config", online], &[]);
+    let producer = producer();
+    for photo in &photos[3..5] {
+        let headers = [("customer-id", customer.as_str())];
+        produce(
+            &producer,
+            &topics.images,
+            &headers,
+            &std::fs::read(photo).unwrap(),
+        )
+        .await;
+    }
+    processed(&client, &server, &key, 4).await;
+    // customer.created and .updated, 5 received, 5 processed, 1 deleted.
+    let before_crash = 13;
+    let published = "imagelake_events_published_total";
+    assert!(
+        wait_until(Duration::from_secs(90), || async {
+            metric_value(&client, &server, published).await >= before_crash as f64
+        })
+        .await,
+        "the backlog and the new events were published"
+    );
+    stop(server);
+
+    // The state a crash between the broker's acknowledgement and the outbox's mark leaves.
+    let db = rusqlite::Connection::open(dir.join("metadata.sqlite")).unwrap();
+    let unmarked = db
+        .execute("UPDATE events SET published_at = NULL", [])
+        .unwrap();
+    assert_eq!(unmarked, before_crash, "the outbox is the local event log");
+    drop(db);
+    let server = spawn(&["serve", "--config", online], &[]);
+    let gone = client
+        .delete(format!("{}/v1/customers/{customer}", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    // 4 image.deleted in the cascade, then customer.deleted.
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            metric_value(&client, &server, published).await >= 5.0
+        })
+        .await,
+        "the customer's deletion was published"
+    );
+    let found =
+        server.logged("event publisher: events sent before a restart were already on the topic");
+    assert_eq!(found.len(), 1, "the topic was read back once");
+    assert_eq!(found[0]["fields"]["count"], before_crash);
+    assert_eq!(metric_value(&client, &server, published).await, 5.0);
+    stop(server);
+
+    let total = before_crash + 5;
+    let records = read_to_end(&topics.events);
+    assert_eq!(records.len(), total, "nothing was sent twice");
+    let mut ids = std::collections::HashSet::new();
+    let mut seen: Vec<(String, String, i32, i64)> = Vec::new();
+    for record in &records {
+        let event: Value = serde_json::from_slice(record.payload().unwrap()).unwrap();
+        assert_eq!(event["schema_version"], 1, "{event}");
+        assert_eq!(event["customer_id"], customer.as_str());
+        assert_eq!(record.key(), Some(customer.as_bytes()), "keyed by customer");
+        let id = event["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(header(record, "event-id").as_deref(), Some(id.as_str()));
+        assert_eq!(
+            header(record, "event-type").as_ref(),
+            event["type"].as_str().map(str::to_owned).as_ref()
+        );
+        assert!(ids.insert(id), "event ids are unique");
+        let entity = event["image_id"].as_str().unwrap_or("customer").to_owned();
+        let kind = event["type"].as_str().unwrap().to_owned();
+        seen.push((kind, entity, record.partition(), record.offset()));
+    }
+    let count = |kind: &str| seen.iter().filter(|s| s.0 == kind).count();
+    for (kind, expected) in [
+        ("customer.created", 1),
+        ("customer.updated", 1),
+        ("customer.deleted", 1),
+        ("image.received", 5),
+        ("image.processed", 5),
+        ("image.deleted", 5),
+    ] {
+        assert_eq!(count(kind), expected, "{kind}: {seen:?}");
+    }
+    // One customer's events are on one partition, in the order they happened.
+    let position = |kind: &str, entity: &str| {
+        let s = seen.iter().find(|s| s.0 == kind && s.1 == entity).unwrap();
+        (s.2, s.3)
+    };
+    let images: std::collections::HashSet<_> = seen
+        .iter()
+        .filter(|s| s.0 == "image.received")
+        .map(|s| s.1.clone())
+        .collect();
+    assert_eq!(images.len(), 5);
+    for image in &images {
+        let (received, processed, deleted) = (
+            position("image.received", image),
+            position("image.processed", image),
+            position("image.deleted", image),
+        );
+        assert!(
+            received < processed && processed < deleted,
+            "{image}: {seen:?}"
+        );
+    }
+    assert!(position("customer.created", "customer") < position("customer.deleted", "customer"));
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     CustomerId, ImageId, Timestamp,
     clock::to_micros,
-    records::{Customer, Image},
+    records::{Customer, Image, ImageStatus},
 };
 
 /// Bumped on any change a reader must know about; readers keep every version they ever read.
@@ -56,6 +56,18 @@ impl EventType {
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
             Self::CustomerDeleted => "customer.deleted",
+        }
+    }
+}
+
+impl EventType {
+    /// The event of an update that leaves an image in `status`; other updates (a record put back
+    /// to waiting) are no lifecycle change.
+    pub fn settled_as(status: ImageStatus) -> Option<Self> {
+        match status {
+            ImageStatus::Processed => Some(Self::ImageProcessed),
+            ImageStatus::Failed => Some(Self::ImageFailed),
+            ImageStatus::PendingUpload | ImageStatus::Received => None,
         }
     }
 }
@@ -127,7 +139,6 @@ fn event_id(event_type: EventType, entity: &str, revision: i64) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::ImageStatus;
 
     fn image() -> Image {
         let at: Timestamp = "2026-11-24T10:00:00.123456Z".parse().unwrap();

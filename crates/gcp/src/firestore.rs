@@ -14,6 +14,11 @@
 //! marker whose image is gone or expired is stale and simply replaced; the TTL policy on its
 //! `expires_at` removes it.
 //!
+//! Events go into `outbox/{event_id}` in the same commit as their change (the customer or image
+//! write, or the insert transaction), and are deleted once the publisher has them on the events
+//! topic: Kafka, not Firestore, is the event log of this deployment. An event written again by a
+//! retried change is the same document, so the outbox never holds a change twice.
+//!
 //! Listing asks Firestore for `customer_id == X` ordered by `uploaded_at` then document id, both
 //! descending, and leaves out expired records as it reads. The composite index this needs is
 //! `deploy/firestore.indexes.json`.
@@ -22,14 +27,17 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
+    events::{Event, EventType},
     records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, ProcessedFacts},
 };
 use imagelake_metadata::{
-    IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Result, StoreError,
+    IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal, Result,
+    StoreError,
 };
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::auth::TokenSource;
 
@@ -429,6 +437,36 @@ impl FirestoreStore {
         json!({"delete": name})
     }
 
+    /// The write that puts `event` into the outbox.
+    fn outbox_write(&self, event: &Event) -> Result<Value> {
+        let payload = serde_json::to_string(event).map_err(backend)?;
+        Ok(self.upsert(
+            "outbox",
+            &event.event_id.to_string(),
+            json!({
+                "customer_id": string(&event.customer_id.to_string()),
+                "occurred_at": ts(event.occurred_at),
+                "payload": string(&payload),
+            }),
+        ))
+    }
+
+    /// Commits groups of writes that must land together (a deletion and its event), as few
+    /// commits as the batch limit allows, never splitting a group.
+    async fn commit_groups(&self, groups: Vec<Vec<Value>>) -> Result<()> {
+        let mut batch: Vec<Value> = Vec::new();
+        for group in groups {
+            if !batch.is_empty() && batch.len() + group.len() > BATCH {
+                self.commit_all(std::mem::take(&mut batch)).await?;
+            }
+            batch.extend(group);
+        }
+        if !batch.is_empty() {
+            self.commit_all(batch).await?;
+        }
+        Ok(())
+    }
+
     async fn names_where(&self, collection: &str, filter: Value) -> Result<Vec<String>> {
         let query = json!({
             "from": [{"collectionId": collection}],
@@ -550,6 +588,8 @@ impl FirestoreStore {
                 idempotency_fields(image.customer_id, idem),
             ));
         }
+        let received = Event::image(EventType::ImageReceived, image, image.uploaded_at);
+        writes.push(self.outbox_write(&received)?);
         Ok(self
             .commit(writes, Some(&transaction))
             .await
@@ -566,6 +606,11 @@ impl MetadataStore for FirestoreStore {
                 "currentDocument": {"exists": false},
             }),
             self.upsert("api_keys", &key.hash, key_fields(key)),
+            self.outbox_write(&Event::customer(
+                EventType::CustomerCreated,
+                customer,
+                customer.created_at,
+            ))?,
         ];
         match self.commit(writes, None).await {
             Ok(()) => Ok(()),
@@ -591,7 +636,11 @@ impl MetadataStore for FirestoreStore {
             "update": {"name": self.name("customers", &customer.id.to_string()), "fields": customer_fields(customer)},
             "currentDocument": {"exists": true},
         });
-        match self.commit(vec![write], None).await {
+        let event = Event::customer(EventType::CustomerUpdated, customer, customer.updated_at);
+        match self
+            .commit(vec![write, self.outbox_write(&event)?], None)
+            .await
+        {
             Ok(()) => Ok(()),
             Err(Refused::Precondition) => Err(StoreError::NotFound),
             Err(Refused::Aborted) => Err(backend("customer update aborted")),
@@ -599,19 +648,31 @@ impl MetadataStore for FirestoreStore {
         }
     }
 
-    async fn delete_customer(&self, id: CustomerId) -> Result<()> {
-        if self.get("customers", &id.to_string()).await?.is_none() {
+    async fn delete_customer(&self, id: CustomerId, at: Timestamp) -> Result<()> {
+        let Some(doc) = self.get("customers", &id.to_string()).await? else {
             return Err(StoreError::NotFound);
-        }
+        };
+        let customer = customer_from(&doc)?;
         let owner = equal("customer_id", string(&id.to_string()));
-        let mut writes = Vec::new();
-        for collection in ["images", "idempotency", "dedup", "api_keys"] {
+        let images = json!({"from": [{"collectionId": "images"}], "where": owner.clone()});
+        let mut groups = Vec::new();
+        for doc in self.query(images).await? {
+            let image = image_from(&doc)?;
+            let event = Event::image(EventType::ImageDeleted, &image, at);
+            let name = need(doc.get("name").and_then(Value::as_str), "name")?;
+            groups.push(vec![self.delete_write(name), self.outbox_write(&event)?]);
+        }
+        for collection in ["idempotency", "dedup", "api_keys"] {
             for name in self.names_where(collection, owner.clone()).await? {
-                writes.push(self.delete_write(&name));
+                groups.push(vec![self.delete_write(&name)]);
             }
         }
-        writes.push(self.delete_write(&self.name("customers", &id.to_string())));
-        self.commit_all(writes).await
+        let deleted = Event::customer(EventType::CustomerDeleted, &customer, at);
+        groups.push(vec![
+            self.delete_write(&self.name("customers", &id.to_string())),
+            self.outbox_write(&deleted)?,
+        ]);
+        self.commit_groups(groups).await
     }
 
     async fn insert_key(&self, key: &ApiKey) -> Result<()> {
@@ -781,12 +842,16 @@ impl MetadataStore for FirestoreStore {
             "content_type",
             "generation",
         ];
-        let write = json!({
+        let mut writes = vec![json!({
             "update": {"name": self.name("images", &image.id.to_string()), "fields": fields},
             "updateMask": {"fieldPaths": mask},
             "currentDocument": {"exists": true},
-        });
-        match self.commit(vec![write], None).await {
+        })];
+        if let Some(settled) = EventType::settled_as(image.status) {
+            let at = image.processed_at.unwrap_or(image.uploaded_at);
+            writes.push(self.outbox_write(&Event::image(settled, image, at))?);
+        }
+        match self.commit(writes, None).await {
             Ok(()) => Ok(()),
             Err(Refused::Precondition) => Err(StoreError::NotFound),
             Err(Refused::Aborted) => Err(backend("image update aborted")),
@@ -794,9 +859,13 @@ impl MetadataStore for FirestoreStore {
         }
     }
 
-    async fn delete_image(&self, id: ImageId) -> Result<bool> {
-        let write = json!({"delete": self.name("images", &id.to_string()), "currentDocument": {"exists": true}});
-        match self.commit(vec![write], None).await {
+    async fn delete_image(&self, image: &Image, removal: Removal, at: Timestamp) -> Result<bool> {
+        let write = json!({"delete": self.name("images", &image.id.to_string()), "currentDocument": {"exists": true}});
+        let event = Event::image(removal.event_type(), image, at);
+        match self
+            .commit(vec![write, self.outbox_write(&event)?], None)
+            .await
+        {
             Ok(()) => Ok(true),
             Err(Refused::Precondition) => Ok(false),
             Err(Refused::Aborted) => Err(backend("image delete aborted")),
@@ -838,6 +907,77 @@ impl MetadataStore for FirestoreStore {
         self.commit_all(names.iter().map(|n| self.delete_write(n)).collect())
             .await?;
         Ok(count)
+    }
+
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<Event>> {
+        let query = json!({
+            "from": [{"collectionId": "outbox"}],
+            "orderBy": [order("occurred_at", "ASCENDING"), order("__name__", "ASCENDING")],
+            "limit": limit,
+        });
+        self.query(query)
+            .await?
+            .iter()
+            .map(|doc| {
+                let payload = need(get_str(doc, "payload"), "payload")?;
+                serde_json::from_str(&payload).map_err(backend)
+            })
+            .collect()
+    }
+
+    async fn mark_published(&self, ids: &[Uuid], _at: Timestamp) -> Result<()> {
+        let writes = ids
+            .iter()
+            .map(|id| self.delete_write(&self.name("outbox", &id.to_string())))
+            .collect();
+        self.commit_all(writes).await
+    }
+
+    async fn purge_events(&self, before: Timestamp) -> Result<u64> {
+        let names = self
+            .names_where("outbox", compare("occurred_at", "LESS_THAN", ts(before)))
+            .await?;
+        let count = names.len() as u64;
+        self.commit_all(names.iter().map(|n| self.delete_write(n)).collect())
+            .await?;
+        Ok(count)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        for _ in 0..TRANSACTION_ATTEMPTS {
+            let transaction = self.begin().await?;
+            let found = self
+                .batch_get(&[self.name("leases", name)], &transaction)
+                .await?;
+            let taken = found.first().is_some_and(|doc| {
+                get_str(doc, "holder").as_deref() != Some(holder)
+                    && get_ts(doc, "until").is_some_and(|t| t > now)
+            });
+            if taken {
+                self.rollback(&transaction).await;
+                return Ok(false);
+            }
+            let fields = json!({"holder": string(holder), "until": ts(until)});
+            match self
+                .commit(
+                    vec![self.upsert("leases", name, fields)],
+                    Some(&transaction),
+                )
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(Refused::Aborted) => continue,
+                Err(Refused::Precondition) => return Ok(false),
+                Err(Refused::Other(e)) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -67,7 +67,10 @@ pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<
     Ok(config)
 }
 
-fn producer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
+pub(crate) fn producer_config(
+    settings: &Kafka,
+    max_body_bytes: u64,
+) -> anyhow::Result<ClientConfig> {
     let mut config = base_config(settings, max_body_bytes)?;
     config.set("enable.idempotence", "true").set("acks", "all");
     for (key, value) in &settings.config {
@@ -178,8 +181,13 @@ pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> 
             consumer.store_offset_from_message(&message)?;
         }
     }
-    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(error = %e, "image stream: final commit failed; the last messages come again");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        // Nothing was stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "image stream: final commit failed; the last messages come again");
+        }
     }
     Ok(())
 }

@@ -17,7 +17,9 @@
 mod ingest;
 mod message;
 mod produce;
+mod publish;
 
 pub use ingest::{consumer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};
+pub use publish::run as publish_events;

@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::TimeZone;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
+    events::{Event, EventType},
     records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus},
 };
 
 use crate::{
-    Cursor, IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, StoreError,
-    WorkQueue,
+    Cursor, IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal,
+    StoreError, WorkQueue,
 };
 
 /// A fixed instant with a sub-millisecond part, so precision loss shows.
@@ -149,12 +150,12 @@ pub async fn delete_customer_cascades(store: &dyn MetadataStore) {
     let img = image(c.id, t0(), "sha-gone");
     store.insert_image(&new(&img), false).await.unwrap();
     assert_eq!(store.customer_image_ids(c.id).await.unwrap(), vec![img.id]);
-    store.delete_customer(c.id).await.unwrap();
+    store.delete_customer(c.id, t0()).await.unwrap();
     assert_eq!(store.get_customer(c.id).await.unwrap(), None);
     assert_eq!(store.get_image(img.id).await.unwrap(), None);
     assert_eq!(store.find_key(&k.hash).await.unwrap(), None);
     assert!(matches!(
-        store.delete_customer(c.id).await,
+        store.delete_customer(c.id, t0()).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -187,12 +188,150 @@ pub async fn images_round_trip_with_microseconds(store: &dyn MetadataStore) {
     store.update_image(&img).await.unwrap();
     assert_eq!(store.get_image(img.id).await.unwrap(), Some(img.clone()));
 
-    assert!(store.delete_image(img.id).await.unwrap());
-    assert!(!store.delete_image(img.id).await.unwrap());
+    assert!(
+        store
+            .delete_image(&img, Removal::Deleted, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_image(&img, Removal::Deleted, t0())
+            .await
+            .unwrap()
+    );
     assert!(matches!(
         store.update_image(&img).await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// Each lifecycle change leaves exactly one event in the outbox, equal to the one
+/// [`Event`]'s constructors make; what is not a change (a duplicate, a replay, a repeated update,
+/// a second delete) leaves none.
+pub async fn every_change_writes_one_event(store: &dyn MetadataStore) {
+    let (mut c, k) = customer("events");
+    store.insert_customer(&c, &k).await.unwrap();
+    let created = Event::customer(EventType::CustomerCreated, &c, c.created_at);
+    c.plan = "enterprise".into();
+    c.updated_at = t0() + secs(1);
+    store.update_customer(&c).await.unwrap();
+    let updated = Event::customer(EventType::CustomerUpdated, &c, c.updated_at);
+
+    let mut kept = image(c.id, t0() + secs(2), "sha-events");
+    let idem = IdempotencyRecord {
+        key: "events-1".into(),
+        request_hash: "h".into(),
+        status: 201,
+        body: "{}".into(),
+        created_at: kept.uploaded_at,
+    };
+    let with_key = NewImage {
+        image: kept.clone(),
+        idempotency: Some(idem),
+    };
+    store.insert_image(&with_key, false).await.unwrap();
+    let received = Event::image(EventType::ImageReceived, &kept, kept.uploaded_at);
+    let twin = image(c.id, t0() + secs(2), "sha-events");
+    assert!(matches!(
+        store.insert_image(&with_key, false).await.unwrap(),
+        InsertOutcome::Replay(_)
+    ));
+    assert!(matches!(
+        store.insert_image(&new(&twin), false).await.unwrap(),
+        InsertOutcome::Duplicate(_)
+    ));
+    kept.status = ImageStatus::Processed;
+    kept.processed_at = Some(t0() + secs(3));
+    store.update_image(&kept).await.unwrap();
+    store.update_image(&kept).await.unwrap();
+    let processed = Event::image(EventType::ImageProcessed, &kept, t0() + secs(3));
+
+    let expiring = image(c.id, t0() + secs(4), "sha-expiring");
+    store.insert_image(&new(&expiring), false).await.unwrap();
+    let mut waiting = expiring.clone();
+    waiting.status = ImageStatus::Received;
+    store.update_image(&waiting).await.unwrap();
+    assert!(
+        store
+            .delete_image(&expiring, Removal::Expired, t0() + secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_image(&expiring, Removal::Deleted, t0() + secs(5))
+            .await
+            .unwrap()
+    );
+    store.delete_customer(c.id, t0() + secs(6)).await.unwrap();
+
+    let expected = vec![
+        created,
+        updated,
+        received,
+        processed,
+        Event::image(EventType::ImageReceived, &expiring, expiring.uploaded_at),
+        Event::image(EventType::ImageExpired, &expiring, t0() + secs(5)),
+        Event::image(EventType::ImageDeleted, &kept, t0() + secs(6)),
+        Event::customer(EventType::CustomerDeleted, &c, t0() + secs(6)),
+    ];
+    let events = store.unpublished_events(100).await.unwrap();
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].occurred_at <= w[1].occurred_at),
+        "oldest first"
+    );
+    let ids = |events: &[Event]| {
+        let mut ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&events), ids(&expected), "one event per change");
+    for event in &expected {
+        let found = events
+            .iter()
+            .find(|e| e.event_id == event.event_id)
+            .unwrap();
+        assert_eq!(found, event, "{} as written", event.event_type.as_str());
+    }
+
+    let first: Vec<_> = events[..3].iter().map(|e| e.event_id).collect();
+    store.mark_published(&first, t0() + secs(7)).await.unwrap();
+    let left = store.unpublished_events(100).await.unwrap();
+    assert_eq!(
+        ids(&left),
+        ids(&events[3..]),
+        "published events are not offered again"
+    );
+    store.purge_events(t0() + secs(5)).await.unwrap();
+    let left = store.unpublished_events(100).await.unwrap();
+    assert_eq!(left.len(), 3, "events older than the cut are purged");
+    assert!(left.iter().all(|e| e.occurred_at >= t0() + secs(5)));
+    assert_eq!(store.unpublished_events(2).await.unwrap().len(), 2);
+}
+
+pub async fn leases_have_one_holder(store: &dyn MetadataStore) {
+    let lease = |holder: &'static str, now: i64| async move {
+        store
+            .acquire_lease("publisher", holder, t0() + secs(now), t0() + secs(now + 10))
+            .await
+            .unwrap()
+    };
+    assert!(lease("a", 0).await);
+    assert!(!lease("b", 1).await, "held by another");
+    assert!(lease("a", 5).await, "the holder renews");
+    assert!(!lease("b", 14).await, "the renewal counts");
+    assert!(lease("b", 15).await, "an expired lease is taken over");
+    assert!(!lease("a", 16).await);
+    assert!(
+        store
+            .acquire_lease("other", "a", t0(), t0() + secs(10))
+            .await
+            .unwrap(),
+        "leases are by name"
+    );
 }
 
 pub async fn records_without_bytes_are_never_duplicates(store: &dyn MetadataStore) {
@@ -497,7 +636,7 @@ macro_rules! metadata_conformance {
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
-            pending_uploads_oldest_first);
+            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
@@ -505,7 +644,7 @@ macro_rules! metadata_conformance {
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
-            pending_uploads_oldest_first);
+            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

@@ -10,7 +10,16 @@
 //!
 //! [`sqlite::SqliteStore`] implements both on one database file, which is what makes the embedded
 //! default crash-safe: an image record and its processing job are written in one transaction, so
-//! a record is never left without its work or work without its record. Firestore and Pub/Sub
+//! a record is never left without its work or work without its record.
+//!
+//! Every lifecycle change (an image received, settled or removed; a customer created, changed or
+//! deleted) writes its [`Event`] in the same transaction as the change: an outbox. A publisher
+//! sends what [`MetadataStore::unpublished_events`] returns to the events topic and marks it
+//! published; SQLite keeps published events as the local event log until retention purges them,
+//! Firestore forgets them once they are on the topic. So no change is ever without its event, and
+//! no event without its change.
+//!
+//! Firestore and Pub/Sub
 //! implement the same traits for the cloud deployment, and [`conformance`] holds the one suite
 //! every backend must pass.
 
@@ -22,8 +31,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, JobId, KeyId, Timestamp,
+    events::{Event, EventType},
     records::{ApiKey, Customer, DeadLetter, Image, Job},
 };
+use uuid::Uuid;
 
 pub use sqlite::SqliteStore;
 
@@ -68,6 +79,24 @@ pub enum InsertOutcome {
     Replay(IdempotencyRecord),
 }
 
+/// Why an image record goes away, which decides its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// By its customer, or with the customer.
+    Deleted,
+    /// By the retention sweeper.
+    Expired,
+}
+
+impl Removal {
+    pub fn event_type(self) -> EventType {
+        match self {
+            Self::Deleted => EventType::ImageDeleted,
+            Self::Expired => EventType::ImageExpired,
+        }
+    }
+}
+
 /// Position after which a listing continues (newest first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -91,14 +120,16 @@ pub struct ImageQuery {
 /// Customers, keys, image records and idempotency keys.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
-    /// Creates a customer together with its first key.
+    /// Creates a customer together with its first key (event `customer.created`).
     async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()>;
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>>;
-    /// Fails with [`StoreError::NotFound`] when the customer does not exist.
+    /// Fails with [`StoreError::NotFound`] when the customer does not exist (event
+    /// `customer.updated`).
     async fn update_customer(&self, customer: &Customer) -> Result<()>;
-    /// Removes the customer, its keys, image records, idempotency keys and queued work.
-    /// The caller deletes the objects first (see the API's cascade).
-    async fn delete_customer(&self, id: CustomerId) -> Result<()>;
+    /// Removes the customer, its keys, image records, idempotency keys and queued work, at `at`
+    /// (events `image.deleted` for each record left, then `customer.deleted`). The caller deletes
+    /// the objects first (see the API's cascade).
+    async fn delete_customer(&self, id: CustomerId, at: Timestamp) -> Result<()>;
 
     async fn insert_key(&self, key: &ApiKey) -> Result<()>;
     async fn list_keys(&self, customer: CustomerId) -> Result<Vec<ApiKey>>;
@@ -110,7 +141,8 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Writes a new image record atomically with its idempotency key and, when `enqueue` is set,
     /// its processing job. A live duplicate (same customer and SHA-256, not expired at
-    /// `image.uploaded_at`) or a used idempotency key wins over the insert.
+    /// `image.uploaded_at`) or a used idempotency key wins over the insert. A created record
+    /// writes `image.received`.
     async fn insert_image(&self, new: &NewImage, enqueue: bool) -> Result<InsertOutcome>;
     async fn find_idempotent(
         &self,
@@ -128,10 +160,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>>;
     /// Every image id of a customer, expired or not.
     async fn customer_image_ids(&self, customer: CustomerId) -> Result<Vec<ImageId>>;
-    /// Replaces a record's mutable fields (status, facts, error, processed_at).
+    /// Replaces a record's mutable fields (status, facts, error, processed_at, and what is known
+    /// of its bytes). Settling it as processed or failed writes `image.processed` or
+    /// `image.failed`.
     async fn update_image(&self, image: &Image) -> Result<()>;
-    /// Returns whether a record was deleted.
-    async fn delete_image(&self, id: ImageId) -> Result<bool>;
+    /// Deletes `image`'s record at `at`, writing `image.deleted` or `image.expired`; returns
+    /// whether there was a record.
+    async fn delete_image(&self, image: &Image, removal: Removal, at: Timestamp) -> Result<bool>;
     /// Up to `limit` records whose `expires_at` is at or before `now`, oldest first.
     async fn expired_images(&self, now: Timestamp, limit: usize) -> Result<Vec<Image>>;
     /// Up to `limit` direct uploads still waiting for their bytes that were recorded before
@@ -139,6 +174,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn pending_uploads(&self, before: Timestamp, limit: usize) -> Result<Vec<Image>>;
     /// Forgets idempotency keys created before `before`; returns how many.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
+    /// Up to `limit` events not yet marked published, in the order they were written.
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<Event>>;
+    /// Marks events as delivered to the events topic.
+    async fn mark_published(&self, ids: &[Uuid], at: Timestamp) -> Result<()>;
+    /// Forgets events that occurred before `before`, published or not; returns how many.
+    async fn purge_events(&self, before: Timestamp) -> Result<u64>;
+    /// Takes or renews the lease `name` for `holder` until `until`; false while another holder's
+    /// lease runs past `now`. For the tasks a scaled-out deployment runs once (the event
+    /// publisher).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool>;
     /// Whether the backend answers.
     async fn ping(&self) -> Result<()>;
 }

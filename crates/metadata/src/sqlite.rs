@@ -4,6 +4,10 @@
 //! each statement takes microseconds, and a single connection makes every "check, then write"
 //! (duplicates, idempotency keys) a plain `BEGIN IMMEDIATE` transaction with no race.
 //! `synchronous=FULL` makes every commit durable before the API answers 201.
+//!
+//! The `events` table is the outbox and, in the embedded deployment, the event log itself: rows
+//! are numbered in commit order (`seq`), an `event_id` is written once (`INSERT OR IGNORE`), and
+//! `published_at` records delivery to Kafka when a publisher runs.
 
 use std::{
     path::Path,
@@ -15,13 +19,15 @@ use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, JobId, KeyId, Timestamp,
     clock::{from_micros, to_micros},
+    events::{Event, EventType},
     records::{ApiKey, Customer, DeadLetter, ErrorInfo, Image, ImageStatus, Job, ProcessedFacts},
 };
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use uuid::Uuid;
 
 use crate::{
-    IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Result, StoreError,
-    WorkQueue,
+    IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal, Result,
+    StoreError, WorkQueue,
 };
 
 const SCHEMA: &str = r#"
@@ -81,6 +87,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     dead_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(dead_at, available_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    published_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_unpublished ON events(seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS events_by_time ON events(occurred_at);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
 "#;
 
 /// Brings a database made by an earlier version up to [`SCHEMA`].
@@ -233,6 +254,55 @@ fn idempotent(
     .optional()
 }
 
+/// Writes `event` into the outbox; an event written before (a retried change) is left as it is.
+fn record_event(conn: &Connection, event: &Event) -> Result<()> {
+    let payload = serde_json::to_string(event).map_err(backend)?;
+    conn.execute(
+        "INSERT OR IGNORE INTO events (event_id, customer_id, occurred_at, payload) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            event.event_id.to_string(),
+            event.customer_id.to_string(),
+            to_micros(event.occurred_at),
+            payload
+        ],
+    )?;
+    Ok(())
+}
+
+fn customer_row(conn: &Connection, id: CustomerId) -> rusqlite::Result<Option<Customer>> {
+    conn.query_row(
+        "SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE id = ?1",
+        [id.to_string()],
+        customer_from_row,
+    )
+    .optional()
+}
+
+fn image_row(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<Image>> {
+    conn.query_row(
+        &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"),
+        [id.to_string()],
+        image_from_row,
+    )
+    .optional()
+}
+
+/// Deletes a record and its queued work, writing its removal event; false when it was gone.
+fn delete_image_row(
+    conn: &Connection,
+    id: ImageId,
+    removal: Removal,
+    at: Timestamp,
+) -> Result<bool> {
+    let Some(image) = image_row(conn, id)? else {
+        return Ok(false);
+    };
+    conn.execute("DELETE FROM jobs WHERE image_id = ?1", [id.to_string()])?;
+    conn.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+    record_event(conn, &Event::image(removal.event_type(), &image, at))?;
+    Ok(true)
+}
+
 fn enqueue_row(
     conn: &Connection,
     image: ImageId,
@@ -305,6 +375,7 @@ impl MetadataStore for SqliteStore {
                 return Err(StoreError::AlreadyExists(format!("customer {}", c.id)));
             }
             insert_key_row(&tx, &key)?;
+            record_event(&tx, &Event::customer(EventType::CustomerCreated, &c, c.created_at))?;
             tx.commit()?;
             Ok(())
         })
@@ -312,44 +383,51 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>> {
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE id = ?1",
-                    [id.to_string()],
-                    customer_from_row,
-                )
-                .optional()?)
-        })
-        .await
+        self.call(move |conn| Ok(customer_row(conn, id)?)).await
     }
 
     async fn update_customer(&self, customer: &Customer) -> Result<()> {
         let c = customer.clone();
         self.call(move |conn| {
-            let n = conn.execute(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
                 "UPDATE customers SET name = ?2, email = ?3, plan = ?4, updated_at = ?5 WHERE id = ?1",
                 params![c.id.to_string(), c.name, c.email, c.plan, to_micros(c.updated_at)],
             )?;
-            if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            record_event(&tx, &Event::customer(EventType::CustomerUpdated, &c, c.updated_at))?;
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
 
-    async fn delete_customer(&self, id: CustomerId) -> Result<()> {
+    async fn delete_customer(&self, id: CustomerId, at: Timestamp) -> Result<()> {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let id = id.to_string();
-            for table in ["images", "idempotency", "jobs", "api_keys"] {
+            let Some(customer) = customer_row(&tx, id)? else {
+                return Err(StoreError::NotFound);
+            };
+            let images: Vec<ImageId> = tx
+                .prepare("SELECT id FROM images WHERE customer_id = ?1")?
+                .query_map([id.to_string()], |r| parse_id(r.get(0)?))?
+                .collect::<rusqlite::Result<_>>()?;
+            for image in images {
+                delete_image_row(&tx, image, Removal::Deleted, at)?;
+            }
+            for table in ["idempotency", "jobs", "api_keys"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE customer_id = ?1"),
-                    [&id],
+                    [id.to_string()],
                 )?;
             }
-            let n = tx.execute("DELETE FROM customers WHERE id = ?1", [&id])?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
+            tx.execute("DELETE FROM customers WHERE id = ?1", [id.to_string()])?;
+            record_event(
+                &tx,
+                &Event::customer(EventType::CustomerDeleted, &customer, at),
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -451,6 +529,7 @@ impl MetadataStore for SqliteStore {
             if enqueue {
                 enqueue_row(&tx, img.id, img.customer_id, img.uploaded_at)?;
             }
+            record_event(&tx, &Event::image(EventType::ImageReceived, img, img.uploaded_at))?;
             tx.commit()?;
             Ok(InsertOutcome::Created)
         })
@@ -479,16 +558,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn get_image(&self, id: ImageId) -> Result<Option<Image>> {
-        self.call(move |conn| {
-            Ok(conn
-                .query_row(
-                    &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"),
-                    [id.to_string()],
-                    image_from_row,
-                )
-                .optional()?)
-        })
-        .await
+        self.call(move |conn| Ok(image_row(conn, id)?)).await
     }
 
     async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>> {
@@ -540,7 +610,8 @@ impl MetadataStore for SqliteStore {
     async fn update_image(&self, image: &Image) -> Result<()> {
         let img = image.clone();
         self.call(move |conn| {
-            let n = conn.execute(
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute(
                 "UPDATE images SET status = ?2, facts = ?3, error = ?4, processed_at = ?5, \
                  bytes = ?6, sha256 = ?7, content_type = ?8, generation = ?9 WHERE id = ?1",
                 params![
@@ -556,21 +627,25 @@ impl MetadataStore for SqliteStore {
                 ],
             )?;
             if n == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
+                return Err(StoreError::NotFound);
             }
+            if let Some(settled) = EventType::settled_as(img.status) {
+                let at = img.processed_at.unwrap_or(img.uploaded_at);
+                record_event(&tx, &Event::image(settled, &img, at))?;
+            }
+            tx.commit()?;
+            Ok(())
         })
         .await
     }
 
-    async fn delete_image(&self, id: ImageId) -> Result<bool> {
+    async fn delete_image(&self, image: &Image, removal: Removal, at: Timestamp) -> Result<bool> {
+        let id = image.id;
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM jobs WHERE image_id = ?1", [id.to_string()])?;
-            let n = tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+            let deleted = delete_image_row(&tx, id, removal, at)?;
             tx.commit()?;
-            Ok(n > 0)
+            Ok(deleted)
         })
         .await
     }
@@ -608,6 +683,70 @@ impl MetadataStore for SqliteStore {
                 "DELETE FROM idempotency WHERE created_at < ?1",
                 [to_micros(before)],
             )? as u64)
+        })
+        .await
+    }
+
+    async fn unpublished_events(&self, limit: usize) -> Result<Vec<Event>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT payload FROM events WHERE published_at IS NULL ORDER BY seq LIMIT ?1",
+            )?;
+            let payloads: Vec<String> = stmt
+                .query_map([limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            payloads
+                .iter()
+                .map(|p| serde_json::from_str(p).map_err(backend))
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark_published(&self, ids: &[Uuid], at: Timestamp) -> Result<()> {
+        let ids = ids.to_vec();
+        self.call(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE events SET published_at = ?2 WHERE event_id = ?1 AND published_at IS NULL",
+                )?;
+                for id in &ids {
+                    stmt.execute(params![id.to_string(), to_micros(at)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_events(&self, before: Timestamp) -> Result<u64> {
+        self.call(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM events WHERE occurred_at < ?1",
+                [to_micros(before)],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.call(move |conn| {
+            let n = conn.execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4)
+                 ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE leases.holder = excluded.holder OR leases.until <= ?3",
+                params![name, holder, to_micros(now), to_micros(until)],
+            )?;
+            Ok(n > 0)
         })
         .await
     }

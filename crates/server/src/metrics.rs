@@ -24,6 +24,9 @@ pub struct Metrics {
     pub skipped: Counter,
     pub stream_messages: Family<Labels, Counter>,
     pub stream_lag: Family<Labels, Gauge>,
+    /// Lifecycle events delivered to the events topic, and sends the broker refused.
+    pub events_published: Counter,
+    pub event_publish_failures: Counter,
     pub expired: Counter,
     pub queue_depth: Gauge,
 }
@@ -46,6 +49,8 @@ impl Default for Metrics {
             skipped: Counter::default(),
             stream_messages: Family::default(),
             stream_lag: Family::default(),
+            events_published: Counter::default(),
+            event_publish_failures: Counter::default(),
             expired: Counter::default(),
             queue_depth: Gauge::default(),
         };
@@ -97,6 +102,16 @@ impl Default for Metrics {
             "stream_consumer_lag",
             "Messages of the image stream not yet taken in, by topic and partition",
             m.stream_lag.clone(),
+        );
+        r.register(
+            "events_published",
+            "Lifecycle events delivered to the events topic",
+            m.events_published.clone(),
+        );
+        r.register(
+            "event_publish_failures",
+            "Lifecycle events the broker did not take (they stay in the outbox and are sent again)",
+            m.event_publish_failures.clone(),
         );
         r.register(
             "images_expired",

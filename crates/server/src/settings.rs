@@ -49,6 +49,8 @@ pub struct Kafka {
     pub images_topic: String,
     /// Where refused messages go, with `imagelake-error-code` and `imagelake-error-message`.
     pub dead_letter_topic: String,
+    /// Lifecycle events (JSON, schema version 1), keyed by customer.
+    pub events_topic: String,
     pub group_id: String,
     /// Claim-check objects must live under this prefix of the object store.
     pub claims_prefix: String,
@@ -62,6 +64,7 @@ impl Default for Kafka {
             brokers: None,
             images_topic: "imagelake.images".to_owned(),
             dead_letter_topic: "imagelake.images.dlq".to_owned(),
+            events_topic: "imagelake.events".to_owned(),
             group_id: "imagelake-ingest".to_owned(),
             claims_prefix: "claims/".to_owned(),
             config: std::collections::BTreeMap::new(),

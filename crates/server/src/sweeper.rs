@@ -1,6 +1,6 @@
 //! Retention: images past `expires_at` are deleted everywhere (original, renditions, record),
-//! direct uploads whose bytes never came end `failed`, and idempotency keys older than 48 hours
-//! are forgotten. Reads already refuse expired images, so
+//! direct uploads whose bytes never came end `failed`, idempotency keys older than 48 hours
+//! are forgotten, and so are events older than the retention window (the lake keeps no more). Reads already refuse expired images, so
 //! the sweep interval bounds only how long the bytes linger, never what is served.
 
 use chrono::Duration;
@@ -9,6 +9,7 @@ use imagelake_core::{
     paths::{self, RenditionKind},
     records::{ErrorInfo, Image, ImageStatus},
 };
+use imagelake_metadata::Removal;
 use object_store::{ObjectStoreExt, path::Path as ObjectPath};
 use tokio_util::sync::CancellationToken;
 
@@ -18,9 +19,9 @@ const BATCH: usize = 200;
 /// Idempotency keys are remembered at least 24 hours; twice that before they are purged.
 const IDEMPOTENCY_WINDOW: Duration = Duration::hours(48);
 
-/// Deletes an image's objects and then its record. Missing objects are fine (a second run after
-/// a crash finds some already gone).
-pub async fn remove_image(state: &AppState, image: &Image) -> anyhow::Result<()> {
+/// Deletes an image's objects and then its record (with its `image.deleted` or `image.expired`
+/// event). Missing objects are fine (a second run after a crash finds some already gone).
+pub async fn remove_image(state: &AppState, image: &Image, removal: Removal) -> anyhow::Result<()> {
     let mut keys = vec![paths::original(image.customer_id, image.id)];
     keys.extend(RenditionKind::ALL.map(|k| paths::rendition(image.customer_id, image.id, k)));
     for key in keys {
@@ -29,7 +30,8 @@ pub async fn remove_image(state: &AppState, image: &Image) -> anyhow::Result<()>
             Err(e) => return Err(e.into()),
         }
     }
-    state.store.delete_image(image.id).await?;
+    let now = state.clock.now();
+    state.store.delete_image(image, removal, now).await?;
     Ok(())
 }
 
@@ -40,7 +42,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
     loop {
         let batch = state.store.expired_images(now, BATCH).await?;
         for image in &batch {
-            remove_image(state, image).await?;
+            remove_image(state, image, Removal::Expired).await?;
             state.metrics.expired.inc();
             tracing::info!(image_id = %image.id, customer_id = %image.customer_id, expires_at = %image.expires_at, "expired image deleted");
         }
@@ -54,6 +56,8 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         .store
         .purge_idempotency(now - IDEMPOTENCY_WINDOW)
         .await?;
+    let retention = Duration::from_std(state.settings.retention.0).unwrap_or(Duration::days(7));
+    state.store.purge_events(now - retention).await?;
     Ok(removed)
 }
 

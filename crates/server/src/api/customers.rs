@@ -10,6 +10,7 @@ use imagelake_core::{
     CustomerId, KeyId,
     records::{ApiKey, Customer},
 };
+use imagelake_metadata::Removal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -198,12 +199,12 @@ pub async fn delete(
     existing_customer(&state, id).await?;
     for image_id in state.store.customer_image_ids(id).await? {
         if let Some(image) = state.store.get_image(image_id).await? {
-            remove_image(&state, &image)
+            remove_image(&state, &image, Removal::Deleted)
                 .await
                 .map_err(|e| ApiError::internal(&e))?;
         }
     }
-    state.store.delete_customer(id).await?;
+    state.store.delete_customer(id, state.clock.now()).await?;
     tracing::info!(customer_id = %id, "customer deleted with its images");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,7 +18,7 @@ use imagelake_core::{
     paths::{self, RenditionKind},
     records::Image,
 };
-use imagelake_metadata::{Cursor, ImageQuery};
+use imagelake_metadata::{Cursor, ImageQuery, Removal};
 use object_store::{GetOptions, path::Path as ObjectPath};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -257,7 +257,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let image = own_image(&state, customer, &id).await?;
-    remove_image(&state, &image)
+    remove_image(&state, &image, Removal::Deleted)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(StatusCode::NO_CONTENT)
