@@ -9,7 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, create_customer, largest_photos, spawn, temp_dir};
+use common::{
+    Server, create_customer,
+    kafka::{brokers, create_topics, read_to_end},
+    largest_photos, spawn, temp_dir,
+};
 use serde_json::{Value, json};
 
 /// The tests here start several processes each; one at a time keeps the kill timing honest on
@@ -22,9 +26,11 @@ fn emulator(var: &str) -> String {
     })
 }
 
-/// A fresh bucket and a settings file naming it, a fresh subscription and Firestore.
+/// A fresh bucket and a settings file naming it, a fresh subscription and Firestore, and a fresh
+/// events topic (`{bucket}-events`) on the Kafka broker.
 async fn gcp_config(dir: &Path, tag: &str) -> String {
     let bucket = format!("{tag}-{}", std::process::id());
+    create_topics(&[(&format!("{bucket}-events"), 2)]).await;
     let host = emulator("STORAGE_EMULATOR_HOST");
     let created = reqwest::Client::new()
         .post(format!("http://{host}/storage/v1/b?project=imagelake-test"))
@@ -44,6 +50,7 @@ bucket = "{bucket}"
 signing_key_file = "{key}"
 [metadata]
 backend = "firestore"
+database = "{bucket}"
 [queue]
 backend = "pubsub"
 topic = "gcs-notifications"
@@ -56,8 +63,12 @@ project = "imagelake-test"
 [processing]
 workers = 1
 lease = "10s"
+[kafka]
+brokers = "{brokers}"
+events_topic = "{bucket}-events"
 "#,
             data = dir.display(),
+            brokers = brokers(),
             key = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../testdata/test-service-account.json")
                 .display()
@@ -207,6 +218,26 @@ async fn api_and_workers_as_separate_processes() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+
+    // The two workers share one Firestore outbox; one at a time publishes it.
+    let expected = 1 + 2 * ids.len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut records = read_to_end(&format!("{bucket}-events"));
+    while records.len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        records = read_to_end(&format!("{bucket}-events"));
+    }
+    let events: Vec<Value> = records
+        .iter()
+        .map(|r| serde_json::from_slice(rdkafka::Message::payload(r).unwrap()).unwrap())
+        .collect();
+    let unique: std::collections::HashSet<_> = events.iter().map(|e| &e["event_id"]).collect();
+    assert_eq!(unique.len(), events.len(), "no event twice: {events:#?}");
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    assert_eq!(count("customer.created"), 1);
+    assert_eq!(count("image.received"), ids.len());
+    assert_eq!(count("image.processed"), ids.len(), "{events:#?}");
+    assert_eq!(events.len(), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

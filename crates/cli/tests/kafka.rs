@@ -8,11 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{ADMIN, Server, create_customer, largest_photos, photos, spawn, temp_dir, wait_until};
+use common::{
+    ADMIN, Server, create_customer,
+    kafka::{brokers, create_topics, read_to_end},
+    largest_photos, photos, spawn, temp_dir, wait_until,
+};
 use rdkafka::{
     ClientConfig, Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     consumer::{Consumer, StreamConsumer},
     message::{Header, Headers, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -29,12 +31,6 @@ type Poison<'a> = (&'a [(&'a str, &'a str)], &'a [u8], &'a str);
 /// The `content-type` of a claim-check message.
 const CLAIM: &str = "application/vnd.imagelake.claim+json";
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").expect(
-        "KAFKA_BROKERS is not set: run the tests through scripts/test, which starts the broker",
-    )
-}
-
 /// One test's topics.
 struct Topics {
     images: String,
@@ -47,22 +43,7 @@ async fn topics(tag: &str) -> Topics {
     let images = format!("{tag}-images-{}", std::process::id());
     let dead = format!("{images}.dlq");
     let events = format!("{tag}-events-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let new = [
-        NewTopic::new(&images, 2, TopicReplication::Fixed(1)),
-        NewTopic::new(&dead, 1, TopicReplication::Fixed(1)),
-        NewTopic::new(&events, 2, TopicReplication::Fixed(1)),
-    ];
-    for result in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .unwrap()
-    {
-        result.unwrap();
-    }
+    create_topics(&[(&images, 2), (&dead, 1), (&events, 2)]).await;
     Topics {
         images,
         dead,
@@ -545,42 +526,6 @@ async fn metric_value(client: &reqwest::Client, server: &Server, name: &str) -> 
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
-}
-
-/// Every record of `topic`, each partition read to its end.
-fn read_to_end(topic: &str) -> Vec<rdkafka::message::OwnedMessage> {
-    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("{topic}-to-end"))
-        .set("enable.partition.eof", "true")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let mut all = rdkafka::TopicPartitionList::new();
-    let mut open = std::collections::HashSet::new();
-    for p in metadata.topics()[0].partitions() {
-        all.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
-            .unwrap();
-        open.insert(p.id());
-    }
-    consumer.assign(&all).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while !open.is_empty() {
-        assert!(Instant::now() < deadline, "{topic} was not read to its end");
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                open.remove(&p);
-            }
-            Some(Err(e)) => panic!("{e}"),
-            Some(Ok(message)) => out.push(message.detach()),
-        }
-    }
-    out
 }
 
 /// Every lifecycle change is one event on the events topic: also when the process was killed with
