@@ -1,7 +1,8 @@
 //! Retention: images past `expires_at` are deleted everywhere (original, renditions, record),
 //! direct uploads whose bytes never came end `failed`, idempotency keys older than 48 hours
-//! are forgotten, and so are events older than the retention window (the lake keeps no more). Reads already refuse expired images, so
-//! the sweep interval bounds only how long the bytes linger, never what is served.
+//! are forgotten, and so are events older than the retention window (the lake keeps no more).
+//! Reads already refuse expired images, so the sweep interval bounds only how long the bytes
+//! linger, never what is served.
 
 use chrono::Duration;
 use imagelake_core::{
