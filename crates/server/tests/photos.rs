@@ -255,6 +255,27 @@ async fn retention_expires_on_time_and_not_before() {
             .is_none(),
         "record deleted too"
     );
+    let events = server.state.store.unpublished_events(100).await.unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter(|e| e.image_id.is_some_and(|i| i.to_string() == id))
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["image.received", "image.processed", "image.expired"],
+        "the local event log"
+    );
+
+    clock.advance(Duration::from_secs(3601));
+    imagelake_server::sweeper::sweep_once(&server.state)
+        .await
+        .unwrap();
+    let events = server.state.store.unpublished_events(100).await.unwrap();
+    assert!(
+        events.is_empty(),
+        "events past retention are purged: {events:?}"
+    );
     server.stop().await;
 }
 
