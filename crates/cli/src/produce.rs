@@ -1,5 +1,6 @@
 //! `imagelake kafka produce`: pushes files and folders into the image stream, as raw records or,
-//! above a size, as claim-checks whose bytes go to the object store first.
+//! above a size, as claim-checks whose bytes go to the object store first. And `imagelake kafka
+//! create-topics`, which makes the topics the settings name.
 
 use std::path::PathBuf;
 
@@ -15,6 +16,25 @@ use crate::client::collect_files;
 pub enum KafkaCommand {
     /// Push files and folders (searched recursively) into the images topic.
     Produce(ProduceArgs),
+    /// Create the images, dead-letter and events topics the settings name (existing ones are
+    /// left as they are).
+    CreateTopics(CreateTopicsArgs),
+}
+
+#[derive(Args)]
+pub struct CreateTopicsArgs {
+    /// Partitions of the images and events topics: the most consumers that can be busy at once.
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Brokers (default: kafka.brokers of the settings).
+    #[arg(long, env = "IMAGELAKE_KAFKA_BROKERS")]
+    brokers: Option<String>,
+    /// Settings file naming the topics, `limits.max_body_bytes`, `retention` and the
+    /// librdkafka passthrough.
+    #[arg(long, env = "IMAGELAKE_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -42,17 +62,41 @@ pub struct ProduceArgs {
 pub async fn run(cmd: KafkaCommand) -> anyhow::Result<()> {
     match cmd {
         KafkaCommand::Produce(args) => produce(args).await,
+        KafkaCommand::CreateTopics(args) => create_topics(args).await,
     }
+}
+
+/// `--brokers`, or the settings' brokers.
+fn brokers(
+    flag: &Option<String>,
+    settings: &imagelake_server::settings::Settings,
+) -> anyhow::Result<String> {
+    flag.clone()
+        .or_else(|| settings.kafka.brokers.clone())
+        .context("no brokers: pass --brokers, IMAGELAKE_KAFKA_BROKERS or kafka.brokers")
+}
+
+async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
+    let settings = crate::config::file_settings(args.config.as_deref())?;
+    let brokers = brokers(&args.brokers, &settings)?;
+    let layout = imagelake_kafka::Layout {
+        partitions: args.partitions,
+        replication: args.replication_factor,
+    };
+    for (topic, outcome) in imagelake_kafka::create_topics(&settings, &brokers, &layout).await? {
+        let said = match outcome {
+            imagelake_kafka::Created::Created => "created",
+            imagelake_kafka::Created::Exists => "exists",
+        };
+        println!("{said}: {topic}");
+    }
+    Ok(())
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let settings = crate::config::file_settings(args.config.as_deref())?;
     let kafka = &settings.kafka;
-    let brokers = args
-        .brokers
-        .clone()
-        .or_else(|| kafka.brokers.clone())
-        .context("no brokers: pass --brokers, IMAGELAKE_KAFKA_BROKERS or kafka.brokers")?;
+    let brokers = brokers(&args.brokers, &settings)?;
     let topic = args
         .topic
         .clone()

@@ -38,17 +38,21 @@ struct Topics {
     events: String,
 }
 
+/// Topic names for one test.
+fn names(tag: &str) -> Topics {
+    let images = format!("{tag}-images-{}", std::process::id());
+    Topics {
+        dead: format!("{images}.dlq"),
+        events: format!("{tag}-events-{}", std::process::id()),
+        images,
+    }
+}
+
 /// Fresh topics for one test, made through the admin API.
 async fn topics(tag: &str) -> Topics {
-    let images = format!("{tag}-images-{}", std::process::id());
-    let dead = format!("{images}.dlq");
-    let events = format!("{tag}-events-{}", std::process::id());
-    create_topics(&[(&images, 2), (&dead, 1), (&events, 2)]).await;
-    Topics {
-        images,
-        dead,
-        events,
-    }
+    let topics = names(tag);
+    create_topics(&[(&topics.images, 2), (&topics.dead, 1), (&topics.events, 2)]).await;
+    topics
 }
 
 fn config(dir: &Path, topics: &Topics) -> std::path::PathBuf {
@@ -695,4 +699,44 @@ async fn the_events_topic_carries_one_event_per_change() {
         );
     }
     assert!(position("customer.created", "customer") < position("customer.deleted", "customer"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_topics_makes_the_configured_topics_once() {
+    let dir = temp_dir("kafka-topics");
+    let topics = names("made");
+    let settings = config(&dir, &topics);
+    let create = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
+            .args(["kafka", "create-topics", "--partitions", "3", "--config"])
+            .arg(&settings)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{printed} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        printed
+    };
+    let first = create();
+    for topic in [&topics.images, &topics.dead, &topics.events] {
+        assert!(first.contains(&format!("created: {topic}\n")), "{first}");
+    }
+    let again = create();
+    assert_eq!(again.matches("exists: ").count(), 3, "{again}");
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let partitions = |topic: &str| {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .unwrap();
+        metadata.topics()[0].partitions().len()
+    };
+    assert_eq!(partitions(&topics.images), 3);
+    assert_eq!(partitions(&topics.dead), 1);
+    assert_eq!(partitions(&topics.events), 3);
 }

@@ -14,11 +14,13 @@
 //! `imagelake-error-message` headers and the partition moves on; a transient failure (storage or
 //! metadata down) is retried in place, so the partition waits rather than loses anything.
 
+mod admin;
 mod ingest;
 mod message;
 mod produce;
 mod publish;
 
+pub use admin::{Created, Layout, create_topics};
 pub use ingest::{consumer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};

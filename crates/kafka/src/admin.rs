@@ -1,0 +1,66 @@
+//! Creating imagelake's topics through the Kafka admin API (`imagelake kafka create-topics`), with
+//! the settings each needs: the images and dead-letter topics take records as large as the
+//! largest accepted image, and the events topic keeps its records for the retention window, the
+//! same as the lake.
+
+use std::time::Duration;
+
+use imagelake_server::settings::Settings;
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+};
+
+/// How the topics are laid out.
+pub struct Layout {
+    /// Partitions of the images and events topics: the most consumers (or lake readers) that can
+    /// be busy at once. The dead-letter topic has one.
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+/// What happened to one topic.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// It was there already; its layout is left as it is.
+    Exists,
+}
+
+/// Creates the images, dead-letter and events topics of `settings` on `brokers`.
+pub async fn create_topics(
+    settings: &Settings,
+    brokers: &str,
+    layout: &Layout,
+) -> anyhow::Result<Vec<(String, Created)>> {
+    let kafka = &settings.kafka;
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in &kafka.config {
+        config.set(key, value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let record_room = (settings.limits.max_body_bytes + (1 << 20)).to_string();
+    let retention_ms = settings.retention.0.as_millis().to_string();
+    let replication = || TopicReplication::Fixed(layout.replication);
+    let topics = [
+        NewTopic::new(&kafka.images_topic, layout.partitions, replication())
+            .set("max.message.bytes", &record_room),
+        NewTopic::new(&kafka.dead_letter_topic, 1, replication())
+            .set("max.message.bytes", &record_room),
+        NewTopic::new(&kafka.events_topic, layout.partitions, replication())
+            .set("retention.ms", &retention_ms),
+    ];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut out = Vec::new();
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(name) => out.push((name, Created::Created)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, Created::Exists)),
+            Err((name, code)) => anyhow::bail!("creating topic {name}: {code}"),
+        }
+    }
+    Ok(out)
+}
