@@ -45,6 +45,8 @@ enum Command {
     #[cfg(feature = "kafka")]
     #[command(subcommand)]
     Kafka(produce::KafkaCommand),
+    /// Print the embedded deployment's lifecycle events (its SQLite event log) as JSON lines.
+    Events(config::EventsArgs),
     /// Print the GCS bucket lifecycle rule that matches the configured retention.
     Lifecycle(config::ServeArgs),
     /// Measure processing speed and end-to-end upload throughput.
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             Command::Upload(args) => client::upload(args).await,
             #[cfg(feature = "kafka")]
             Command::Kafka(cmd) => produce::run(cmd).await,
+            Command::Events(args) => config::events(args).await,
             Command::Lifecycle(args) => config::lifecycle(args),
             Command::Bench(cmd) => bench::run(cmd).await,
         }

@@ -107,6 +107,46 @@ fn customers_create_then_upload_a_folder() {
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unauthorized"));
+
+    // The embedded deployment's event log: one event per change, in commit order.
+    let events = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["events", "--data-dir", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = imagelake(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let log = events(&[]);
+    assert_eq!(log[0]["event"]["type"], "customer.created");
+    let received = log
+        .iter()
+        .filter(|l| l["event"]["type"] == "image.received")
+        .count();
+    assert_eq!(
+        received, 2,
+        "duplicates and refusals are no change: {log:?}"
+    );
+    assert!(
+        log.windows(2)
+            .all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64())
+    );
+    let first = log[0]["seq"].as_u64().unwrap().to_string();
+    let rest = events(&["--after", &first, "--limit", "1"]);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0]["seq"], log[1]["seq"]);
+    let nowhere = temp_dir("cli-no-data");
+    let missing = imagelake(&["events", "--data-dir", nowhere.to_str().unwrap()]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no database at"));
+
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&data);

@@ -36,7 +36,7 @@ use imagelake_core::{
 };
 use uuid::Uuid;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{LoggedEvent, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

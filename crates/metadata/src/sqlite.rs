@@ -119,6 +119,15 @@ fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
 const IMAGE_COLUMNS: &str = "id, customer_id, status, bytes, sha256, content_type, filename, \
                              uploaded_at, expires_at, facts, error, processed_at, generation";
 
+/// One row of the local event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    /// Position in commit order; read on after the last one seen.
+    pub seq: u64,
+    pub published_at: Option<Timestamp>,
+    pub event: Event,
+}
+
 /// Records and work queue in one SQLite database.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -343,6 +352,30 @@ impl SqliteStore {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Up to `limit` events of the log after position `after`, oldest first, published or not.
+    pub async fn event_log(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, published_at, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows: Vec<(i64, Option<i64>, String)> = stmt
+                .query_map(params![after as i64, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            rows.into_iter()
+                .map(|(seq, published_at, payload)| {
+                    Ok(LoggedEvent {
+                        seq: seq as u64,
+                        published_at: published_at.map(from_micros),
+                        event: serde_json::from_str(&payload).map_err(backend)?,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     /// Runs `f` on the connection off the async runtime.

@@ -317,6 +317,11 @@ impl Processing {
 }
 
 impl Settings {
+    /// The embedded metadata database (records, queue, event log).
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.data_dir.join("metadata.sqlite")
+    }
+
     /// The bucket lifecycle rule that backs up the sweeper: delete objects one day after the
     /// retention (in whole days, rounded up) has passed. `gcloud storage buckets update
     /// gs://BUCKET --lifecycle-file=...` takes it.

@@ -69,7 +69,7 @@ impl AppState {
     /// The embedded default: local files and SQLite under `settings.data_dir`.
     pub fn embedded(settings: Settings) -> anyhow::Result<Self> {
         let objects = object_store(&settings)?;
-        let sqlite = SqliteStore::open(&settings.data_dir.join("metadata.sqlite"))?;
+        let sqlite = SqliteStore::open(&settings.sqlite_path())?;
         let admin = AdminToken::load_or_generate(&settings)?;
         Ok(Self::assemble(
             settings,
@@ -144,7 +144,7 @@ fn gcs(_: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
 type Backends = (Arc<dyn MetadataStore>, Arc<dyn WorkQueue>);
 
 async fn metadata_and_queue(settings: &Settings) -> anyhow::Result<Backends> {
-    let sqlite = || SqliteStore::open(&settings.data_dir.join("metadata.sqlite"));
+    let sqlite = || SqliteStore::open(&settings.sqlite_path());
     let store: Arc<dyn MetadataStore> = match settings.metadata.backend {
         MetadataBackend::Sqlite => Arc::new(sqlite()?),
         MetadataBackend::Firestore => firestore(settings)?,
