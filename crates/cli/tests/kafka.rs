@@ -328,19 +328,24 @@ async fn wait_ready(client: &reqwest::Client, server: &Server, state: &str) -> (
     }
 }
 
+/// The text of `/metrics`.
+async fn metrics(client: &reqwest::Client, server: &Server) -> String {
+    client
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Waits until `/metrics` has a sample starting with `name`; returns the whole text.
 async fn wait_metric(client: &reqwest::Client, server: &Server, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = client
-            .get(format!("{}/metrics", server.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = metrics(client, server).await;
         if text.lines().any(|l| l.starts_with(name)) {
             return text;
         }
@@ -518,16 +523,9 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
 
 /// The value of a counter or gauge in `/metrics`, 0 when it has no sample yet.
 async fn metric_value(client: &reqwest::Client, server: &Server, name: &str) -> f64 {
-    let text = client
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth(ADMIN)
-        .send()
+    metrics(client, server)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
