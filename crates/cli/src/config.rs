@@ -265,6 +265,9 @@ mod tests {
             "[objects]\nbackend = \"gcs\"\nbucket = \"b\"\n[queue]\nbackend = \"pubsub\"",
             "[push]\nenabled = true",
             "[queue]\npull = false",
+            "[kafka]\nevents_topic = \"\"",
+            "[kafka]\nimages_topic = \"images of today\"",
+            "[kafka]\nevents_topic = \"imagelake.images\"",
         ] {
             let settings: Settings = toml::from_str(bad).unwrap();
             assert!(settings.check().is_err(), "{bad}");

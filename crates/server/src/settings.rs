@@ -371,6 +371,39 @@ impl Settings {
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {
             return Err("Firestore and Pub/Sub need gcp.project".into());
         }
+        self.kafka.check_topics()
+    }
+}
+
+impl Kafka {
+    /// Topic names Kafka accepts, and three different topics: events read as images (or images
+    /// as dead letters) would go round in circles.
+    fn check_topics(&self) -> Result<(), String> {
+        let topics = [
+            ("images_topic", &self.images_topic),
+            ("dead_letter_topic", &self.dead_letter_topic),
+            ("events_topic", &self.events_topic),
+        ];
+        for (setting, topic) in topics {
+            let legal = topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
+                return Err(format!(
+                    "kafka.{setting} {topic:?} is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"
+                ));
+            }
+        }
+        let (images, dead, events) = (
+            &self.images_topic,
+            &self.dead_letter_topic,
+            &self.events_topic,
+        );
+        if images == dead || images == events || dead == events {
+            return Err(
+                "kafka.images_topic, dead_letter_topic and events_topic must differ".into(),
+            );
+        }
         Ok(())
     }
 }
