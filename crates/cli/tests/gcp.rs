@@ -12,7 +12,7 @@ use std::{
 use common::{
     Server, create_customer,
     kafka::{brokers, create_topics, read_to_end},
-    largest_photos, spawn, temp_dir,
+    largest_photos, spawn, temp_dir, upload_files,
 };
 use serde_json::{Value, json};
 
@@ -83,21 +83,10 @@ fn role(name: &str, dir: &Path) -> Server {
     spawn(&[name, "--config", config.to_str().unwrap()], &[])
 }
 
+/// Uploads the `count` largest photos.
 async fn upload(client: &reqwest::Client, api: &Server, key: &str, count: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for photo in largest_photos().iter().take(count) {
-        let response = client
-            .post(format!("{}/v1/images", api.base))
-            .bearer_auth(key)
-            .body(std::fs::read(photo).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        ids.push(body["id"].as_str().unwrap().to_owned());
-    }
-    ids
+    let photos = largest_photos();
+    upload_files(client, api, key, &photos[..count]).await
 }
 
 /// A signed-URL upload: the API records it and signs, the bytes go straight to the bucket.

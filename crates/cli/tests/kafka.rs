@@ -11,7 +11,7 @@ use std::{
 use common::{
     ADMIN, Server, create_customer,
     kafka::{brokers, create_topics, read_to_end},
-    largest_photos, photos, spawn, temp_dir, wait_until,
+    largest_photos, photos, spawn, temp_dir, upload_files, wait_until,
 };
 use rdkafka::{
     ClientConfig, Message,
@@ -551,19 +551,7 @@ async fn the_events_topic_carries_one_event_per_change() {
     // Changes while the brokers are out of reach, then SIGKILL: the events wait in the outbox.
     let mut server = spawn(&["serve", "--config", offline], &[]);
     let (customer, key) = create_customer(&client, &server, "events").await;
-    let mut uploaded = Vec::new();
-    for photo in &photos[..3] {
-        let response = client
-            .post(format!("{}/v1/images", server.base))
-            .bearer_auth(&key)
-            .body(std::fs::read(photo).unwrap())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        uploaded.push(body["id"].as_str().unwrap().to_owned());
-    }
+    let uploaded = upload_files(&client, &server, &key, &photos[..3]).await;
     processed(&client, &server, &key, 3).await;
     let changed = client
         .patch(format!("{}/v1/customers/{customer}", server.base))

@@ -125,16 +125,17 @@ impl Publisher {
             self.state.health.report("events", "standby", false);
             return Ok(Round::Standby);
         }
+        let mut events = self.state.store.unpublished_events(BATCH).await?;
+        let read = events.len();
         if !self.reconciled {
-            self.reconcile().await?;
+            self.reconcile(&mut events).await?;
             self.reconciled = true;
         }
-        let events = self.state.store.unpublished_events(BATCH).await?;
         if !events.is_empty() {
             self.send(&events).await?;
         }
         self.state.health.report("events", "ok", false);
-        Ok(if events.len() == BATCH {
+        Ok(if read == BATCH {
             Round::Full
         } else {
             Round::Drained
@@ -228,9 +229,9 @@ impl Publisher {
         }
     }
 
-    /// Marks the outbox's oldest events that are already on the topic as published.
-    async fn reconcile(&self) -> anyhow::Result<()> {
-        let pending = self.state.store.unpublished_events(BATCH).await?;
+    /// Marks those of `pending` (the outbox's oldest events) already on the topic as published,
+    /// and leaves the others in `pending`.
+    async fn reconcile(&self, pending: &mut Vec<Event>) -> anyhow::Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
@@ -246,6 +247,7 @@ impl Publisher {
             );
             let now = self.state.clock.now();
             self.state.store.mark_published(&found, now).await?;
+            pending.retain(|e| !found.contains(&e.event_id));
         }
         Ok(())
     }

@@ -296,20 +296,20 @@ fn image_row(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<Image>> 
     .optional()
 }
 
-/// Deletes a record and its queued work, writing its removal event; false when it was gone.
+/// Deletes a record as read in this transaction, with its queued work, and writes its removal
+/// event.
 fn delete_image_row(
     conn: &Connection,
-    id: ImageId,
+    image: &Image,
     removal: Removal,
     at: Timestamp,
-) -> Result<bool> {
-    let Some(image) = image_row(conn, id)? else {
-        return Ok(false);
-    };
-    conn.execute("DELETE FROM jobs WHERE image_id = ?1", [id.to_string()])?;
-    conn.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
-    record_event(conn, &Event::image(removal.event_type(), &image, at))?;
-    Ok(true)
+) -> Result<()> {
+    conn.execute(
+        "DELETE FROM jobs WHERE image_id = ?1",
+        [image.id.to_string()],
+    )?;
+    conn.execute("DELETE FROM images WHERE id = ?1", [image.id.to_string()])?;
+    record_event(conn, &Event::image(removal.event_type(), image, at))
 }
 
 fn enqueue_row(
@@ -443,11 +443,13 @@ impl MetadataStore for SqliteStore {
             let Some(customer) = customer_row(&tx, id)? else {
                 return Err(StoreError::NotFound);
             };
-            let images: Vec<ImageId> = tx
-                .prepare("SELECT id FROM images WHERE customer_id = ?1")?
-                .query_map([id.to_string()], |r| parse_id(r.get(0)?))?
+            let images: Vec<Image> = tx
+                .prepare(&format!(
+                    "SELECT {IMAGE_COLUMNS} FROM images WHERE customer_id = ?1"
+                ))?
+                .query_map([id.to_string()], image_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
-            for image in images {
+            for image in &images {
                 delete_image_row(&tx, image, Removal::Deleted, at)?;
             }
             for table in ["idempotency", "jobs", "api_keys"] {
@@ -676,9 +678,12 @@ impl MetadataStore for SqliteStore {
         let id = image.id;
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = delete_image_row(&tx, id, removal, at)?;
+            let Some(image) = image_row(&tx, id)? else {
+                return Ok(false);
+            };
+            delete_image_row(&tx, &image, removal, at)?;
             tx.commit()?;
-            Ok(deleted)
+            Ok(true)
         })
         .await
     }

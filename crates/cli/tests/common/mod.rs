@@ -75,6 +75,29 @@ pub async fn create_customer(
     )
 }
 
+/// Uploads `files` through the API, each answered `201`; their image ids.
+pub async fn upload_files(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    files: &[PathBuf],
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for file in files {
+        let response = client
+            .post(format!("{}/v1/images", server.base))
+            .bearer_auth(key)
+            .body(std::fs::read(file).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 /// The embedded system in one process over `data_dir`.
 pub fn start(data_dir: &Path) -> Server {
     let dir = data_dir.to_str().unwrap();
