@@ -101,25 +101,40 @@ pub async fn customers(cmd: CustomersCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every regular file under the given paths, sorted for a stable order.
+/// Every regular file under the given paths, sorted for a stable order. Folders are searched
+/// recursively, without their hidden entries. Inside a folder a symbolic link is followed to a
+/// file but never to a folder, so a link cycle cannot trap the search, and a dangling link is
+/// passed over; a path named on the command line that does not exist is an error.
 pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let mut stack: Vec<PathBuf> = paths.to_vec();
-    while let Some(path) = stack.pop() {
+    let mut folders = Vec::new();
+    for path in paths {
         let meta =
-            std::fs::metadata(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                let entry = entry?;
-                if !entry.file_name().to_string_lossy().starts_with('.') {
-                    stack.push(entry.path());
-                }
-            }
+            folders.push(path.clone());
         } else if meta.is_file() {
-            files.push(path);
+            files.push(path.clone());
+        }
+    }
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder)
+            .with_context(|| format!("cannot read {}", folder.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                folders.push(entry.path());
+            } else if kind.is_file() || (kind.is_symlink() && entry.path().is_file()) {
+                files.push(entry.path());
+            }
         }
     }
     files.sort();
+    files.dedup();
     Ok(files)
 }
 
@@ -246,5 +261,37 @@ async fn upload_one(
             200 => Outcome::Stored,
             _ => Outcome::Refused(error_text(&body)),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_searched_without_following_links_to_folders() {
+        let root = tempfile::tempdir().unwrap();
+        let top = root.path().join("photos");
+        std::fs::create_dir_all(top.join("sub")).unwrap();
+        for file in ["a.jpg", "sub/b.png", ".hidden.jpg", "sub/.DS_Store"] {
+            std::fs::write(top.join(file), b"x").unwrap();
+        }
+        let outside = root.path().join("outside.jpg");
+        std::fs::write(&outside, b"x").unwrap();
+        std::os::unix::fs::symlink(&outside, top.join("linked.jpg")).unwrap();
+        std::os::unix::fs::symlink(&top, top.join("sub/cycle")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("gone"), top.join("dangling.jpg")).unwrap();
+
+        let found = collect_files(&[top.clone(), top.join("a.jpg")]).unwrap();
+        let names: Vec<_> = found
+            .iter()
+            .map(|p| p.strip_prefix(&top).unwrap().to_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a.jpg", "linked.jpg", "sub/b.png"]);
+        let missing = collect_files(&[top.join("nope")]).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("cannot read"),
+            "{missing:#}"
+        );
     }
 }

@@ -94,6 +94,13 @@ async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    let customer: imagelake_core::CustomerId = args.customer.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--customer {:?} is not a customer id (the id `customers create` printed)",
+            args.customer
+        )
+    })?;
+    let customer = customer.to_string();
     let settings = crate::config::file_settings(args.config.as_deref())?;
     let kafka = &settings.kafka;
     let brokers = brokers(&args.brokers, &settings)?;
@@ -116,13 +123,18 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let (mut sent, mut claims, mut failed) = (0, 0, Vec::new());
     for file in &files {
         let bytes = tokio::fs::read(file).await?;
+        bar.inc(bytes.len() as u64);
+        if let Err(why) = acceptable(&bytes, settings.limits.max_body_bytes) {
+            failed.push((file.clone(), why));
+            continue;
+        }
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let key = format!("produce:{}", hex::encode(Sha256::digest(&bytes)));
         let out = Outgoing {
-            customer: &args.customer,
+            customer: &customer,
             filename: &name,
             idempotency_key: &key,
         };
@@ -152,21 +164,35 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             }
             Err(e) => failed.push((file.clone(), format!("{e:#}"))),
         }
-        bar.inc(bytes.len() as u64);
     }
     bar.finish_and_clear();
     println!(
-        "sent: {sent} to {topic} ({claims} as claim-checks), failed: {}",
+        "sent: {sent} to {topic} ({claims} as claim-checks), not sent: {}",
         failed.len()
     );
     for (file, why) in &failed {
-        println!("  failed {}: {why}", file.display());
+        println!("  not sent {}: {why}", file.display());
     }
     if failed.is_empty() {
         Ok(())
     } else {
         anyhow::bail!("{} files were not sent", failed.len())
     }
+}
+
+/// Refuses here what every consumer would send to the dead letters anyway: a file that is not a
+/// supported image, or one over the body limit. Whether the customer exists is the consumer's
+/// question; the metadata store may not be reachable from where images are pushed.
+fn acceptable(bytes: &[u8], max_body_bytes: u64) -> Result<(), String> {
+    if bytes.len() as u64 > max_body_bytes {
+        return Err(format!(
+            "{} bytes is over limits.max_body_bytes ({max_body_bytes})",
+            bytes.len()
+        ));
+    }
+    imagelake_imaging::sniff(bytes)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A folder name for one claim, from the content hash: a second push of a file reuses it.

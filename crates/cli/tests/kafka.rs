@@ -483,30 +483,38 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
     for photo in chosen {
         std::fs::copy(photo, folder.join(photo.file_name().unwrap())).unwrap();
     }
+    std::fs::write(folder.join("notes.txt"), b"not an image").unwrap();
     let smallest = chosen
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .min()
         .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
-        .args(["kafka", "produce", "--config", settings.to_str().unwrap()])
-        .args([
-            "--customer",
-            &customer,
-            "--claim-above",
-            &smallest.to_string(),
-        ])
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let produce = |customer: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
+            .args(["kafka", "produce", "--config", settings.to_str().unwrap()])
+            .args([
+                "--customer",
+                customer,
+                "--claim-above",
+                &smallest.to_string(),
+            ])
+            .arg(&folder)
+            .output()
+            .unwrap()
+    };
+    let typo = produce("acme");
+    assert!(!typo.status.success());
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(said.contains("is not a customer id"), "{said}");
+    let output = produce(&customer);
     let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "a file was not sent: {printed}");
     assert!(
-        output.status.success(),
-        "{printed} {}",
-        String::from_utf8_lossy(&output.stderr)
+        printed.contains("sent: 3") && printed.contains("(2 as claim-checks), not sent: 1"),
+        "{printed}"
     );
     assert!(
-        printed.contains("sent: 3") && printed.contains("(2 as claim-checks)"),
+        printed.contains("notes.txt") && printed.contains("not a supported image"),
         "{printed}"
     );
     let listing = processed(&client, &server, &key, 3).await;
