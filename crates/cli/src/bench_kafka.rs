@@ -45,8 +45,13 @@ pub async fn run(args: KafkaBenchArgs) -> anyhow::Result<()> {
     let customers: Vec<String> = (0..args.customers)
         .map(|_| imagelake_core::CustomerId::new().to_string())
         .collect();
-    let producer =
-        imagelake_kafka::ImageProducer::new(&args.brokers, &topic, 50 << 20, &Default::default())?;
+    let producer = imagelake_kafka::ImageProducer::connect(
+        &args.brokers,
+        &topic,
+        50 << 20,
+        &Default::default(),
+    )
+    .await?;
     let (mut messages, mut bytes) = (0usize, 0u64);
     for customer in &customers {
         for (n, photo) in photos.iter().enumerate() {

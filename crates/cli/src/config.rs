@@ -193,6 +193,7 @@ pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
 pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let settings = args.settings()?;
+    let plan = stream::plan(&settings, role)?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
     tracing::info!(
@@ -208,7 +209,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let listen = settings.listen;
     let state = AppState::from_settings(settings).await?;
     let running = imagelake_server::serve::start_role(state.clone(), listen, role).await?;
-    let stream = stream::start(&state, role)?;
+    let stream = stream::start(&state, plan);
     imagelake_server::serve::shutdown_signal().await;
     tracing::info!("shutdown requested");
     stream.stop().await;

@@ -108,12 +108,13 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         .topic
         .clone()
         .unwrap_or_else(|| kafka.images_topic.clone());
-    let producer = ImageProducer::new(
+    let producer = ImageProducer::connect(
         &brokers,
         &topic,
         settings.limits.max_body_bytes,
         &kafka.config,
-    )?;
+    )
+    .await?;
     let objects = match args.claim_above {
         Some(_) => Some(imagelake_server::state::object_store(&settings)?),
         None => None,

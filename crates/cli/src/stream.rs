@@ -2,7 +2,7 @@
 //! `kafka.brokers` is set, and always in `kafka-ingest`) and the event publisher (in `serve` and
 //! `worker` when `kafka.brokers` is set).
 
-use imagelake_server::{AppState, serve::Role};
+use imagelake_server::{AppState, serve::Role, settings::Settings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,53 +29,67 @@ impl Stream {
     }
 }
 
-pub fn start(state: &AppState, role: Role) -> anyhow::Result<Stream> {
+/// Which Kafka tasks a role runs, decided before anything starts.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    consume: bool,
+    /// The process is unready while Kafka is out of reach (a `kafka-ingest`).
+    required: bool,
+    publish: bool,
+}
+
+/// Refuses, before anything starts, a role that needs Kafka without brokers or without the
+/// `kafka` feature.
+pub fn plan(settings: &Settings, role: Role) -> anyhow::Result<Plan> {
+    let brokers = settings.kafka.brokers.is_some();
+    anyhow::ensure!(
+        brokers || role != Role::Ingest,
+        "kafka-ingest needs kafka.brokers (or IMAGELAKE_KAFKA_BROKERS)"
+    );
+    anyhow::ensure!(
+        !brokers || cfg!(feature = "kafka"),
+        "kafka.brokers needs a build with the `kafka` feature"
+    );
+    Ok(Plan {
+        consume: brokers && matches!(role, Role::Ingest | Role::All),
+        required: role == Role::Ingest,
+        publish: brokers && matches!(role, Role::All | Role::Worker),
+    })
+}
+
+pub fn start(state: &AppState, plan: Plan) -> Stream {
     let stop = CancellationToken::new();
-    let brokers = state.settings.kafka.brokers.is_some();
-    let consume = match role {
-        Role::Ingest => true,
-        Role::All => brokers,
-        Role::Api | Role::Worker => false,
-    };
-    let publish = brokers && matches!(role, Role::All | Role::Worker);
-    if consume && !brokers {
-        anyhow::bail!("kafka-ingest needs kafka.brokers (or IMAGELAKE_KAFKA_BROKERS)");
-    }
     let mut tasks = Vec::new();
-    if consume {
-        let required = role == Role::Ingest;
-        tasks.push(("image stream consumer", consumer(state, &stop, required)?));
+    if plan.consume {
+        tasks.push((
+            "image stream consumer",
+            consumer(state, &stop, plan.required),
+        ));
     }
-    if publish {
-        tasks.push(("event publisher", publisher(state, &stop)?));
+    if plan.publish {
+        tasks.push(("event publisher", publisher(state, &stop)));
     }
-    Ok(Stream { stop, tasks })
+    Stream { stop, tasks }
 }
 
 /// The consumer as a task; with `required`, the process is unready while Kafka is out of reach.
 #[cfg(feature = "kafka")]
-fn consumer(state: &AppState, stop: &CancellationToken, required: bool) -> anyhow::Result<Task> {
-    Ok(tokio::spawn(imagelake_kafka::run(
-        state.clone(),
-        stop.clone(),
-        required,
-    )))
+fn consumer(state: &AppState, stop: &CancellationToken, required: bool) -> Task {
+    tokio::spawn(imagelake_kafka::run(state.clone(), stop.clone(), required))
 }
 
 #[cfg(feature = "kafka")]
-fn publisher(state: &AppState, stop: &CancellationToken) -> anyhow::Result<Task> {
-    Ok(tokio::spawn(imagelake_kafka::publish_events(
-        state.clone(),
-        stop.clone(),
-    )))
+fn publisher(state: &AppState, stop: &CancellationToken) -> Task {
+    tokio::spawn(imagelake_kafka::publish_events(state.clone(), stop.clone()))
+}
+
+// Never called: `plan` refuses brokers in a build without the feature.
+#[cfg(not(feature = "kafka"))]
+fn consumer(_: &AppState, _: &CancellationToken, _: bool) -> Task {
+    unreachable!("plan refuses kafka.brokers without the kafka feature")
 }
 
 #[cfg(not(feature = "kafka"))]
-fn consumer(_: &AppState, _: &CancellationToken, _: bool) -> anyhow::Result<Task> {
-    anyhow::bail!("kafka.brokers needs a build with the `kafka` feature")
-}
-
-#[cfg(not(feature = "kafka"))]
-fn publisher(_: &AppState, _: &CancellationToken) -> anyhow::Result<Task> {
-    anyhow::bail!("kafka.brokers needs a build with the `kafka` feature")
+fn publisher(_: &AppState, _: &CancellationToken) -> Task {
+    unreachable!("plan refuses kafka.brokers without the kafka feature")
 }

@@ -358,9 +358,7 @@ async fn wait_metric(client: &reqwest::Client, server: &Server, name: &str) -> S
 async fn unreachable_brokers_show_in_readiness() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let nowhere = closed.local_addr().unwrap().to_string();
-    drop(closed);
+    let nowhere = nowhere();
     let client = reqwest::Client::new();
     let env = [("IMAGELAKE_KAFKA_BROKERS", nowhere.as_str())];
     let dir = temp_dir("kafka-down");
@@ -376,6 +374,68 @@ async fn unreachable_brokers_show_in_readiness() {
     let (status, body) = wait_ready(&client, &serve, "unreachable").await;
     assert_eq!(status, 200, "the API keeps serving without Kafka: {body}");
     assert_eq!(body["checks"]["metadata"], "ok");
+}
+
+/// An address where no broker listens.
+fn nowhere() -> String {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    closed.local_addr().unwrap().to_string()
+}
+
+/// Runs the binary to its end with `args`; its exit status and what it printed on stderr.
+fn run(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imagelake"))
+        .args(args)
+        .env_remove("IMAGELAKE_KAFKA_BROKERS")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.success(), said)
+}
+
+/// Commands that need brokers or a topic say so at once instead of starting or waiting:
+/// `kafka-ingest` without brokers starts nothing, and `kafka produce` and `create-topics` fail
+/// within their deadline when the brokers are out of reach or the topic was never created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_refuse_missing_brokers_and_topics() {
+    let dir = temp_dir("kafka-refusals");
+    let data = dir.join("data");
+    let (ok, said) = run(&["kafka-ingest", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        !ok && said.contains("kafka-ingest needs kafka.brokers"),
+        "{said}"
+    );
+    assert!(!data.exists(), "nothing was started or written");
+
+    let photo = &photos()[0];
+    let customer = imagelake_core::CustomerId::new().to_string();
+    let push = |brokers: &str, topic: &str| {
+        run(&[
+            "kafka",
+            "produce",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--customer",
+            &customer,
+            photo.to_str().unwrap(),
+        ])
+    };
+    let never_made = format!("never-made-{}", std::process::id());
+    let (ok, said) = push(&brokers(), &never_made);
+    assert!(!ok && said.contains("does not exist"), "{said}");
+    let (ok, said) = push(&nowhere(), &never_made);
+    assert!(
+        !ok && said.contains("cannot reach the Kafka brokers"),
+        "{said}"
+    );
+    let (ok, said) = run(&["kafka", "create-topics", "--brokers", &nowhere()]);
+    assert!(
+        !ok && said.contains("cannot reach the Kafka brokers"),
+        "{said}"
+    );
 }
 
 /// SIGTERM, and waits for the process to finish its shutdown (offsets committed).

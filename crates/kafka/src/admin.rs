@@ -41,7 +41,12 @@ pub async fn create_topics(
     for (key, value) in &kafka.config {
         config.set(key, value);
     }
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let reach = brokers.to_owned();
+    let admin = tokio::task::spawn_blocking(move || {
+        let admin: AdminClient<DefaultClientContext> = config.create()?;
+        crate::reach::check(admin.inner(), &reach, None).map(|()| admin)
+    })
+    .await??;
     let record_room = (settings.limits.max_body_bytes + (1 << 20)).to_string();
     let retention_ms = settings.retention.0.as_millis().to_string();
     let replication = || TopicReplication::Fixed(layout.replication);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::{
     ClientConfig,
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer},
 };
 
 use crate::message::{CLAIM_CONTENT_TYPE, Claim};
@@ -28,7 +28,9 @@ pub struct Outgoing<'a> {
 
 impl ImageProducer {
     /// `config` is passed through to librdkafka after the defaults (security settings, ...).
-    pub fn new(
+    /// Fails within [`crate::REACH_TIMEOUT`] when the brokers cannot be reached or the topic
+    /// does not exist, rather than letting each message time out.
+    pub async fn connect(
         brokers: &str,
         topic: &str,
         max_message_bytes: u64,
@@ -40,6 +42,8 @@ impl ImageProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "zstd")
+            // A mistyped topic is an error, not a new topic with the broker's default layout.
+            .set("allow.auto.create.topics", "false")
             .set(
                 "message.max.bytes",
                 (max_message_bytes + (1 << 20)).to_string(),
@@ -47,8 +51,14 @@ impl ImageProducer {
         for (key, value) in config {
             client.set(key, value);
         }
+        let producer: FutureProducer = client.create()?;
+        let (probe, brokers, topic_name) = (producer.clone(), brokers.to_owned(), topic.to_owned());
+        tokio::task::spawn_blocking(move || {
+            crate::reach::check(probe.client(), &brokers, Some(&topic_name))
+        })
+        .await??;
         Ok(Self {
-            producer: client.create()?,
+            producer,
             topic: topic.to_owned(),
         })
     }
