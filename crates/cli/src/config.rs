@@ -209,11 +209,18 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let listen = settings.listen;
     let state = AppState::from_settings(settings).await?;
     let running = imagelake_server::serve::start_role(state.clone(), listen, role).await?;
-    let stream = stream::start(&state, plan);
-    imagelake_server::serve::shutdown_signal().await;
-    tracing::info!("shutdown requested");
+    let mut stream = stream::start(&state, plan);
+    let failed = tokio::select! {
+        () = imagelake_server::serve::shutdown_signal() => None,
+        e = stream.failure() => Some(e),
+    };
+    match &failed {
+        None => tracing::info!("shutdown requested"),
+        Some(e) => tracing::error!(error = format!("{e:#}"), "stopping"),
+    }
     stream.stop().await;
-    running.shutdown().await
+    running.shutdown().await?;
+    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

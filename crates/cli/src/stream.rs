@@ -15,6 +15,23 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Waits until a task ends without being asked to, and says why; pending forever when none
+    /// runs. The process then stops with that error, so a supervisor restarts it rather than
+    /// leaving a consumer that no longer consumes behind a healthy port.
+    pub async fn failure(&mut self) -> anyhow::Error {
+        if self.tasks.is_empty() {
+            return std::future::pending().await;
+        }
+        let (ended, index, _) =
+            futures::future::select_all(self.tasks.iter_mut().map(|(_, task)| task)).await;
+        let (name, _) = self.tasks.remove(index);
+        match ended {
+            Ok(Ok(())) => anyhow::anyhow!("the {name} stopped on its own"),
+            Ok(Err(e)) => e.context(format!("the {name} failed")),
+            Err(e) => anyhow::anyhow!("the {name} panicked: {e}"),
+        }
+    }
+
     /// Stops taking messages, commits the offsets of what was stored, and flushes the events
     /// already handed to the producer.
     pub async fn stop(self) {
@@ -50,6 +67,10 @@ pub fn plan(settings: &Settings, role: Role) -> anyhow::Result<Plan> {
         !brokers || cfg!(feature = "kafka"),
         "kafka.brokers needs a build with the `kafka` feature"
     );
+    #[cfg(feature = "kafka")]
+    if brokers {
+        imagelake_kafka::check_config(&settings.kafka, settings.limits.max_body_bytes)?;
+    }
     Ok(Plan {
         consume: brokers && matches!(role, Role::Ingest | Role::All),
         required: role == Role::Ingest,

@@ -395,7 +395,7 @@ fn run(args: &[&str]) -> (bool, String) {
 }
 
 /// Commands that need brokers or a topic say so at once instead of starting or waiting:
-/// `kafka-ingest` without brokers starts nothing, and `kafka produce` and `create-topics` fail
+/// `kafka-ingest` without brokers, or with settings librdkafka refuses, starts nothing, and `kafka produce` and `create-topics` fail
 /// within their deadline when the brokers are out of reach or the topic was never created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_refuse_missing_brokers_and_topics() {
@@ -407,6 +407,15 @@ async fn commands_refuse_missing_brokers_and_topics() {
         "{said}"
     );
     assert!(!data.exists(), "nothing was started or written");
+    let settings = config_with(&dir, "refused.toml", &names("refused"), &brokers());
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str("\"no.such.property\" = \"1\"\n");
+    std::fs::write(&settings, text).unwrap();
+    for role in ["kafka-ingest", "serve"] {
+        let (ok, said) = run(&[role, "--config", settings.to_str().unwrap()]);
+        assert!(!ok && said.contains("no.such.property"), "{role}: {said}");
+    }
+    assert!(!dir.join("admin-token").exists() && !dir.join("metadata.sqlite").exists());
 
     let photo = &photos()[0];
     let customer = imagelake_core::CustomerId::new().to_string();

@@ -46,6 +46,20 @@ fn base_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientCo
     Ok(config)
 }
 
+/// Refuses settings librdkafka would refuse (an unknown `[kafka.config]` key, a bad value, a
+/// security protocol this build lacks) before a process starts, rather than in a task that
+/// would fail behind a listening port.
+pub fn check_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<()> {
+    let refused = |e: rdkafka::error::KafkaError| anyhow::anyhow!("[kafka] settings: {e}");
+    consumer_config(settings, max_body_bytes)?
+        .create::<BaseConsumer>()
+        .map_err(refused)?;
+    producer_config(settings, max_body_bytes)?
+        .create::<rdkafka::producer::BaseProducer>()
+        .map_err(refused)?;
+    Ok(())
+}
+
 /// The consumer's settings: manual offset storage (only after an image is durable), background
 /// commits of what was stored, and fetch sizes that fit the largest accepted image.
 pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
@@ -177,8 +191,12 @@ pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> 
                 }
             }
         };
-        if settle(&state, &producer, &settings, &message, &cancel).await {
-            consumer.store_offset_from_message(&message)?;
+        if settle(&state, &producer, &settings, &message, &cancel).await
+            && let Err(e) = consumer.store_offset_from_message(&message)
+        {
+            // The partition moved to another consumer meanwhile; it gets the message again and
+            // replays its idempotency key.
+            tracing::warn!(error = %e, offset = message.offset(), "image stream: offset not stored");
         }
     }
     match consumer.commit_consumer_state(CommitMode::Sync) {
@@ -364,15 +382,12 @@ mod tests {
             .create()
             .expect("consumer-only settings are kept from the producer");
         drop(producer);
+        check_config(&settings, 1 << 20).unwrap();
         let refused = Kafka {
             config: [("no.such.setting".to_owned(), "1".to_owned())].into(),
             ..settings
         };
-        assert!(
-            consumer_config(&refused, 1 << 20)
-                .unwrap()
-                .create::<BaseConsumer>()
-                .is_err()
-        );
+        let said = check_config(&refused, 1 << 20).unwrap_err().to_string();
+        assert!(said.contains("no.such.setting"), "{said}");
     }
 }
