@@ -212,7 +212,11 @@ async fn photos_claims_and_poison_from_the_stream() {
     let claimed = std::fs::read(&photos[15]).unwrap();
     std::fs::create_dir_all(dir.join("objects/claims/batch")).unwrap();
     std::fs::write(dir.join("objects/claims/batch/big.jpg"), &claimed).unwrap();
-    let claim_headers = [("customer-id", customer.as_str()), ("content-type", CLAIM)];
+    let claim_headers = [
+        ("customer-id", customer.as_str()),
+        ("content-type", CLAIM),
+        ("idempotency-key", "claim-batch-big"),
+    ];
     produce(
         &producer,
         images,
@@ -269,6 +273,21 @@ async fn photos_claims_and_poison_from_the_stream() {
         !dir.join("objects/claims/batch/big.jpg").exists(),
         "a claim taken in is removed"
     );
+    // The same claim message again, as after a crash between removing the claim and committing
+    // the offset: its object is gone, and it replays instead of becoming a dead letter.
+    produce(
+        &producer,
+        images,
+        &claim_headers,
+        br#"{"object": "claims/batch/big.jpg"}"#,
+    )
+    .await;
+    wait_metric(
+        &client,
+        &server,
+        r#"imagelake_stream_messages_total{outcome="replay"} 1"#,
+    )
+    .await;
 
     let letters = read_all(dead, poison.len()).await;
     let mut codes: Vec<String> = letters

@@ -270,12 +270,17 @@ async fn take(
     let (bytes, claim) = match request.body {
         Body::Bytes(bytes) => (bytes, None),
         Body::Claim(location) => {
-            let found = state.objects.get(&location).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => {
-                    ApiError::not_found(format!("claim object {location} does not exist"))
+            let found = match state.objects.get(&location).await {
+                Ok(found) => found,
+                Err(object_store::Error::NotFound { .. }) => {
+                    return taken_before(state, &request.idempotency_key, request.customer)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::not_found(format!("claim object {location} does not exist"))
+                        });
                 }
-                other => ApiError::internal(&other),
-            })?;
+                Err(other) => return Err(ApiError::internal(&other)),
+            };
             if found.meta.size > limit {
                 return Err(ApiError::too_large(limit));
             }
@@ -303,6 +308,20 @@ async fn take(
         }
     }
     Ok(answer)
+}
+
+/// The answer for a claim whose object is gone because it was taken in already: the message came
+/// again (a crash or a rebalance after the claim was removed, before the offset was committed).
+async fn taken_before(
+    state: &AppState,
+    idempotency_key: &str,
+    customer: imagelake_core::CustomerId,
+) -> Result<Option<Answer>, ApiError> {
+    let previous = state
+        .store
+        .find_idempotent(customer, idempotency_key)
+        .await?;
+    Ok(previous.map(|previous| ingest::replayed(state, &previous)))
 }
 
 /// Publishes a refused message, with why, to the dead-letter topic and waits for the broker.

@@ -224,12 +224,17 @@ fn replay(
             "this Idempotency-Key was used with a different request body",
         ));
     }
+    Ok(replayed(state, &previous))
+}
+
+/// The answer recorded with an idempotency key, given again.
+pub fn replayed(state: &AppState, previous: &IdempotencyRecord) -> Answer {
     state.metrics.upload("replay");
-    Ok(Answer {
+    Answer {
         status: StatusCode::from_u16(previous.status).unwrap_or(StatusCode::CREATED),
         body: serde_json::from_str(&previous.body).unwrap_or_default(),
         replayed: true,
-    })
+    }
 }
 
 /// Removes an object written for an upload that did not become a record.
