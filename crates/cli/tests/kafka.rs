@@ -217,13 +217,11 @@ async fn photos_claims_and_poison_from_the_stream() {
         ("content-type", CLAIM),
         ("idempotency-key", "claim-batch-big"),
     ];
-    produce(
-        &producer,
-        images,
-        &claim_headers,
-        br#"{"object": "claims/batch/big.jpg"}"#,
-    )
-    .await;
+    let send_claim = async || {
+        let claim = br#"{"object": "claims/batch/big.jpg"}"#;
+        produce(&producer, images, &claim_headers, claim).await;
+    };
+    send_claim().await;
 
     let unknown = imagelake_core::CustomerId::new().to_string();
     let bomb = imagelake_imaging::fixtures::png_bomb(20_000, 20_000);
@@ -275,13 +273,7 @@ async fn photos_claims_and_poison_from_the_stream() {
     );
     // The same claim message again, as after a crash between removing the claim and committing
     // the offset: its object is gone, and it replays instead of becoming a dead letter.
-    produce(
-        &producer,
-        images,
-        &claim_headers,
-        br#"{"object": "claims/batch/big.jpg"}"#,
-    )
-    .await;
+    send_claim().await;
     wait_metric(
         &client,
         &server,
