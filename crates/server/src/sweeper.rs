@@ -1,17 +1,19 @@
 //! Retention: images past `expires_at` are deleted everywhere (original, renditions, record),
 //! direct uploads whose bytes never came end `failed`, idempotency keys older than 48 hours
-//! are forgotten, and so are events older than the retention window (the lake keeps no more).
+//! are forgotten, and so are events and leftover claim-checks older than the retention window
+//! (the lake keeps no more).
 //! Reads already refuse expired images, so the sweep interval bounds only how long the bytes
 //! linger, never what is served.
 
 use chrono::Duration;
+use futures::TryStreamExt;
 use imagelake_core::{
     ErrorCode,
     paths::{self, RenditionKind},
     records::{ErrorInfo, Image, ImageStatus},
 };
 use imagelake_metadata::Removal;
-use object_store::{ObjectStoreExt, path::Path as ObjectPath};
+use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -59,7 +61,34 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         .await?;
     let retention = Duration::from_std(state.settings.retention.0).unwrap_or(Duration::days(7));
     state.store.purge_events(now - retention).await?;
+    purge_stale_claims(state, now - retention).await?;
     Ok(removed)
+}
+
+/// Claim-checks left under the claims prefix (refused by the stream, or written by a push whose
+/// message never went out) go after the retention window, like every other image. One taken in
+/// was removed then already.
+async fn purge_stale_claims(
+    state: &AppState,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let prefix = ObjectPath::from(state.settings.kafka.claims_prefix.trim_end_matches('/'));
+    let stale: Vec<ObjectPath> = state
+        .objects
+        .list(Some(&prefix))
+        .try_filter_map(
+            |meta| async move { Ok((meta.last_modified < before).then_some(meta.location)) },
+        )
+        .try_collect()
+        .await?;
+    for location in stale {
+        match state.objects.delete(&location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(%location, "stale claim-check removed");
+    }
+    Ok(())
 }
 
 /// Direct uploads whose URL expired (plus `orphan_grace`) without bytes arriving end `failed`, so

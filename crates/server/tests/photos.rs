@@ -204,7 +204,11 @@ async fn retention_expires_on_time_and_not_before() {
     let (_, body) = server.upload(&key, fixtures::jpeg(400, 300), None).await;
     let id = body["id"].as_str().unwrap().to_owned();
     server.wait_settled(&key, &id).await;
-    let files = || walk_files(&server.objects_dir());
+    // A claim-check the stream never took in stays for the retention window too.
+    let claim = server.objects_dir().join("claims/batch/left.jpg");
+    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    std::fs::write(&claim, fixtures::jpeg(10, 10)).unwrap();
+    let files = || walk_files(&server.objects_dir()) - usize::from(claim.exists());
     assert_eq!(files(), 3, "original and two renditions");
 
     clock.advance(Duration::from_secs(3599));
@@ -246,6 +250,10 @@ async fn retention_expires_on_time_and_not_before() {
     );
     assert_eq!(files(), 0, "original and renditions deleted together");
     assert!(
+        claim.exists(),
+        "a claim-check is kept for the retention window"
+    );
+    assert!(
         server
             .state
             .store
@@ -276,6 +284,7 @@ async fn retention_expires_on_time_and_not_before() {
         events.is_empty(),
         "events past retention are purged: {events:?}"
     );
+    assert!(!claim.exists(), "a claim-check past retention is removed");
     server.stop().await;
 }
 
