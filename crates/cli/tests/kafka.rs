@@ -280,14 +280,26 @@ async fn photos_claims_and_poison_from_the_stream() {
         r#"imagelake_stream_messages_total{outcome="replay"} 1"#,
     )
     .await;
+    // The same key for other bytes is a conflict, and a dead letter.
+    produce(
+        &producer,
+        images,
+        &[
+            ("customer-id", customer.as_str()),
+            ("idempotency-key", "claim-batch-big"),
+        ],
+        &std::fs::read(&photos[18]).unwrap(),
+    )
+    .await;
 
-    let letters = read_all(dead, poison.len()).await;
+    let letters = read_all(dead, poison.len() + 1).await;
     let mut codes: Vec<String> = letters
         .iter()
         .map(|m| header(m, "imagelake-error-code").unwrap())
         .collect();
     codes.sort();
     let mut expected: Vec<String> = poison.iter().map(|p| p.2.to_owned()).collect();
+    expected.push("conflict".to_owned());
     expected.sort();
     assert_eq!(codes, expected);
     assert!(
@@ -301,8 +313,15 @@ async fn photos_claims_and_poison_from_the_stream() {
     assert_eq!(ready.0, 200);
     let metrics = wait_metric(&client, &server, "imagelake_stream_consumer_lag{").await;
     assert!(
-        metrics.contains(r#"imagelake_stream_messages_total{outcome="dead_letter"} 5"#),
+        metrics.contains(r#"imagelake_stream_messages_total{outcome="dead_letter"} 6"#),
         "{metrics}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            metric_value(&client, &server, "imagelake_stream_messages_per_second").await > 0.0
+        })
+        .await,
+        "messages/s shows the messages just taken in"
     );
 
     // A restart resumes from the committed offsets: only the new message becomes an image.

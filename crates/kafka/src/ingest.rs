@@ -7,6 +7,7 @@ use imagelake_server::{
     AppState,
     error::ApiError,
     ingest::{self, Answer, Upload},
+    metrics::STREAM_RATE_WINDOW,
     settings::Kafka,
 };
 use object_store::ObjectStoreExt;
@@ -110,6 +111,31 @@ struct StreamContext {
     state: AppState,
     /// Whether the process is unready while the brokers are out of reach (`kafka-ingest`).
     required: bool,
+    /// Samples of the settled-message count, for the messages-per-second gauge.
+    samples: std::sync::Mutex<std::collections::VecDeque<(std::time::Instant, u64)>>,
+}
+
+impl StreamContext {
+    /// Sets the messages-per-second gauge from the settled count's change over the window.
+    fn update_rate(&self) {
+        let metrics = &self.state.metrics;
+        let now = std::time::Instant::now();
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        samples.push_back((now, metrics.stream_settled.get()));
+        while samples.len() > 2
+            && samples
+                .get(1)
+                .is_some_and(|(at, _)| now.duration_since(*at) >= STREAM_RATE_WINDOW)
+        {
+            samples.pop_front();
+        }
+        if let (Some((first, from)), Some((last, to))) = (samples.front(), samples.back()) {
+            let seconds = last.duration_since(*first).as_secs_f64();
+            if seconds > 0.0 {
+                metrics.stream_rate.set((to - from) as f64 / seconds);
+            }
+        }
+    }
 }
 
 impl ClientContext for StreamContext {
@@ -117,6 +143,7 @@ impl ClientContext for StreamContext {
         let up = statistics.brokers.values().any(|b| b.state == "UP");
         let state = if up { "ok" } else { "unreachable" };
         self.state.health.report("kafka", state, self.required);
+        self.update_rate();
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
@@ -170,6 +197,7 @@ pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> 
     let context = StreamContext {
         state: state.clone(),
         required,
+        samples: Default::default(),
     };
     let consumer: StreamConsumer<StreamContext> =
         consumer_config(&settings, max_body)?.create_with_context(context)?;

@@ -8,6 +8,9 @@ use prometheus_client::{
 
 pub type Labels = Vec<(&'static str, String)>;
 
+/// The window of `imagelake_stream_messages_per_second`.
+pub const STREAM_RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct Metrics {
     registry: Registry,
     /// Uploads by outcome (`created`, `duplicate`, `replay`, `refused`).
@@ -23,6 +26,11 @@ pub struct Metrics {
     pub retries: Counter,
     pub skipped: Counter,
     pub stream_messages: Family<Labels, Counter>,
+    /// Every stream message settled, whatever the outcome: the base of `stream_rate`.
+    pub stream_settled: Counter,
+    /// Messages settled per second over the last [`STREAM_RATE_WINDOW`], as Kafka's own clients
+    /// report `records-consumed-rate`.
+    pub stream_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub stream_lag: Family<Labels, Gauge>,
     /// Lifecycle events delivered to the events topic, and sends the broker refused.
     pub events_published: Counter,
@@ -48,6 +56,8 @@ impl Default for Metrics {
             retries: Counter::default(),
             skipped: Counter::default(),
             stream_messages: Family::default(),
+            stream_settled: Counter::default(),
+            stream_rate: Gauge::default(),
             stream_lag: Family::default(),
             events_published: Counter::default(),
             event_publish_failures: Counter::default(),
@@ -99,6 +109,11 @@ impl Default for Metrics {
             m.stream_messages.clone(),
         );
         r.register(
+            "stream_messages_per_second",
+            "Messages taken from the image stream per second, over the last 30 seconds",
+            m.stream_rate.clone(),
+        );
+        r.register(
             "stream_consumer_lag",
             "Messages of the image stream not yet taken in, by topic and partition",
             m.stream_lag.clone(),
@@ -145,6 +160,7 @@ impl Metrics {
         self.stream_messages
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
+        self.stream_settled.inc();
     }
 
     pub fn failure(&self, code: &str) {
