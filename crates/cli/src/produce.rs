@@ -123,12 +123,14 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let bar = crate::client::byte_progress(&files)?;
     let (mut sent, mut claims, mut failed) = (0, 0, Vec::new());
     for file in &files {
-        let bytes = tokio::fs::read(file).await?;
-        bar.inc(bytes.len() as u64);
-        if let Err(why) = acceptable(&bytes, settings.limits.max_body_bytes) {
-            failed.push((file.clone(), why));
-            continue;
-        }
+        bar.inc(std::fs::metadata(file).map_or(0, |m| m.len()));
+        let bytes = match read_acceptable(file, settings.limits.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                failed.push((file.clone(), why));
+                continue;
+            }
+        };
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -181,19 +183,23 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Refuses here what every consumer would send to the dead letters anyway: a file that is not a
-/// supported image, or one over the body limit. Whether the customer exists is the consumer's
-/// question; the metadata store may not be reachable from where images are pushed.
-fn acceptable(bytes: &[u8], max_body_bytes: u64) -> Result<(), String> {
-    if bytes.len() as u64 > max_body_bytes {
+/// The file's bytes, unless every consumer would send them to the dead letters anyway: over the
+/// body limit (refused before reading it) or not a supported image. Whether the customer exists
+/// is the consumer's question; the metadata store may not be reachable from where images are
+/// pushed.
+async fn read_acceptable(file: &std::path::Path, max_body_bytes: u64) -> Result<Vec<u8>, String> {
+    let size = tokio::fs::metadata(file)
+        .await
+        .map_err(|e| e.to_string())?
+        .len();
+    if size > max_body_bytes {
         return Err(format!(
-            "{} bytes is over limits.max_body_bytes ({max_body_bytes})",
-            bytes.len()
+            "{size} bytes is over limits.max_body_bytes ({max_body_bytes})"
         ));
     }
-    imagelake_imaging::sniff(bytes)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let bytes = tokio::fs::read(file).await.map_err(|e| e.to_string())?;
+    imagelake_imaging::sniff(&bytes).map_err(|e| e.to_string())?;
+    Ok(bytes)
 }
 
 /// A folder name for one claim, from the content hash: a second push of a file reuses it.

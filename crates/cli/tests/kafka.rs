@@ -583,6 +583,11 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
         std::fs::copy(photo, folder.join(photo.file_name().unwrap())).unwrap();
     }
     std::fs::write(folder.join("notes.txt"), b"not an image").unwrap();
+    // Over the default 50 MiB body limit; sparse, and refused before it is read.
+    std::fs::File::create(folder.join("huge.jpg"))
+        .unwrap()
+        .set_len((50 << 20) + 1)
+        .unwrap();
     let smallest = chosen
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
@@ -609,11 +614,15 @@ async fn kafka_produce_pushes_files_and_claim_checks() {
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success(), "a file was not sent: {printed}");
     assert!(
-        printed.contains("sent: 3") && printed.contains("(2 as claim-checks), not sent: 1"),
+        printed.contains("sent: 3") && printed.contains("(2 as claim-checks), not sent: 2"),
         "{printed}"
     );
     assert!(
         printed.contains("notes.txt") && printed.contains("not a supported image"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("huge.jpg: 52428801 bytes is over limits.max_body_bytes"),
         "{printed}"
     );
     let listing = processed(&client, &server, &key, 3).await;
