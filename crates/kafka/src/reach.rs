@@ -27,14 +27,16 @@ pub(crate) fn check<C: ClientContext>(
     let Some(topic) = topic else {
         return Ok(());
     };
-    match metadata.topics().iter().find(|t| t.name() == topic) {
-        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-        Some(t)
-            if t.error().map(RDKafkaErrorCode::from)
-                != Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
-        {
-            let code = t.error().map(RDKafkaErrorCode::from);
-            anyhow::bail!("topic {topic} is not available: {code:?}")
+    let found = metadata.topics().iter().find(|t| t.name() == topic);
+    match found.map(|t| {
+        (
+            t.error().map(RDKafkaErrorCode::from),
+            t.partitions().is_empty(),
+        )
+    }) {
+        Some((None, false)) => Ok(()),
+        Some((Some(code), _)) if code != RDKafkaErrorCode::UnknownTopicOrPartition => {
+            anyhow::bail!("topic {topic} is not available: {code}")
         }
         _ => anyhow::bail!(
             "topic {topic} does not exist on {brokers}; create it with `imagelake kafka create-topics`"
