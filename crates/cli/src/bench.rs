@@ -65,7 +65,7 @@ fn load(corpus: &PathBuf) -> anyhow::Result<Vec<(PathBuf, Vec<u8>, f64)>> {
     let mut images = Vec::new();
     for file in collect_files(std::slice::from_ref(corpus))? {
         let bytes = std::fs::read(&file)?;
-        if let Ok(i) = inspect(&bytes, u64::MAX) {
+        if let Ok(i) = inspect(&bytes, &Options::unlimited()) {
             let megapixels = f64::from(i.width) * f64::from(i.height) / 1e6;
             images.push((file, bytes, megapixels));
         }

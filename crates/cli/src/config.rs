@@ -43,6 +43,32 @@ pub struct ServeArgs {
     /// Upload bodies held in memory at once, in bytes (default 256 MiB); more uploads wait.
     #[arg(long, env = "IMAGELAKE_MAX_INFLIGHT_UPLOAD_BYTES")]
     max_inflight_upload_bytes: Option<u64>,
+    /// Upload bodies one API key may hold in memory at once, in bytes (default: a quarter of
+    /// --max-inflight-upload-bytes, at least --max-body-bytes).
+    #[arg(long, env = "IMAGELAKE_MAX_INFLIGHT_UPLOAD_BYTES_PER_KEY")]
+    max_inflight_upload_bytes_per_key: Option<u64>,
+    /// Memory the workers may use at once to decode images, in bytes (default 512 MiB); an
+    /// image that needs more is refused with decode_limit_exceeded.
+    #[arg(long, env = "IMAGELAKE_MAX_DECODE_BYTES")]
+    max_decode_bytes: Option<u64>,
+    /// Longest time to receive a request head, and longest idle keep-alive (default 30s).
+    #[arg(long, env = "IMAGELAKE_HEADER_READ_TIMEOUT")]
+    header_read_timeout: Option<HumanDuration>,
+    /// Longest wait for the next byte of a request body before 408 (default 30s).
+    #[arg(long, env = "IMAGELAKE_BODY_IDLE_TIMEOUT")]
+    body_idle_timeout: Option<HumanDuration>,
+    /// Longest time for a whole request body before 408 (default 10m).
+    #[arg(long, env = "IMAGELAKE_BODY_TIMEOUT")]
+    body_timeout: Option<HumanDuration>,
+    /// Failed authentications per second allowed per client address (default 1).
+    #[arg(long, env = "IMAGELAKE_AUTH_FAILURE_RATE")]
+    auth_failure_rate: Option<f64>,
+    /// Burst of failed authentications per client address (default 20).
+    #[arg(long, env = "IMAGELAKE_AUTH_FAILURE_BURST")]
+    auth_failure_burst: Option<u32>,
+    /// Proxies whose X-Forwarded-For is believed: addresses or CIDR ranges, comma-separated.
+    #[arg(long, env = "IMAGELAKE_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<String>>,
     /// Sustained requests per second per API key (default 20).
     #[arg(long, env = "IMAGELAKE_RATE_LIMIT")]
     rate_limit: Option<f64>,
@@ -99,6 +125,16 @@ impl ServeArgs {
             s.limits.max_inflight_upload_bytes,
             self.max_inflight_upload_bytes
         );
+        if self.max_inflight_upload_bytes_per_key.is_some() {
+            s.limits.max_inflight_upload_bytes_per_key = self.max_inflight_upload_bytes_per_key;
+        }
+        set!(s.limits.max_decode_bytes, self.max_decode_bytes);
+        set!(s.limits.header_read_timeout, self.header_read_timeout);
+        set!(s.limits.body_idle_timeout, self.body_idle_timeout);
+        set!(s.limits.body_timeout, self.body_timeout);
+        set!(s.limits.auth_failures_per_second, self.auth_failure_rate);
+        set!(s.limits.auth_failure_burst, self.auth_failure_burst);
+        set!(s.trusted_proxies, self.trusted_proxies);
         set!(s.limits.requests_per_second, self.rate_limit);
         set!(s.limits.burst, self.rate_burst);
         set!(s.processing.max_attempts, self.max_attempts);
@@ -235,11 +271,8 @@ mod tests {
         assert_eq!(example.retention, defaults.retention);
         assert_eq!(example.sweep_interval, defaults.sweep_interval);
         assert_eq!(example.listen, defaults.listen);
-        assert_eq!(
-            example.limits.max_body_bytes,
-            defaults.limits.max_body_bytes
-        );
-        assert_eq!(example.limits.max_pixels, defaults.limits.max_pixels);
+        assert_eq!(example.limits, defaults.limits);
+        assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
         assert_eq!(
             example.processing.max_attempts,
             defaults.processing.max_attempts

@@ -17,6 +17,10 @@ pub enum ErrorCode {
     Internal,
     /// The bytes looked like a supported image but could not be decoded (truncated, corrupt).
     CorruptImage,
+    /// Decoding the image would need more memory than the whole decode budget.
+    DecodeLimitExceeded,
+    /// The client stopped sending the request body, or took longer than allowed.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -32,6 +36,8 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Internal => "internal",
             Self::CorruptImage => "corrupt_image",
+            Self::DecodeLimitExceeded => "decode_limit_exceeded",
+            Self::RequestTimeout => "request_timeout",
         }
     }
 
@@ -42,7 +48,8 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::PixelLimitExceeded | Self::CorruptImage => 422,
+            Self::PixelLimitExceeded | Self::CorruptImage | Self::DecodeLimitExceeded => 422,
+            Self::RequestTimeout => 408,
             Self::InvalidRequest => 400,
             Self::Conflict => 409,
             Self::RateLimited => 429,

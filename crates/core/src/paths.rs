@@ -40,7 +40,7 @@ impl RenditionKind {
     }
 
     /// The longest side of the rendition, in pixels.
-    pub fn max_side(self) -> u32 {
+    pub const fn max_side(self) -> u32 {
         match self {
             Self::Thumb => 256,
             Self::Preview => 1024,

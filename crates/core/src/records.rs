@@ -21,6 +21,13 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Customer {
+    /// The email as compared for uniqueness: one customer per address, whatever its case.
+    pub fn email_key(&self) -> String {
+        self.email.trim().to_lowercase()
+    }
+}
+
 /// An API key as stored: the SHA-256 of the secret, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {

@@ -5,14 +5,19 @@
 //!
 //! Collections: `customers/{id}`, `api_keys/{sha256 of the key}` (a key lookup is one document
 //! read), `images/{id}`, `idempotency/{customer}~{sha256 of the key}`, and
-//! `dedup/{customer}~{sha256 of the bytes}` naming the image that holds those bytes. Timestamps
+//! `dedup/{customer}~{sha256 of the bytes}` naming the image that holds those bytes, and
+//! `customer_emails/{sha256 of the folded email}` naming the customer with that email, which
+//! makes emails unique whatever their case. Timestamps
 //! are Firestore timestamps, which keep microseconds, as every backend does. The checks that must
 //! not race (a live duplicate, a used idempotency key) run inside a Firestore transaction together
 //! with the writes, as point reads of those documents: a query inside a transaction would lock
 //! the customer's whole range of images and make one customer's concurrent uploads abort each
-//! other. A transaction that still loses a race is aborted by Firestore and run again. A `dedup`
-//! marker whose image is gone or expired is stale and simply replaced; the TTL policy on its
-//! `expires_at` removes it.
+//! other. A transaction that still loses a race is aborted by Firestore and run again after a
+//! backoff with jitter, so racing uploads do not collide again in step. The transaction reads
+//! only the idempotency document and the marker: when the marker names a live image, the
+//! transaction is given up at once and the image is read outside it, so a worker updating that
+//! image never contends with the uploads that duplicate it. A `dedup` marker whose image is gone
+//! or expired is stale and simply replaced; the TTL policy on its `expires_at` removes it.
 //!
 //! Events go into `outbox/{event_id}` in the same commit as their change (the customer or image
 //! write, or the insert transaction), and are deleted once the publisher has them on the events
@@ -41,8 +46,21 @@ use uuid::Uuid;
 
 use crate::auth::TokenSource;
 
-/// How often a transaction that lost a race is tried again.
-const TRANSACTION_ATTEMPTS: usize = 8;
+/// How often a transaction that lost a race is tried; the waits between tries grow from
+/// [`RETRY_FIRST`] to [`RETRY_MAX`], each a random part of that (full jitter).
+const TRANSACTION_ATTEMPTS: u32 = 10;
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(25);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits before try `attempt` (from 1) of a transaction that lost a race.
+async fn backoff(attempt: u32) {
+    use rand::Rng;
+    let cap = RETRY_FIRST
+        .saturating_mul(1 << attempt.min(10))
+        .min(RETRY_MAX);
+    let wait = rand::rng().random_range(std::time::Duration::ZERO..=cap);
+    tokio::time::sleep(wait).await;
+}
 /// Documents written per commit (Firestore allows 500).
 const BATCH: usize = 400;
 
@@ -270,6 +288,10 @@ fn idempotency_id(customer: CustomerId, key: &str) -> String {
 
 fn dedup_id(customer: CustomerId, sha256: &str) -> String {
     format!("{customer}~{sha256}")
+}
+
+fn email_id(customer: &Customer) -> String {
+    hex::encode(Sha256::digest(customer.email_key().as_bytes()))
 }
 
 // ---- queries ----------------------------------------------------------------------------
@@ -523,10 +545,12 @@ impl FirestoreStore {
             .unwrap_or_default())
     }
 
-    /// One attempt at the insert transaction. Every read is a point read (the idempotency key,
-    /// the `dedup/{customer}~{sha256}` marker, the image it names), so transactions of one
-    /// customer's concurrent uploads touch different documents and do not contend.
-    async fn try_insert_image(&self, new: &NewImage) -> Result<Result<InsertOutcome, Refused>> {
+    /// One attempt at the insert transaction. Its reads are two point reads (the idempotency key
+    /// and the `dedup/{customer}~{sha256}` marker), so transactions of one customer's concurrent
+    /// uploads of different bytes touch different documents and do not contend. A marker naming
+    /// a live image ends the transaction: the image is read after it (see [`Attempt`]). A marker
+    /// naming `stale` is replaced.
+    async fn try_insert_image(&self, new: &NewImage, stale: Option<&str>) -> Result<Attempt> {
         let image = &new.image;
         let transaction = self.begin().await?;
         let idem_name = new
@@ -540,7 +564,13 @@ impl FirestoreStore {
         let found = if names.is_empty() {
             Vec::new()
         } else {
-            self.batch_get(&names, &transaction).await?
+            match self.batch_get(&names, &transaction).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.rollback(&transaction).await;
+                    return Err(e);
+                }
+            }
         };
         let named = |name: &Option<String>| {
             name.as_ref().and_then(|n| {
@@ -551,20 +581,17 @@ impl FirestoreStore {
         };
         if let Some(previous) = named(&idem_name) {
             self.rollback(&transaction).await;
-            return Ok(Ok(InsertOutcome::Replay(idempotency_from(previous)?)));
+            return Ok(Attempt::Done(InsertOutcome::Replay(idempotency_from(
+                previous,
+            )?)));
         }
         if let Some(marker) = named(&dedup_name)
             && let Some(existing) = get_str(marker, "image_id")
-            && let Some(doc) = self
-                .batch_get(&[self.name("images", &existing)], &transaction)
-                .await?
-                .first()
+            && get_ts(marker, "expires_at").is_some_and(|t| t > image.uploaded_at)
+            && stale != Some(existing.as_str())
         {
-            let existing = image_from(doc)?;
-            if existing.expires_at > image.uploaded_at {
-                self.rollback(&transaction).await;
-                return Ok(Ok(InsertOutcome::Duplicate(Box::new(existing))));
-            }
+            self.rollback(&transaction).await;
+            return Ok(Attempt::Marked(existing));
         }
         let mut writes = vec![json!({
             "update": {"name": self.name("images", &image.id.to_string()), "fields": image_fields(image)},
@@ -590,21 +617,89 @@ impl FirestoreStore {
         }
         let received = Event::image(EventType::ImageReceived, image, image.uploaded_at);
         writes.push(self.outbox_write(&received)?);
-        Ok(self
-            .commit(writes, Some(&transaction))
-            .await
-            .map(|()| InsertOutcome::Created))
+        Ok(match self.commit(writes, Some(&transaction)).await {
+            Ok(()) => Attempt::Done(InsertOutcome::Created),
+            Err(refused) => Attempt::Refused(refused),
+        })
     }
+
+    /// One attempt at changing a customer: the customer and the email markers in one
+    /// transaction, so two customers never end up with one email.
+    async fn try_update_customer(&self, customer: &Customer) -> Result<Result<(), Refused>> {
+        let transaction = self.begin().await?;
+        let name = self.name("customers", &customer.id.to_string());
+        let marker = self.name("customer_emails", &email_id(customer));
+        let found = match self
+            .batch_get(&[name.clone(), marker.clone()], &transaction)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                self.rollback(&transaction).await;
+                return Err(e);
+            }
+        };
+        let doc = |n: &str| {
+            found
+                .iter()
+                .find(|d| d.get("name").and_then(Value::as_str) == Some(n))
+        };
+        let Some(current) = doc(&name).map(customer_from).transpose()? else {
+            self.rollback(&transaction).await;
+            return Ok(Err(Refused::Precondition));
+        };
+        if doc(&marker)
+            .and_then(|m| get_str(m, "customer_id"))
+            .is_some_and(|owner| owner != customer.id.to_string())
+        {
+            self.rollback(&transaction).await;
+            return Err(email_taken());
+        }
+        let mut writes = vec![json!({
+            "update": {"name": name, "fields": customer_fields(customer)},
+            "currentDocument": {"exists": true},
+        })];
+        if email_id(&current) != email_id(customer) {
+            writes.push(self.delete_write(&self.name("customer_emails", &email_id(&current))));
+        }
+        writes.push(self.email_marker(customer));
+        let event = Event::customer(EventType::CustomerUpdated, customer, customer.updated_at);
+        writes.push(self.outbox_write(&event)?);
+        Ok(self.commit(writes, Some(&transaction)).await)
+    }
+
+    fn email_marker(&self, customer: &Customer) -> Value {
+        self.upsert(
+            "customer_emails",
+            &email_id(customer),
+            json!({"customer_id": string(&customer.id.to_string())}),
+        )
+    }
+}
+
+/// How one try of the insert transaction ended.
+enum Attempt {
+    Done(InsertOutcome),
+    /// The marker names this live image: the upload is its duplicate, unless the image is gone.
+    Marked(String),
+    Refused(Refused),
+}
+
+fn email_taken() -> StoreError {
+    StoreError::AlreadyExists("a customer with this email".to_owned())
 }
 
 #[async_trait]
 impl MetadataStore for FirestoreStore {
     async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()> {
+        let mut marker = self.email_marker(customer);
+        marker["currentDocument"] = json!({"exists": false});
         let writes = vec![
             json!({
                 "update": {"name": self.name("customers", &customer.id.to_string()), "fields": customer_fields(customer)},
                 "currentDocument": {"exists": false},
             }),
+            marker,
             self.upsert("api_keys", &key.hash, key_fields(key)),
             self.outbox_write(&Event::customer(
                 EventType::CustomerCreated,
@@ -614,10 +709,14 @@ impl MetadataStore for FirestoreStore {
         ];
         match self.commit(writes, None).await {
             Ok(()) => Ok(()),
-            Err(Refused::Precondition) => Err(StoreError::AlreadyExists(format!(
-                "customer {}",
-                customer.id
-            ))),
+            Err(Refused::Precondition) => {
+                let exists = self.get("customers", &customer.id.to_string()).await?;
+                Err(if exists.is_some() {
+                    StoreError::AlreadyExists(format!("customer {}", customer.id))
+                } else {
+                    email_taken()
+                })
+            }
             Err(Refused::Aborted) => Err(backend("customer creation aborted")),
             Err(Refused::Other(e)) => Err(e),
         }
@@ -632,20 +731,15 @@ impl MetadataStore for FirestoreStore {
     }
 
     async fn update_customer(&self, customer: &Customer) -> Result<()> {
-        let write = json!({
-            "update": {"name": self.name("customers", &customer.id.to_string()), "fields": customer_fields(customer)},
-            "currentDocument": {"exists": true},
-        });
-        let event = Event::customer(EventType::CustomerUpdated, customer, customer.updated_at);
-        match self
-            .commit(vec![write, self.outbox_write(&event)?], None)
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(Refused::Precondition) => Err(StoreError::NotFound),
-            Err(Refused::Aborted) => Err(backend("customer update aborted")),
-            Err(Refused::Other(e)) => Err(e),
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            match self.try_update_customer(customer).await? {
+                Ok(()) => return Ok(()),
+                Err(Refused::Aborted) => backoff(attempt).await,
+                Err(Refused::Precondition) => return Err(StoreError::NotFound),
+                Err(Refused::Other(e)) => return Err(e),
+            }
         }
+        Err(backend("customer update kept losing transaction races"))
     }
 
     async fn delete_customer(&self, id: CustomerId, at: Timestamp) -> Result<()> {
@@ -669,6 +763,7 @@ impl MetadataStore for FirestoreStore {
         }
         let deleted = Event::customer(EventType::CustomerDeleted, &customer, at);
         groups.push(vec![
+            self.delete_write(&self.name("customer_emails", &email_id(&customer))),
             self.delete_write(&self.name("customers", &id.to_string())),
             self.outbox_write(&deleted)?,
         ]);
@@ -734,14 +829,35 @@ impl MetadataStore for FirestoreStore {
                 "Firestore keeps no work queue: on Google Cloud the bucket notification queues the work",
             ));
         }
-        for _ in 0..TRANSACTION_ATTEMPTS {
-            match self.try_insert_image(new).await? {
-                Ok(outcome) => return Ok(outcome),
-                Err(Refused::Aborted) => continue,
-                Err(Refused::Precondition) => {
+        let mut stale: Option<String> = None;
+        let mut attempt = 0;
+        while attempt < TRANSACTION_ATTEMPTS {
+            match self.try_insert_image(new, stale.as_deref()).await? {
+                Attempt::Done(outcome) => return Ok(outcome),
+                Attempt::Marked(existing) => {
+                    let live = self
+                        .get("images", &existing)
+                        .await?
+                        .as_ref()
+                        .map(image_from)
+                        .transpose()?
+                        .filter(|i| i.expires_at > new.image.uploaded_at);
+                    match live {
+                        Some(image) => return Ok(InsertOutcome::Duplicate(Box::new(image))),
+                        // Deleted since: the marker is stale, and the next try replaces it.
+                        None => stale = Some(existing),
+                    }
+                }
+                Attempt::Refused(Refused::Aborted) => {
+                    // Usually another upload of the same bytes won: the next try finds its
+                    // marker. Wait a random while so the losers do not collide again in step.
+                    attempt += 1;
+                    backoff(attempt).await;
+                }
+                Attempt::Refused(Refused::Precondition) => {
                     return Err(StoreError::AlreadyExists(format!("image {}", new.image.id)));
                 }
-                Err(Refused::Other(e)) => return Err(e),
+                Attempt::Refused(Refused::Other(e)) => return Err(e),
             }
         }
         Err(backend("image insert kept losing transaction races"))
@@ -757,6 +873,30 @@ impl MetadataStore for FirestoreStore {
             .as_ref()
             .map(idempotency_from)
             .transpose()
+    }
+
+    async fn remember_answer(
+        &self,
+        customer: CustomerId,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let id = idempotency_id(customer, &record.key);
+        let mut write = self.upsert("idempotency", &id, idempotency_fields(customer, record));
+        write["currentDocument"] = json!({"exists": false});
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            match self.commit(vec![write.clone()], None).await {
+                Ok(()) => return Ok(None),
+                Err(Refused::Precondition) => {
+                    if let Some(first) = self.get("idempotency", &id).await? {
+                        return idempotency_from(&first).map(Some);
+                    }
+                    // Purged in between: record this one.
+                }
+                Err(Refused::Aborted) => backoff(attempt).await,
+                Err(Refused::Other(e)) => return Err(e),
+            }
+        }
+        Err(backend("recording an idempotent answer kept losing races"))
     }
 
     async fn find_live_duplicate(

@@ -34,6 +34,23 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
+/// The quadrant image as a progressive JPEG (whose decoders keep every DCT coefficient).
+pub fn progressive_jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = quadrant_rgb(width, height);
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 90);
+    encoder.set_progressive(true);
+    encoder
+        .encode(
+            img.as_raw(),
+            width as u16,
+            height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode progressive jpeg");
+    out
+}
+
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     encode(
         quadrant_rgb(width, height).as_raw(),
@@ -114,6 +131,123 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     chunk(&mut png, b"IHDR", &ihdr);
     chunk(&mut png, b"IDAT", &[]);
     png
+}
+
+/// The headers of a 16-bit RGBA PNG (eight bytes a pixel) and an empty image: what the memory
+/// estimate reads.
+pub fn deep_png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let ihdr = [
+        &width.to_be_bytes()[..],
+        &height.to_be_bytes(),
+        &[16, 6, 0, 0, 0],
+    ]
+    .concat();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &[]);
+    png
+}
+
+/// A real 16-bit RGBA PNG of `width` x `height`, written row by row (so a large one costs the
+/// test little memory): a red top-left quadrant on a grey ramp, fully opaque.
+pub fn deep_png(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Sixteen);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().expect("png header");
+    let mut stream = writer.stream_writer().expect("png stream");
+    for y in 0..height {
+        let row: Vec<u8> = (0..width)
+            .flat_map(|x| {
+                let grey = (40 + 150 * x / width.max(1)) as u16 * 257;
+                let [r, g, b] = if x < width / 2 && y < height / 2 {
+                    [220 * 257, 20 * 257, 20 * 257]
+                } else {
+                    [grey, grey, grey]
+                };
+                [r, g, b, u16::MAX].into_iter().flat_map(u16::to_be_bytes)
+            })
+            .collect();
+        std::io::Write::write_all(&mut stream, &row).expect("png row");
+    }
+    stream.finish().expect("png end");
+    drop(writer);
+    out
+}
+
+/// The quadrant image as an Adam7-interlaced 8-bit RGB PNG (the encoders at hand write none,
+/// so its passes are laid out here, in stored deflate blocks).
+pub fn interlaced_png(width: u32, height: u32) -> Vec<u8> {
+    let img = quadrant_rgb(width, height);
+    let passes = [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ];
+    let mut raw = Vec::new();
+    for (x0, y0, dx, dy) in passes {
+        if x0 >= width || y0 >= height {
+            continue;
+        }
+        for y in (y0..height).step_by(dy) {
+            raw.push(0);
+            for x in (x0..width).step_by(dx) {
+                raw.extend_from_slice(&img.get_pixel(x, y).0);
+            }
+        }
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let ihdr = [
+        &width.to_be_bytes()[..],
+        &height.to_be_bytes(),
+        &[8, 2, 0, 0, 1],
+    ]
+    .concat();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &stored_zlib(&raw));
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// `data` as a zlib stream of uncompressed blocks.
+fn stored_zlib(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x78, 0x01];
+    let blocks: Vec<&[u8]> = data.chunks(65_535).collect();
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(u8::from(i + 1 == blocks.len()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &byte in data {
+        a = (a + u32::from(byte)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    out.extend_from_slice(&((b << 16) | a).to_be_bytes());
+    out
+}
+
+/// A GIF whose logical screen is 1x1 but whose one frame declares `width` x `height`, with a
+/// few bytes of image data: the frame, not the screen, is what a decoder allocates.
+pub fn gif_frame_bomb(width: u16, height: u16) -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&[1, 0, 1, 0, 0x80, 0, 0]);
+    gif.extend_from_slice(&[0, 0, 0, 255, 255, 255]);
+    gif.push(0x2C);
+    gif.extend_from_slice(&[0, 0, 0, 0]);
+    gif.extend_from_slice(&width.to_le_bytes());
+    gif.extend_from_slice(&height.to_le_bytes());
+    gif.push(0);
+    gif.extend_from_slice(&[2, 2, 0x4C, 0x01, 0, 0x3B]);
+    gif
 }
 
 fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {

@@ -4,9 +4,12 @@
 //! worker. It is split by the order of the work:
 //!
 //! 1. [`inspect`] sniffs the format from the bytes (never the client's header) and reads the
-//!    dimensions from the header alone, so pixel bombs are refused before a byte is decoded.
+//!    headers alone: the dimensions, every frame a GIF declares, and how the pixels are stored.
+//!    Pixel bombs are refused before a byte is decoded, and so is an image whose processing
+//!    would need more memory than the whole decode budget; what it needs is an upper bound the
+//!    workers reserve before they decode.
 //! 2. [`process`] decodes once at the smallest size that still serves the largest rendition (JPEG
-//!    shrink-on-load in the DCT domain), converts to sRGB (ICC profiles, CMYK), applies the EXIF
+//!    shrink-on-load in the DCT domain, PNG and GIF shrunk row by row as they decode), converts to sRGB (ICC profiles, CMYK), applies the EXIF
 //!    orientation, makes the renditions from that one decode (the thumb from the preview), and
 //!    computes the perceptual hash and the average colour from the thumb.
 //!
@@ -21,9 +24,11 @@ mod decode;
 mod encode;
 mod exif;
 mod hash;
+mod header;
 mod orient;
 mod pipeline;
 mod resize;
+mod shrink;
 mod sniff;
 
 pub use pipeline::{Options, Processed, Rendition, process};
@@ -45,6 +50,10 @@ pub enum ImagingError {
     },
     #[error("image could not be decoded: {0}")]
     Corrupt(String),
+    #[error(
+        "processing this image would need {needed} bytes of memory, more than the decode budget of {limit} bytes; send it smaller, or with fewer bits per pixel"
+    )]
+    DecodeLimit { needed: u64, limit: u64 },
 }
 
 impl ImagingError {
@@ -54,6 +63,7 @@ impl ImagingError {
             Self::Unsupported(_) => ErrorCode::UnsupportedMediaType,
             Self::PixelLimit { .. } => ErrorCode::PixelLimitExceeded,
             Self::Corrupt(_) => ErrorCode::CorruptImage,
+            Self::DecodeLimit { .. } => ErrorCode::DecodeLimitExceeded,
         }
     }
 }

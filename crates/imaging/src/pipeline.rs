@@ -5,11 +5,16 @@ use imagelake_core::{paths::RenditionKind, records::ExifFacts};
 
 use crate::{Format, ImagingError, decode, encode, exif, hash, orient, resize, sniff};
 
+/// The longest side images are decoded at (at least): the preview's.
+pub(crate) const DECODE_TARGET: u32 = RenditionKind::Preview.max_side();
+
 /// What processing is allowed to do.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// Images with more pixels are refused before decoding.
+    /// Images with more pixels (canvas or any frame) are refused before decoding.
     pub max_pixels: u64,
+    /// Images whose processing needs more memory than this are refused before decoding.
+    pub max_decode_bytes: u64,
     /// Keep the GPS position in the EXIF facts (never in renditions).
     pub keep_gps: bool,
 }
@@ -18,6 +23,18 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             max_pixels: 100_000_000,
+            max_decode_bytes: 512 << 20,
+            keep_gps: false,
+        }
+    }
+}
+
+impl Options {
+    /// No limits: for tools that read trusted files.
+    pub fn unlimited() -> Self {
+        Self {
+            max_pixels: u64::MAX,
+            max_decode_bytes: u64::MAX,
             keep_gps: false,
         }
     }
@@ -55,18 +72,14 @@ impl Processed {
 
 /// Validates, decodes and turns an original into renditions and facts.
 pub fn process(bytes: &[u8], options: &Options) -> Result<Processed, ImagingError> {
-    let format = sniff(bytes)?;
+    let (header, _) = sniff::checked_header(bytes, options)?;
+    let format = header.format;
     let mut exif = exif::read(bytes);
     let orientation = exif.as_ref().and_then(|e| e.orientation).unwrap_or(1);
     if let Some(e) = exif.as_mut().filter(|_| !options.keep_gps) {
         e.gps = None;
     }
-    let decoded = decode::decode(
-        bytes,
-        format,
-        RenditionKind::Preview.max_side(),
-        options.max_pixels,
-    )?;
+    let decoded = decode::decode(bytes, &header, DECODE_TARGET, options.max_pixels)?;
     let mut resizer = Resizer::new();
     let preview = resize::to_fit(
         &decoded.pixels,

@@ -1,8 +1,12 @@
-//! Format from the bytes, dimensions from the header: the checks the API makes synchronously.
+//! Format from the bytes, dimensions and memory from the headers: the checks the API makes
+//! synchronously.
 
 use std::io::Cursor;
 
-use crate::ImagingError;
+use crate::{
+    ImagingError, Options,
+    header::{Header, Layout},
+};
 
 /// The formats imagelake decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,8 @@ pub struct Inspection {
     /// Stored width (before EXIF orientation).
     pub width: u32,
     pub height: u32,
+    /// The most memory processing the image takes, its own bytes included.
+    pub decode_bytes: u64,
 }
 
 /// Recognises a supported format from its magic bytes, or names the unsupported one.
@@ -112,100 +118,70 @@ fn known_unsupported(bytes: &[u8]) -> Option<&'static str> {
     None
 }
 
-/// Sniffs the format and reads the dimensions from the header only, refusing images over
-/// `max_pixels` before any pixel is decoded (memory stays bounded whatever the header claims).
-pub fn inspect(bytes: &[u8], max_pixels: u64) -> Result<Inspection, ImagingError> {
-    let format = sniff(bytes)?;
-    // The declared size decides, even when the rest of the file is broken: a bomb needs no pixels.
-    let (width, height) = match declared_size(bytes, format) {
-        Some(size) => size,
-        None => image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
-            .into_dimensions()
-            .map_err(|e| {
-                ImagingError::Corrupt(format!("unreadable {} header: {e}", format.name()))
-            })?,
-    };
-    check_pixels(width, height, max_pixels)?;
+/// Sniffs the format and reads the headers only, refusing images over `options.max_pixels`
+/// (the canvas or any frame) and images whose processing would need more than
+/// `options.max_decode_bytes`, before any pixel is decoded: memory stays bounded whatever the
+/// headers claim.
+pub fn inspect(bytes: &[u8], options: &Options) -> Result<Inspection, ImagingError> {
+    let (header, decode_bytes) = checked_header(bytes, options)?;
     Ok(Inspection {
-        format,
-        width,
-        height,
+        format: header.format,
+        width: header.width,
+        height: header.height,
+        decode_bytes,
     })
 }
 
-/// The width and height a file declares in its first header, read without a decoder.
-fn declared_size(bytes: &[u8], format: Format) -> Option<(u32, u32)> {
-    let be16 = |i: usize| {
-        Some(u32::from(u16::from_be_bytes(
-            bytes.get(i..i + 2)?.try_into().ok()?,
-        )))
+/// The headers, checked against the limits, and the memory processing will take.
+pub(crate) fn checked_header(
+    bytes: &[u8],
+    options: &Options,
+) -> Result<(Header, u64), ImagingError> {
+    let format = sniff(bytes)?;
+    // The declared size decides, even when the rest of the file is broken: a bomb needs no pixels.
+    let header = match Header::read(bytes, format) {
+        Some(header) => header,
+        None => fallback_header(bytes, format)?,
     };
-    let le16 = |i: usize| {
-        Some(u32::from(u16::from_le_bytes(
-            bytes.get(i..i + 2)?.try_into().ok()?,
-        )))
-    };
-    let be32 = |i: usize| Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?));
-    let le24 = |i: usize| {
-        Some(u32::from_le_bytes([
-            *bytes.get(i)?,
-            *bytes.get(i + 1)?,
-            *bytes.get(i + 2)?,
-            0,
-        ]))
-    };
-    match format {
-        Format::Png => (bytes.get(12..16)? == b"IHDR").then(|| Some((be32(16)?, be32(20)?)))?,
-        Format::Gif => Some((le16(6)?, le16(8)?)),
-        Format::Webp => match bytes.get(12..16)? {
-            b"VP8X" => Some((le24(24)? + 1, le24(27)? + 1)),
-            b"VP8L" => {
-                let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
-                Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
-            }
-            b"VP8 " => Some((le16(26)? & 0x3FFF, le16(28)? & 0x3FFF)),
-            _ => None,
-        },
-        Format::Jpeg => {
-            // Walk the marker segments to the first start-of-frame.
-            let mut i = 2;
-            loop {
-                while *bytes.get(i)? != 0xFF {
-                    i += 1;
-                }
-                while *bytes.get(i)? == 0xFF {
-                    i += 1;
-                }
-                let marker = *bytes.get(i)?;
-                i += 1;
-                if matches!(marker, 0xD0..=0xD9 | 0x01) {
-                    continue;
-                }
-                let is_frame =
-                    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
-                if is_frame {
-                    return Some((be16(i + 5)?, be16(i + 3)?));
-                }
-                i += usize::try_from(be16(i)?).ok()?;
-            }
-        }
-    }
-}
-
-pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ImagingError> {
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > limit {
-        return Err(ImagingError::PixelLimit {
-            width,
-            height,
-            pixels,
-            limit,
+    header.check_pixels(options.max_pixels)?;
+    let decode_bytes = header.decode_bytes(bytes.len(), crate::pipeline::DECODE_TARGET);
+    if decode_bytes > options.max_decode_bytes {
+        return Err(ImagingError::DecodeLimit {
+            needed: decode_bytes,
+            limit: options.max_decode_bytes,
         });
     }
-    if pixels == 0 {
-        return Err(ImagingError::Corrupt("image has no pixels".to_owned()));
-    }
-    Ok(())
+    Ok((header, decode_bytes))
+}
+
+/// Headers this crate's reader does not follow but a decoder might: the size from the `image`
+/// crate, and the most costly layout the format allows.
+fn fallback_header(bytes: &[u8], format: Format) -> Result<Header, ImagingError> {
+    let (width, height) =
+        image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
+            .into_dimensions()
+            .map_err(|e| {
+                ImagingError::Corrupt(format!("unreadable {} header: {e}", format.name()))
+            })?;
+    let layout = match format {
+        Format::Jpeg => Layout::Jpeg {
+            precision: 16,
+            progressive: true,
+            lossless: true,
+            components: vec![(1, 1); 4],
+        },
+        Format::Png => Layout::Png { bits_per_pixel: 64 },
+        Format::Gif => Layout::Gif {
+            frames: vec![(width, height)],
+        },
+        Format::Webp => Layout::Webp { animated: true },
+    };
+    Ok(Header {
+        format,
+        width,
+        height,
+        layout,
+    })
 }
 
 #[cfg(test)]
@@ -231,47 +207,43 @@ mod tests {
     }
 
     #[test]
-    fn reads_declared_sizes_without_a_decoder() {
-        use crate::fixtures;
-        assert_eq!(
-            declared_size(&fixtures::jpeg(300, 200), Format::Jpeg),
-            Some((300, 200))
-        );
-        assert_eq!(
-            declared_size(&fixtures::png(31, 17), Format::Png),
-            Some((31, 17))
-        );
-        assert_eq!(
-            declared_size(&fixtures::gif(40, 30), Format::Gif),
-            Some((40, 30))
-        );
-        assert_eq!(
-            declared_size(&fixtures::webp(123, 45), Format::Webp),
-            Some((123, 45))
-        );
-        assert_eq!(declared_size(b"\xFF\xD8\xFF", Format::Jpeg), None);
-    }
-
-    #[test]
     fn refuses_bombs_whose_header_is_all_there_is() {
         let sof = [0xFF, 0xC0, 0, 17, 8, 0xFD, 0xE8, 0xFD, 0xE8, 3];
         let jpeg = [&[0xFF, 0xD8][..], &sof, &[0xFF, 0xD9]].concat();
         assert!(matches!(
-            inspect(&jpeg, 100_000_000),
+            inspect(&jpeg, &Options::default()),
             Err(ImagingError::PixelLimit { width: 65_000, .. })
         ));
         let mut webp = b"RIFF\x16\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
         webp.extend_from_slice(&[0xFF, 0x3F, 0, 0xFF, 0x3F, 0]);
         assert!(matches!(
-            inspect(&webp, 100_000_000),
+            inspect(&webp, &Options::default()),
             Err(ImagingError::PixelLimit { width: 16_384, .. })
         ));
     }
 
     #[test]
+    fn refuses_frame_bombs_and_what_the_budget_cannot_hold() {
+        let frames = crate::fixtures::gif_frame_bomb(20_000, 10_000);
+        assert!(matches!(
+            inspect(&frames, &Options::default()),
+            Err(ImagingError::PixelLimit { width: 20_000, .. })
+        ));
+        let mut small = Options::default();
+        small.max_decode_bytes = 8 << 20;
+        let deep = crate::fixtures::deep_png_header(4_000, 3_000);
+        assert!(matches!(
+            inspect(&deep, &small),
+            Err(ImagingError::DecodeLimit { limit, .. }) if limit == 8 << 20
+        ));
+        let fits = inspect(&deep, &Options::default()).unwrap();
+        assert!(fits.decode_bytes > deep.len() as u64);
+    }
+
+    #[test]
     fn refuses_pixel_bombs_from_the_header() {
         let png = crate::fixtures::png_bomb(100_000, 100_000);
-        let err = inspect(&png, 100_000_000).unwrap_err();
+        let err = inspect(&png, &Options::default()).unwrap_err();
         assert!(
             matches!(err, ImagingError::PixelLimit { width: 100_000, .. }),
             "{err:?}"

@@ -185,6 +185,72 @@ fn broken_images_fail_with_a_reason() {
     ));
 }
 
+/// PNGs are shrunk while they decode: 16-bit, interlaced and large ones give the same picture
+/// as a plain 8-bit file, and the red quadrant is still red and top left.
+#[test]
+fn deep_interlaced_and_large_pngs_shrink_while_decoding() {
+    let plain = run(&fixtures::png(2400, 1800));
+    for (name, bytes) in [
+        ("16-bit RGBA", fixtures::deep_png(2400, 1800)),
+        ("interlaced", fixtures::interlaced_png(2400, 1800)),
+    ] {
+        let p = run(&bytes);
+        assert_eq!((p.width, p.height), (2400, 1800), "{name}");
+        let preview = &p.renditions[1];
+        assert_eq!(
+            (preview.width, preview.height),
+            (plain.renditions[1].width, plain.renditions[1].height),
+            "{name}"
+        );
+        let pixels = decode(&preview.bytes);
+        assert!(is_red(pixels.get_pixel(100, 100)), "{name}");
+        assert!(!is_red(pixels.get_pixel(900, 700)), "{name}");
+        assert_eq!(preview.content_type, "image/jpeg", "{name}: opaque");
+    }
+    // A small interlaced file decodes at full size, every pass in its place.
+    let small = run(&fixtures::interlaced_png(37, 23));
+    let thumb = decode(&small.renditions[0].bytes);
+    assert_eq!(thumb.dimensions(), (37, 23));
+    assert!(is_red(thumb.get_pixel(3, 3)) && !is_red(thumb.get_pixel(30, 20)));
+}
+
+/// A GIF frame larger than its screen is refused from the headers when it breaks the pixel
+/// limit, and one within the limit fails as a truncated image without taking its size.
+#[test]
+fn gif_frame_bombs_are_refused() {
+    let over = fixtures::gif_frame_bomb(20_000, 10_000);
+    assert!(matches!(
+        process(&over, &Options::default()),
+        Err(ImagingError::PixelLimit {
+            width: 20_000,
+            height: 10_000,
+            ..
+        })
+    ));
+    let at_limit = fixtures::gif_frame_bomb(10_000, 10_000);
+    assert!(matches!(
+        process(&at_limit, &Options::default()),
+        Err(ImagingError::Corrupt(_))
+    ));
+}
+
+/// An image whose processing needs more memory than the whole budget is refused before it is
+/// decoded, with its own code.
+#[test]
+fn the_decode_budget_refuses_what_it_cannot_hold() {
+    let progressive = fixtures::progressive_jpeg(3000, 2000);
+    let options = Options {
+        max_decode_bytes: 20 << 20,
+        ..Options::default()
+    };
+    let err = process(&progressive, &options).unwrap_err();
+    assert!(matches!(err, ImagingError::DecodeLimit { .. }), "{err:?}");
+    assert_eq!(err.code().as_str(), "decode_limit_exceeded");
+    assert!(err.to_string().contains("decode budget"), "{err}");
+    let p = run(&progressive);
+    assert!(is_red(decode(&p.renditions[1].bytes).get_pixel(50, 50)));
+}
+
 #[test]
 fn cmyk_and_icc_profiled_images_become_srgb() {
     let cmyk = run(&fixtures::cmyk_jpeg(400, 300));
@@ -223,6 +289,9 @@ fn damaged_files_never_panic() {
         fixtures::png_with_alpha(96, 64),
         fixtures::gif(96, 64),
         fixtures::webp(96, 64),
+        fixtures::interlaced_png(96, 64),
+        fixtures::deep_png(96, 64),
+        fixtures::progressive_jpeg(96, 64),
     ];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -233,7 +302,7 @@ fn damaged_files_never_panic() {
     };
     for original in &originals {
         for cut in (1..original.len()).step_by(original.len() / 40 + 1) {
-            let _ = imagelake_imaging::inspect(&original[..cut], 100_000_000);
+            let _ = imagelake_imaging::inspect(&original[..cut], &Options::default());
             let _ = process(&original[..cut], &Options::default());
         }
         for _ in 0..60 {
@@ -242,7 +311,7 @@ fn damaged_files_never_panic() {
                 let at = (next() as usize) % damaged.len();
                 damaged[at] = next() as u8;
             }
-            let _ = imagelake_imaging::inspect(&damaged, 100_000_000);
+            let _ = imagelake_imaging::inspect(&damaged, &Options::default());
             let _ = process(&damaged, &Options::default());
         }
     }

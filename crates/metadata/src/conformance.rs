@@ -455,6 +455,103 @@ pub async fn idempotency_keys_replay(store: &dyn MetadataStore) {
     assert_eq!(store.find_idempotent(c.id, "k1").await.unwrap(), None);
 }
 
+/// An answer that wrote no image (a duplicate) is remembered for its key once: the first answer
+/// stands, whoever asks later or at the same time.
+pub async fn answers_are_remembered_once(store: &dyn MetadataStore) {
+    let (c, _) = customer("remember");
+    let answer = |status: u16, body: &str| IdempotencyRecord {
+        key: "dup-key".into(),
+        request_hash: "h".into(),
+        status,
+        body: body.into(),
+        created_at: t0(),
+    };
+    let racing: Vec<IdempotencyRecord> = (0..6).map(|n| answer(200, &format!("{n}"))).collect();
+    let outcomes =
+        futures::future::join_all(racing.iter().map(|r| store.remember_answer(c.id, r))).await;
+    let mut earlier = Vec::new();
+    let mut recorded_now = 0;
+    for outcome in outcomes {
+        match outcome.unwrap() {
+            None => recorded_now += 1,
+            Some(first) => earlier.push(first),
+        }
+    }
+    assert_eq!(recorded_now, 1, "exactly one answer is recorded");
+    let recorded = store
+        .find_idempotent(c.id, "dup-key")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        earlier.iter().all(|e| *e == recorded),
+        "the others get the recorded answer back"
+    );
+    assert_eq!(
+        store
+            .remember_answer(c.id, &answer(201, "later"))
+            .await
+            .unwrap(),
+        Some(recorded.clone()),
+        "a later answer gets the first one back"
+    );
+    let inserted = NewImage {
+        image: image(c.id, t0(), "remember-sha"),
+        idempotency: Some(answer(201, "created")),
+    };
+    assert_eq!(
+        store.insert_image(&inserted, false).await.unwrap(),
+        InsertOutcome::Replay(recorded),
+        "an insert with a remembered key replays it"
+    );
+}
+
+/// One customer per email, whatever its case, on create and on update.
+pub async fn customer_emails_are_unique(store: &dyn MetadataStore) {
+    let (mut first, k1) = customer("unique");
+    first.email = "Ops@Unique.test".to_owned();
+    store.insert_customer(&first, &k1).await.unwrap();
+    let (mut twin, k2) = customer("unique-twin");
+    twin.email = "ops@unique.TEST".to_owned();
+    assert!(matches!(
+        store.insert_customer(&twin, &k2).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.get_customer(twin.id).await.unwrap(), None);
+    assert_eq!(store.find_key(&k2.hash).await.unwrap(), None);
+
+    let (other, k3) = customer("unique-other");
+    store.insert_customer(&other, &k3).await.unwrap();
+    let mut taking = other.clone();
+    taking.email = "OPS@unique.test".to_owned();
+    assert!(matches!(
+        store.update_customer(&taking).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(
+        store.get_customer(other.id).await.unwrap().unwrap().email,
+        other.email,
+        "a refused update changes nothing"
+    );
+    let mut recased = first.clone();
+    recased.email = "ops@unique.test".to_owned();
+    store.update_customer(&recased).await.unwrap();
+    let mut moved = recased.clone();
+    moved.email = "new@unique.test".to_owned();
+    store.update_customer(&moved).await.unwrap();
+    store
+        .insert_customer(&twin, &k2)
+        .await
+        .expect("the old email is free again");
+    store.delete_customer(twin.id, t0()).await.unwrap();
+    let (mut again, k4) = customer("unique-again");
+    again.email = "ops@unique.test".to_owned();
+    store
+        .insert_customer(&again, &k4)
+        .await
+        .expect("a deleted customer's email is free");
+}
+
 pub async fn listing_pages_newest_first(store: &dyn MetadataStore) {
     let (c, _) = customer("lister");
     let (other, _) = customer("lister-other");
@@ -635,7 +732,8 @@ macro_rules! metadata_conformance {
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
-            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
+            idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
+            listing_pages_newest_first, expired_images_oldest_first,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
     };
     ($make:expr) => {
@@ -643,7 +741,8 @@ macro_rules! metadata_conformance {
             customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
-            idempotency_keys_replay, listing_pages_newest_first, expired_images_oldest_first,
+            idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
+            listing_pages_newest_first, expired_images_oldest_first,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {

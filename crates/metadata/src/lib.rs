@@ -120,7 +120,9 @@ pub struct ImageQuery {
 /// Customers, keys, image records and idempotency keys.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
-    /// Creates a customer together with its first key (event `customer.created`).
+    /// Creates a customer together with its first key (event `customer.created`). Emails are
+    /// unique whatever their case ([`Customer::email_key`]): another customer's email fails
+    /// with [`StoreError::AlreadyExists`], here and in [`update_customer`](Self::update_customer).
     async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()>;
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>>;
     /// Fails with [`StoreError::NotFound`] when the customer does not exist (event
@@ -148,6 +150,14 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         customer: CustomerId,
         key: &str,
+    ) -> Result<Option<IdempotencyRecord>>;
+    /// Records `record` as the answer to its key unless an answer is recorded already; returns
+    /// that earlier answer then. For answers that write no image (a duplicate), so every later
+    /// request with the key gets the first answer.
+    async fn remember_answer(
+        &self,
+        customer: CustomerId,
+        record: &IdempotencyRecord,
     ) -> Result<Option<IdempotencyRecord>>;
     async fn find_live_duplicate(
         &self,

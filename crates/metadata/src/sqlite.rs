@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS customers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     email TEXT NOT NULL,
+    email_key TEXT,
     plan TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
@@ -106,11 +107,45 @@ CREATE TABLE IF NOT EXISTS leases (
 
 /// Brings a database made by an earlier version up to [`SCHEMA`].
 fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
-    let has_generation = conn
-        .prepare("SELECT 1 FROM pragma_table_info('images') WHERE name = 'generation'")?
-        .exists([])?;
-    if !has_generation {
+    let has_column = |table: &str, column: &str| {
+        conn.prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ))?
+        .exists([])
+    };
+    if !has_column("images", "generation")? {
         conn.execute("ALTER TABLE images ADD COLUMN generation INTEGER", [])?;
+    }
+    if !has_column("customers", "email_key")? {
+        conn.execute("ALTER TABLE customers ADD COLUMN email_key TEXT", [])?;
+    }
+    // Keys are folded in Rust (Unicode lower case), the same on every backend.
+    let unkeyed: Vec<Customer> = conn
+        .prepare("SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE email_key IS NULL")?
+        .query_map([], customer_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for customer in unkeyed {
+        conn.execute(
+            "UPDATE customers SET email_key = ?2 WHERE id = ?1",
+            params![customer.id.to_string(), customer.email_key()],
+        )?;
+    }
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email_key)",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Refuses an email that a customer other than `customer` has, case aside.
+fn check_email_free(conn: &Connection, customer: &Customer) -> Result<()> {
+    let taken = conn
+        .prepare("SELECT 1 FROM customers WHERE email_key = ?1 AND id != ?2")?
+        .exists(params![customer.email_key(), customer.id.to_string()])?;
+    if taken {
+        return Err(StoreError::AlreadyExists(
+            "a customer with this email".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -400,9 +435,12 @@ impl MetadataStore for SqliteStore {
         let (c, key) = (customer.clone(), key.clone());
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if customer_row(&tx, c.id)?.is_none() {
+                check_email_free(&tx, &c)?;
+            }
             let inserted = tx.execute(
-                "INSERT OR IGNORE INTO customers (id, name, email, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![c.id.to_string(), c.name, c.email, c.plan, to_micros(c.created_at), to_micros(c.updated_at)],
+                "INSERT OR IGNORE INTO customers (id, name, email, email_key, plan, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.id.to_string(), c.name, c.email, c.email_key(), c.plan, to_micros(c.created_at), to_micros(c.updated_at)],
             )?;
             if inserted == 0 {
                 return Err(StoreError::AlreadyExists(format!("customer {}", c.id)));
@@ -424,12 +462,13 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute(
-                "UPDATE customers SET name = ?2, email = ?3, plan = ?4, updated_at = ?5 WHERE id = ?1",
-                params![c.id.to_string(), c.name, c.email, c.plan, to_micros(c.updated_at)],
+                "UPDATE customers SET name = ?2, email = ?3, email_key = ?4, plan = ?5, updated_at = ?6 WHERE id = ?1",
+                params![c.id.to_string(), c.name, c.email, c.email_key(), c.plan, to_micros(c.updated_at)],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound);
             }
+            check_email_free(&tx, &c)?;
             record_event(&tx, &Event::customer(EventType::CustomerUpdated, &c, c.updated_at))?;
             tx.commit()?;
             Ok(())
@@ -579,6 +618,27 @@ impl MetadataStore for SqliteStore {
         let key = key.to_owned();
         self.call(move |conn| Ok(idempotent(conn, customer, &key)?))
             .await
+    }
+
+    async fn remember_answer(
+        &self,
+        customer: CustomerId,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let record = record.clone();
+        self.call(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(first) = idempotent(&tx, customer, &record.key)? {
+                return Ok(Some(first));
+            }
+            tx.execute(
+                "INSERT INTO idempotency (customer_id, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![customer.to_string(), record.key, record.request_hash, record.status, record.body, to_micros(record.created_at)],
+            )?;
+            tx.commit()?;
+            Ok(None)
+        })
+        .await
     }
 
     async fn find_live_duplicate(

@@ -3,8 +3,23 @@
 //! Keys are 192 random bits (`ilk_` + 48 hex digits): far too many to guess, so one SHA-256 is a
 //! sufficient at-rest hash (the approach of GitHub and Stripe tokens) and lookups stay a single
 //! indexed read. Only the hash and a short prefix are stored; the key itself is shown once.
+//!
+//! Failed authentications are limited per client address (`limits.auth_failures_per_second`):
+//! once an address has spent its failures, a request from it whose key this process has not
+//! seen succeed recently is answered `429` without a key lookup, so guessing keys costs the
+//! database nothing. Keys in use keep working from that address. The client address is the
+//! peer's, or, when the peer is a trusted proxy (`trusted_proxies`), the last address in
+//! `X-Forwarded-For` that is not a trusted proxy.
 
-use std::{fs, io::Write, path::Path};
+use std::{
+    collections::HashMap,
+    fs,
+    io::Write,
+    net::IpAddr,
+    path::Path,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use axum::{extract::FromRequestParts, http::request::Parts};
 use imagelake_core::{CustomerId, KeyId};
@@ -150,11 +165,24 @@ impl FromRequestParts<AppState> for Caller {
         let caller = if state.admin.matches(&hash) {
             Caller::Admin
         } else {
-            let key = state
-                .store
-                .find_key(&hash)
-                .await?
-                .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+            let client = client_address(parts, &state.trusted_proxies)
+                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            let now = state.clock.now();
+            if !state.known_keys.contains(&hash) {
+                state
+                    .auth_failures
+                    .peek(&client, now)
+                    .map_err(too_many_failures)?;
+            }
+            let Some(key) = state.store.find_key(&hash).await? else {
+                state.known_keys.forget(&hash);
+                state
+                    .auth_failures
+                    .check(&client, now)
+                    .map_err(too_many_failures)?;
+                return Err(ApiError::unauthorized("invalid or revoked API key"));
+            };
+            state.known_keys.remember(&hash);
             Caller::Customer {
                 id: key.customer_id,
                 key: key.id,
@@ -163,6 +191,77 @@ impl FromRequestParts<AppState> for Caller {
         state.limiter.check(&hash, state.clock.now())?;
         parts.extensions.insert(caller);
         Ok(caller)
+    }
+}
+
+fn too_many_failures(mut refused: ApiError) -> ApiError {
+    let wait = refused.retry_after.unwrap_or(1);
+    refused.message =
+        format!("too many failed authentications from this address; retry in {wait} s");
+    refused
+}
+
+/// The client's address: the peer's, or what trusted proxies say in `X-Forwarded-For`.
+pub fn client_address(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = crate::connections::peer(parts)?.ip();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+        .collect();
+    // Walk back from the nearest hop: the first one not a trusted proxy is the client; what lies
+    // before it was written by the client and proves nothing.
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(forwarded.first())
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
+/// Hashes of keys that authenticated in this process lately: their requests are looked up even
+/// from an address that has spent its failed authentications. A revoked key is still refused,
+/// by the lookup.
+#[derive(Default)]
+pub struct KnownKeys {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl KnownKeys {
+    const KEEP: Duration = Duration::from_secs(3600);
+    const MAX: usize = 100_000;
+
+    pub fn contains(&self, hash: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(hash).is_some_and(|at| at.elapsed() < Self::KEEP)
+    }
+
+    pub fn remember(&self, hash: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= Self::MAX {
+            seen.retain(|_, at| at.elapsed() < Self::KEEP);
+            if seen.len() >= Self::MAX {
+                seen.clear();
+            }
+        }
+        seen.insert(hash.to_owned(), Instant::now());
+    }
+
+    pub fn forget(&self, hash: &str) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(hash);
     }
 }
 
@@ -209,6 +308,49 @@ mod tests {
         assert!(a.starts_with(KEY_PREFIX) && a.len() == 52 && a.starts_with(&prefix));
         assert_eq!(hash_secret(&a), hash_secret(&a));
         assert_ne!(hash_secret(&a), hash_secret(&b));
+    }
+
+    fn request(peer: &str, forwarded: Option<&str>) -> Parts {
+        let mut builder = axum::http::Request::builder();
+        if let Some(value) = forwarded {
+            builder = builder.header("x-forwarded-for", value);
+        }
+        let (mut parts, ()) = builder.body(()).unwrap().into_parts();
+        let peer: std::net::SocketAddr = format!("{peer}:4000").parse().unwrap();
+        parts.extensions.insert(axum::extract::ConnectInfo(peer));
+        parts
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_a_trusted_proxy_forwards() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // An untrusted peer cannot claim another address.
+        assert_eq!(
+            client_address(&request("203.0.113.9", Some("1.2.3.4")), &trusted),
+            ip("203.0.113.9")
+        );
+        // Behind the proxy, the nearest untrusted hop; what the client wrote before it is ignored.
+        let spoofed = request("10.1.1.1", Some("1.2.3.4, 198.51.100.7, 10.2.2.2"));
+        assert_eq!(client_address(&spoofed, &trusted), ip("198.51.100.7"));
+        assert_eq!(
+            client_address(&request("10.1.1.1", None), &trusted),
+            ip("10.1.1.1")
+        );
+        assert_eq!(
+            client_address(&request("10.1.1.1", None), &[]),
+            ip("10.1.1.1")
+        );
+    }
+
+    #[test]
+    fn known_keys_are_remembered_until_forgotten() {
+        let known = KnownKeys::default();
+        assert!(!known.contains("h"));
+        known.remember("h");
+        assert!(known.contains("h"));
+        known.forget("h");
+        assert!(!known.contains("h"));
     }
 
     #[test]

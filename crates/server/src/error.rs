@@ -50,6 +50,17 @@ impl ApiError {
         )
     }
 
+    /// A request body that could not be read: over `limit`, too slow (`408`), or broken.
+    pub fn unreadable_body(e: &(dyn std::error::Error + 'static), limit: u64) -> Self {
+        if let Some(timeout) = find_cause::<crate::connections::BodyTimeout>(e) {
+            return Self::new(ErrorCode::RequestTimeout, timeout.to_string());
+        }
+        if find_cause::<http_body_util::LengthLimitError>(e).is_some() {
+            return Self::too_large(limit);
+        }
+        Self::invalid(format!("could not read the request body: {e}"))
+    }
+
     /// Logs the cause and answers a bare `internal`.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -68,10 +79,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
+        let headers = response.headers_mut();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        // The rest of a refused or abandoned body is not read: the connection cannot carry
+        // another request.
+        if matches!(
+            self.code,
+            ErrorCode::RequestTimeout | ErrorCode::PayloadTooLarge
+        ) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -99,6 +117,23 @@ impl From<imagelake_imaging::ImagingError> for ApiError {
     }
 }
 
+/// The first error of type `T` in `e`'s chain of causes.
+pub fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        source = err.source();
+    }
+    None
+}
+
+/// The largest JSON body (the default body limit of the router).
+pub const JSON_LIMIT: u64 = 64 * 1024;
+
 /// JSON bodies whose errors come back in the API's format, naming the field.
 pub struct JsonBody<T>(pub T);
 
@@ -119,7 +154,7 @@ where
                         "JSON bodies are limited to 64 KiB",
                     )
                 } else {
-                    Self::Rejection::invalid(format!("could not read the body: {e}"))
+                    Self::Rejection::unreadable_body(&e, JSON_LIMIT)
                 }
             })?;
         serde_json::from_slice(&bytes)

@@ -41,6 +41,15 @@ pub struct Upload {
     pub idempotency_key: Option<String>,
 }
 
+/// Who asked what, as idempotency keys compare requests.
+struct Identity {
+    customer: CustomerId,
+    key: Option<String>,
+    /// SHA-256 of the body's hash and the filename: the same key with another request is a
+    /// conflict.
+    hash: String,
+}
+
 /// The answer to an upload: status and JSON body.
 #[derive(Debug)]
 pub struct Answer {
@@ -57,13 +66,43 @@ pub fn image_body(image: &Image, duplicate: bool) -> Value {
     body
 }
 
-/// Keeps the last path component of a client's filename, without control characters, at most
-/// 255 characters. The name is metadata only; it never reaches a storage path.
+/// Keeps the last path component of a client's filename, without control characters and
+/// without the invisible and bidirectional formatting characters that make a name display as
+/// something else (`\u{202E}gpj.exe` shows as `exe.jpg`), at most 255 characters. The name is
+/// metadata only; it never reaches a storage path.
 pub fn clean_filename(raw: &str) -> Option<String> {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).take(255).collect();
+    let cleaned: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .take(255)
+        .collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty() && cleaned != "." && cleaned != "..").then(|| cleaned.to_owned())
+}
+
+/// Bidirectional controls, zero-width and other invisible formatting characters. The zero-width
+/// joiner and non-joiner stay: scripts and emoji need them, and they reorder nothing.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 /// Checks an `Idempotency-Key` value.
@@ -84,17 +123,22 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         ));
     }
     let sha256 = hex::encode(Sha256::digest(&upload.bytes));
-    let request_hash = hex::encode(Sha256::digest(format!(
-        "{sha256}/{}",
-        upload.filename.as_deref().unwrap_or("")
-    )));
-    if let Some(key) = &upload.idempotency_key {
+    let request = Identity {
+        customer: upload.customer,
+        key: upload.idempotency_key.clone(),
+        hash: hex::encode(Sha256::digest(format!(
+            "{sha256}/{}",
+            upload.filename.as_deref().unwrap_or("")
+        ))),
+    };
+    if let Some(key) = &request.key {
         check_idempotency_key(key)?;
         if let Some(previous) = state.store.find_idempotent(upload.customer, key).await? {
-            return replay(state, previous, &request_hash);
+            return replay(state, previous, &request.hash);
         }
     }
-    let format = match imagelake_imaging::inspect(&upload.bytes, state.settings.limits.max_pixels) {
+    let format = match imagelake_imaging::inspect(&upload.bytes, &state.settings.imaging_options())
+    {
         Ok(inspection) => inspection.format,
         // The bytes claim a supported format but the header is broken: accept them and let
         // processing record the reason, so the customer sees one place for every outcome.
@@ -112,12 +156,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             .find_live_duplicate(upload.customer, &sha256, now)
             .await?
     {
-        state.metrics.upload("duplicate");
-        return Ok(Answer {
-            status: StatusCode::OK,
-            body: image_body(&existing, true),
-            replayed: false,
-        });
+        return duplicate(state, &request, &existing).await;
     }
     let retention =
         chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
@@ -146,9 +185,9 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             original_options(state, &image),
         )
         .await?;
-    let idempotency = upload.idempotency_key.map(|key| IdempotencyRecord {
+    let idempotency = request.key.clone().map(|key| IdempotencyRecord {
         key,
-        request_hash: request_hash.clone(),
+        request_hash: request.hash.clone(),
         status: StatusCode::CREATED.as_u16(),
         body: body.to_string(),
         created_at: now,
@@ -176,16 +215,11 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         }
         Ok(InsertOutcome::Duplicate(existing)) => {
             discard(state, &location).await;
-            state.metrics.upload("duplicate");
-            Ok(Answer {
-                status: StatusCode::OK,
-                body: image_body(&existing, true),
-                replayed: false,
-            })
+            duplicate(state, &request, &existing).await
         }
         Ok(InsertOutcome::Replay(previous)) => {
             discard(state, &location).await;
-            replay(state, previous, &request_hash)
+            replay(state, previous, &request.hash)
         }
         Err(e) => {
             discard(state, &location).await;
@@ -212,6 +246,39 @@ fn original_options(state: &AppState, image: &Image) -> PutOptions {
         attributes,
         ..PutOptions::default()
     }
+}
+
+/// The answer to bytes the customer already has: `200` with the existing image. With an
+/// idempotency key, the answer is recorded as the key's first answer, unless a concurrent
+/// request with the key answered first: then that answer is given, so one key never gets two.
+async fn duplicate(
+    state: &AppState,
+    request: &Identity,
+    existing: &Image,
+) -> Result<Answer, ApiError> {
+    let body = image_body(existing, true);
+    if let Some(key) = &request.key {
+        let record = IdempotencyRecord {
+            key: key.clone(),
+            request_hash: request.hash.clone(),
+            status: StatusCode::OK.as_u16(),
+            body: body.to_string(),
+            created_at: state.clock.now(),
+        };
+        if let Some(first) = state
+            .store
+            .remember_answer(request.customer, &record)
+            .await?
+        {
+            return replay(state, first, &request.hash);
+        }
+    }
+    state.metrics.upload("duplicate");
+    Ok(Answer {
+        status: StatusCode::OK,
+        body,
+        replayed: false,
+    })
 }
 
 fn replay(
@@ -257,6 +324,20 @@ mod tests {
         );
         assert_eq!(clean_filename("a\u{0}b\n.png").as_deref(), Some("ab.png"));
         assert_eq!(clean_filename("../"), None);
+        assert_eq!(
+            clean_filename("\u{202E}gpj.exe").as_deref(),
+            Some("gpj.exe"),
+            "a right-to-left override is dropped"
+        );
+        assert_eq!(
+            clean_filename("a\u{200B}\u{2066}b\u{2069}\u{FEFF}.png").as_deref(),
+            Some("ab.png")
+        );
+        assert_eq!(clean_filename("\u{200F}\u{202C}"), None);
+        assert_eq!(
+            clean_filename("👨\u{200D}👩.jpg").as_deref(),
+            Some("👨\u{200D}👩.jpg")
+        );
         assert_eq!(clean_filename(".."), None);
     }
 

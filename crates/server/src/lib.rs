@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod budget;
+pub mod connections;
 pub mod direct;
 pub mod error;
 pub mod health;

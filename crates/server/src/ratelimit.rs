@@ -1,5 +1,6 @@
-//! Per-key token buckets: `requests_per_second` sustained, `burst` at once. A refused request
-//! gets `429` with `Retry-After`.
+//! Token buckets: `requests_per_second` sustained and `burst` at once per API key, and the same
+//! for failed authentications per client address. A refused request gets `429` with
+//! `Retry-After`.
 
 use std::{collections::HashMap, sync::Mutex};
 
@@ -29,6 +30,15 @@ impl RateLimiter {
 
     /// Takes one token from `key`'s bucket.
     pub fn check(&self, key: &str, now: Timestamp) -> Result<(), ApiError> {
+        self.take(key, now, 1.0)
+    }
+
+    /// Whether `key`'s bucket has a token, without taking it.
+    pub fn peek(&self, key: &str, now: Timestamp) -> Result<(), ApiError> {
+        self.take(key, now, 0.0)
+    }
+
+    fn take(&self, key: &str, now: Timestamp, cost: f64) -> Result<(), ApiError> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Full buckets carry no state worth keeping.
@@ -42,13 +52,13 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed(bucket.at, now) * self.rate).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= cost;
             return Ok(());
         }
         let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
         let mut err = ApiError::new(
             ErrorCode::RateLimited,
-            format!("too many requests for this key; retry in {wait} s"),
+            format!("too many requests; retry in {wait} s"),
         );
         err.retry_after = Some(wait);
         Err(err)
@@ -74,6 +84,9 @@ mod tests {
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert_eq!(err.retry_after, Some(1));
         limiter.check("other", t).expect("buckets are per key");
+        assert!(limiter.peek("k", t).is_err());
+        limiter.peek("other", t).expect("a peek takes nothing");
+        limiter.peek("other", t).expect("a peek takes nothing");
         limiter
             .check("k", t + chrono::Duration::milliseconds(600))
             .expect("refilled");

@@ -6,7 +6,12 @@ use std::net::SocketAddr;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{api, state::AppState, sweeper, worker};
+use crate::{
+    api,
+    connections::{self, Timeouts},
+    state::AppState,
+    sweeper, worker,
+};
 
 /// A started system; [`Running::shutdown`] stops it in order.
 pub struct Running {
@@ -73,16 +78,22 @@ pub async fn start_role(
         Role::Worker | Role::Ingest => api::ops_router(state.clone()),
         Role::All | Role::Api => api::router(state.clone()),
     };
-    let http = axum::serve(listener, router).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let limits = &state.settings.limits;
+    let timeouts = Timeouts {
+        header_read: limits.header_read_timeout.0,
+        body_idle: limits.body_idle_timeout.0,
+        body_total: limits.body_timeout.0,
+    };
+    let http = connections::serve(listener, router, timeouts, stop.clone());
     let task = tokio::spawn(async move {
-        let served = http.await;
+        http.await;
         tracing::info!("http stopped; finishing in-flight processing");
         workers_stop.cancel();
         for task in [workers, sweeper].into_iter().flatten() {
             task.await?;
         }
         tracing::info!("stopped");
-        Ok(served?)
+        Ok(())
     });
     tracing::info!(%addr, ?role, "imagelake is listening");
     Ok(Running {

@@ -23,6 +23,9 @@ pub struct Settings {
     /// Objects, the SQLite database and the generated admin token live here.
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Proxies and load balancers (addresses or CIDR ranges) whose `X-Forwarded-For` is believed
+    /// when limits per client address need the client's address. Empty: the peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// How long images and their metadata are kept.
     pub retention: HumanDuration,
     /// How often the sweeper deletes expired images.
@@ -216,7 +219,7 @@ pub enum ObjectBackend {
     Gcs,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest accepted request body in bytes.
@@ -224,12 +227,40 @@ pub struct Limits {
     /// Largest accepted image in pixels (width x height), checked from the header.
     pub max_pixels: u64,
     /// Upload bodies held in memory at once, in bytes; further uploads wait for room. This and
-    /// the worker count bound the process's memory, whatever the number of clients.
+    /// `max_decode_bytes` bound the process's memory, whatever the number of clients.
     pub max_inflight_upload_bytes: u64,
+    /// The part of `max_inflight_upload_bytes` one API key may hold, so that one key's slow or
+    /// stalled uploads never hold the whole budget. Default: a quarter of it (never less than
+    /// `max_body_bytes`).
+    pub max_inflight_upload_bytes_per_key: Option<u64>,
+    /// Memory the workers may use at once to decode and process images (the original, the
+    /// decoder's buffers and the pixels), shared by all workers. A large image waits for room;
+    /// one that needs more than all of it is refused with `decode_limit_exceeded`.
+    pub max_decode_bytes: u64,
     /// Sustained requests per second allowed per API key.
     pub requests_per_second: f64,
     /// Requests a key may make in a burst above the sustained rate.
     pub burst: u32,
+    /// Sustained failed authentications per second allowed per client address; beyond them,
+    /// requests without a valid key are answered `429` without a key lookup.
+    pub auth_failures_per_second: f64,
+    /// Failed authentications a client address may make in a burst.
+    pub auth_failure_burst: u32,
+    /// Longest time a client may take to send a request head (and longest idle keep-alive).
+    pub header_read_timeout: HumanDuration,
+    /// Longest wait for the next byte of a request body before `408`.
+    pub body_idle_timeout: HumanDuration,
+    /// Longest time for a whole request body before `408`.
+    pub body_timeout: HumanDuration,
+}
+
+impl Limits {
+    /// The upload budget one API key may hold, in bytes.
+    pub fn per_key_upload_bytes(&self) -> u64 {
+        self.max_inflight_upload_bytes_per_key
+            .unwrap_or(self.max_inflight_upload_bytes / 4)
+            .max(self.max_body_bytes)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -266,6 +297,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("imagelake-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
             retention: HumanDuration(Duration::from_secs(7 * 86_400)),
             sweep_interval: HumanDuration(Duration::from_secs(300)),
             admin_token: None,
@@ -287,8 +319,15 @@ impl Default for Limits {
             max_body_bytes: 50 * 1024 * 1024,
             max_pixels: 100_000_000,
             max_inflight_upload_bytes: 256 * 1024 * 1024,
+            max_inflight_upload_bytes_per_key: None,
+            max_decode_bytes: 512 * 1024 * 1024,
             requests_per_second: 20.0,
             burst: 100,
+            auth_failures_per_second: 1.0,
+            auth_failure_burst: 20,
+            header_read_timeout: HumanDuration(Duration::from_secs(30)),
+            body_idle_timeout: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(600)),
         }
     }
 }
@@ -366,12 +405,40 @@ impl Settings {
                     .into(),
             );
         }
+        self.parsed_trusted_proxies()?;
         let needs_project =
             self.metadata.backend == MetadataBackend::Firestore || self.work_from_notifications();
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {
             return Err("Firestore and Pub/Sub need gcp.project".into());
         }
         self.kafka.check_topics()
+    }
+}
+
+impl Settings {
+    /// What the imaging crate may do under these settings.
+    pub fn imaging_options(&self) -> imagelake_imaging::Options {
+        imagelake_imaging::Options {
+            max_pixels: self.limits.max_pixels,
+            max_decode_bytes: self.limits.max_decode_bytes,
+            keep_gps: self.processing.keep_gps,
+        }
+    }
+
+    /// `trusted_proxies` as address ranges; a bare address is a range of one.
+    pub fn parsed_trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.trusted_proxies
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        format!("trusted_proxies: {entry:?} is not an IP address or CIDR range")
+                    })
+            })
+            .collect()
     }
 }
 

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use imagelake_core::{Clock, SystemClock};
 use imagelake_metadata::{MetadataStore, SqliteStore, WorkQueue};
 use object_store::{ObjectStore, local::LocalFileSystem};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use crate::{
-    auth::AdminToken,
+    auth::{AdminToken, KnownKeys},
+    budget::{DecodeBudget, UploadBudget},
     direct::UploadUrls,
     metrics::Metrics,
     ratelimit::RateLimiter,
@@ -25,10 +26,18 @@ pub struct AppState {
     pub admin: AdminToken,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<RateLimiter>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<RateLimiter>,
+    /// Keys that authenticated lately (see `auth`).
+    pub known_keys: Arc<KnownKeys>,
+    /// Whose `X-Forwarded-For` is believed (`trusted_proxies`).
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Wakes idle workers when new work was queued in this process.
     pub work_ready: Arc<Notify>,
-    /// Room for upload bodies in memory, in MiB (see `Limits::max_inflight_upload_bytes`).
-    pub upload_budget: Arc<Semaphore>,
+    /// Room for upload bodies in memory (`limits.max_inflight_upload_bytes`, shared per key).
+    pub upload_budget: Arc<UploadBudget>,
+    /// Room for decoding images, shared by the workers (`limits.max_decode_bytes`).
+    pub decode_budget: Arc<DecodeBudget>,
     /// What the other parts of this process (the Kafka consumer) report for `/readyz`.
     pub health: Arc<crate::health::Health>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
@@ -89,11 +98,16 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin: AdminToken,
     ) -> Self {
-        let upload_budget = Arc::new(Semaphore::new(budget_mib(&settings)));
-        let limiter = Arc::new(RateLimiter::new(
-            settings.limits.requests_per_second,
-            settings.limits.burst,
+        let limits = &settings.limits;
+        let upload_budget = Arc::new(UploadBudget::new(limits));
+        let decode_budget = Arc::new(DecodeBudget::new(limits.max_decode_bytes));
+        let limiter = Arc::new(RateLimiter::new(limits.requests_per_second, limits.burst));
+        let auth_failures = Arc::new(RateLimiter::new(
+            limits.auth_failures_per_second,
+            limits.auth_failure_burst,
         ));
+        // `Settings::check` refuses what does not parse; unchecked settings (tests) trust no one.
+        let trusted_proxies = Arc::new(settings.parsed_trusted_proxies().unwrap_or_default());
         Self {
             settings: Arc::new(settings),
             objects,
@@ -103,8 +117,12 @@ impl AppState {
             admin,
             metrics: Arc::new(Metrics::default()),
             limiter,
+            auth_failures,
+            known_keys: Arc::default(),
+            trusted_proxies,
             work_ready: Arc::new(Notify::new()),
             upload_budget,
+            decode_budget,
             upload_urls: None,
             health: Arc::default(),
             #[cfg(feature = "gcp")]
@@ -276,18 +294,4 @@ fn firestore(_: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
 #[cfg(not(feature = "gcp"))]
 async fn pubsub(_: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
     anyhow::bail!("queue.backend = \"pubsub\" needs a build with the `gcp` feature")
-}
-
-/// The upload budget in MiB; never smaller than one maximal body, so every upload can proceed.
-fn budget_mib(settings: &Settings) -> usize {
-    let limits = &settings.limits;
-    let bytes = limits.max_inflight_upload_bytes.max(limits.max_body_bytes);
-    usize::try_from(bytes.div_ceil(1 << 20))
-        .unwrap_or(Semaphore::MAX_PERMITS)
-        .min(Semaphore::MAX_PERMITS)
-}
-
-/// The MiB of upload budget a body of `bytes` takes.
-pub fn budget_for(bytes: u64) -> u32 {
-    u32::try_from(bytes.div_ceil(1 << 20).max(1)).unwrap_or(u32::MAX)
 }

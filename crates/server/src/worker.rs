@@ -19,7 +19,7 @@ use imagelake_core::{
     ErrorCode, paths,
     records::{ErrorInfo, Image, ImageStatus, Job, ProcessedFacts, RenditionInfo},
 };
-use imagelake_imaging::{ImagingError, Options, Processed};
+use imagelake_imaging::{ImagingError, Processed};
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use sha2::{Digest, Sha256};
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -228,14 +228,31 @@ async fn duplicate_of(
     }))
 }
 
-/// Runs the pure imaging step off the async runtime; a panic in a decoder is a corrupt image.
+/// Runs the pure imaging step off the async runtime, within the decode budget: the image's
+/// headers say how much memory it takes, and that much of the workers' shared budget is held
+/// while it runs. A panic in a decoder is a corrupt image.
 async fn run_imaging(
     state: &AppState,
     bytes: Bytes,
 ) -> Result<Result<Processed, ErrorInfo>, String> {
-    let options = Options {
-        max_pixels: state.settings.limits.max_pixels,
-        keep_gps: state.settings.processing.keep_gps,
+    let options = state.settings.imaging_options();
+    let refused = |e: ImagingError| {
+        Ok(Err(ErrorInfo {
+            code: e.code(),
+            message: e.to_string(),
+        }))
+    };
+    let needed = match imagelake_imaging::inspect(&bytes, &options) {
+        Ok(inspection) => inspection.decode_bytes,
+        // A broken header: the decoder says why, within the smallest reservation.
+        Err(ImagingError::Corrupt(_)) => 0,
+        Err(e) => return refused(e),
+    };
+    let Some(_room) = state.decode_budget.reserve(needed).await else {
+        return refused(ImagingError::DecodeLimit {
+            needed,
+            limit: state.decode_budget.bytes(),
+        });
     };
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {

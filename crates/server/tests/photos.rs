@@ -54,7 +54,8 @@ async fn real_photographs_are_processed_and_served() {
     for (bytes, id) in &uploads {
         let record = server.wait_settled(&key, id).await;
         assert_eq!(record["status"], "processed", "{record}");
-        let header = imagelake_imaging::inspect(bytes, u64::MAX).unwrap();
+        let header =
+            imagelake_imaging::inspect(bytes, &imagelake_imaging::Options::unlimited()).unwrap();
         let (w, h) = (
             record["width"].as_u64().unwrap() as u32,
             record["height"].as_u64().unwrap() as u32,
@@ -151,7 +152,8 @@ async fn orientation_and_gps_on_a_real_photo() {
         .find(|p| p.extension().is_some_and(|e| e == "jpg"))
         .unwrap();
     let bytes = std::fs::read(&photo).unwrap();
-    let header = imagelake_imaging::inspect(&bytes, u64::MAX).unwrap();
+    let header =
+        imagelake_imaging::inspect(&bytes, &imagelake_imaging::Options::unlimited()).unwrap();
     let tagged = fixtures::with_exif(
         &bytes,
         &ExifSpec {

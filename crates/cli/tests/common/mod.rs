@@ -62,7 +62,7 @@ pub async fn create_customer(
     let created: Value = client
         .post(format!("{}/v1/customers", server.base))
         .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": name, "email": format!("{name}@example.test")}))
+        .json(&serde_json::json!({"name": name, "email": unique_email(name)}))
         .send()
         .await
         .unwrap()
@@ -201,4 +201,15 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// An email no other test's customer has, in this run or an earlier one on the same emulator:
+/// emails are unique per metadata store.
+pub fn unique_email(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{name}-{}-{n}-{nanos}@example.test", std::process::id())
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::{
     Json,
     body::Body,
-    extract::{FromRequest, Multipart, Path, Query, Request, State},
+    extract::{FromRequest, Multipart, Path, Query, Request, State, multipart::MultipartError},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -14,7 +14,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use imagelake_core::{
-    CustomerId, ImageId,
+    CustomerId, ErrorCode, ImageId,
     paths::{self, RenditionKind},
     records::Image,
 };
@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 
 use super::parse_id;
 use crate::{
-    auth::CustomerCaller,
+    auth::{Caller, CustomerCaller},
     error::ApiError,
     ingest::{self, Upload, clean_filename},
     state::AppState,
@@ -96,12 +96,21 @@ pub async fn upload(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
-    // Wait for room before reading the body: the bodies held at once stay within the budget.
+    if is_multipart && idempotency_key.is_some() {
+        return Err(ApiError::invalid(
+            "Idempotency-Key is not supported on multipart uploads; upload files one by one to use it",
+        ));
+    }
+    let key = match request.extensions().get::<Caller>() {
+        Some(Caller::Customer { key, .. }) => *key,
+        _ => return Err(ApiError::internal(&"upload without a customer key")),
+    };
+    // Wait for room before reading the body: the bodies held at once stay within the budget,
+    // and within this key's share of it.
     let _room = state
         .upload_budget
-        .acquire_many(crate::state::budget_for(declared.unwrap_or(limit)))
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .reserve(key, declared.unwrap_or(limit))
+        .await;
     let (parts, body) = request.into_parts();
     let limited = Body::new(Limited::new(
         body,
@@ -109,11 +118,6 @@ pub async fn upload(
     ));
     let request = Request::from_parts(parts, limited);
     if is_multipart {
-        if idempotency_key.is_some() {
-            return Err(ApiError::invalid(
-                "Idempotency-Key is not supported on multipart uploads; upload files one by one to use it",
-            ));
-        }
         return upload_batch(&state, customer, request).await;
     }
     let bytes = read_body(request.into_body(), declared, limit).await?;
@@ -143,34 +147,16 @@ async fn read_body(mut body: Body, declared: Option<u64>, limit: u64) -> Result<
     let capacity = usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0);
     let mut buffer = bytes::BytesMut::with_capacity(capacity);
     while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    buffer.extend_from_slice(&data);
-                }
-            }
-            Err(e) if is_length_limit(&e) => return Err(ApiError::too_large(limit)),
-            Err(e) => {
-                return Err(ApiError::invalid(format!(
-                    "could not read the request body: {e}"
-                )));
-            }
+        let frame = frame.map_err(|e| ApiError::unreadable_body(&e, limit))?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
         }
     }
     Ok(buffer.freeze())
 }
 
-fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
+/// A multipart body: every `file` part is one upload, read and accepted in turn, so one part is
+/// held in memory at a time.
 async fn upload_batch(
     state: &AppState,
     customer: CustomerId,
@@ -180,32 +166,29 @@ async fn upload_batch(
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?;
+    let multipart_error = |e: MultipartError| {
+        let refused = ApiError::unreadable_body(&e, limit);
+        if refused.code == ErrorCode::InvalidRequest {
+            ApiError::invalid(format!("invalid multipart body: {e}"))
+        } else {
+            refused
+        }
+    };
     let mut results = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) if is_length_limit(&e) || e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::too_large(limit));
-            }
-            Err(e) => return Err(ApiError::invalid(format!("invalid multipart body: {e}"))),
-        };
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         if field.name() != Some("file") {
             continue;
         }
         let filename = field.file_name().and_then(clean_filename);
-        let bytes = match field.bytes().await {
-            Ok(bytes) => bytes,
-            Err(e) if is_length_limit(&e) || e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::too_large(limit));
-            }
-            Err(e) => return Err(ApiError::invalid(format!("invalid multipart body: {e}"))),
-        };
+        let mut buffer = bytes::BytesMut::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            buffer.extend_from_slice(&chunk);
+        }
         let outcome = ingest::accept(
             state,
             Upload {
                 customer,
-                bytes,
+                bytes: buffer.freeze(),
                 filename: filename.clone(),
                 idempotency_key: None,
             },

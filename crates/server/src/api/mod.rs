@@ -113,7 +113,13 @@ fn api_routes() -> Router<AppState> {
             "/v1/customers/{id}/keys/{key_id}",
             axum::routing::delete(customers::revoke_key),
         )
-        .route("/v1/images", post(images::upload).get(images::list))
+        .route(
+            "/v1/images",
+            // Uploads read their body themselves, within `limits.max_body_bytes`.
+            post(images::upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(images::list),
+        )
         .route("/v1/uploads", post(uploads::create))
         .route(
             "/v1/images/{id}",
@@ -141,7 +147,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             )
         })
         // JSON bodies are small; uploads read their own body with the configured limit.
-        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(DefaultBodyLimit::max(crate::error::JSON_LIMIT as usize))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 imagelake_core::ErrorCode::Internal,

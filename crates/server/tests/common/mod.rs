@@ -134,7 +134,7 @@ impl TestServer {
                 self.client
                     .post(self.url("/v1/customers"))
                     .bearer_auth(ADMIN)
-                    .json(&json!({"name": name, "email": format!("{name}@example.test")})),
+                    .json(&json!({"name": name, "email": unique_email(name)})),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -283,4 +283,15 @@ pub async fn emulator_bucket(prefix: &str) -> String {
         .expect("GCS emulator answers");
     assert!(created.status().is_success(), "bucket {bucket} created");
     bucket
+}
+
+/// An email no other test's customer has, in this run or an earlier one on the same emulator:
+/// emails are unique per metadata store.
+pub fn unique_email(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{name}-{}-{n}-{nanos}@example.test", std::process::id())
 }

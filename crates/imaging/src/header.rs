@@ -1,0 +1,438 @@
+//! What a file's headers say, read without decoding a pixel: its size, how its pixels are laid
+//! out, every frame it declares, and from that the most memory processing it can take.
+//!
+//! The pixel limit is checked against the largest thing a decoder will allocate, not only the
+//! declared canvas: a GIF with a 1x1 screen can declare a 10000x10000 frame, and a 16-bit RGBA
+//! PNG holds eight bytes a pixel where a JPEG holds three. [`Header::decode_bytes`] is an upper
+//! bound on what [`crate::process`] allocates for the image, including the original's bytes;
+//! the workers reserve that much of their shared decode budget before they start.
+
+use crate::{Format, ImagingError, shrink};
+
+/// What the headers declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub format: Format,
+    /// Stored width and height (before EXIF orientation); for GIF the logical screen.
+    pub width: u32,
+    pub height: u32,
+    pub layout: Layout,
+}
+
+/// How the pixels are stored, as far as memory goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    Jpeg {
+        precision: u8,
+        progressive: bool,
+        lossless: bool,
+        /// Horizontal and vertical sampling factors of each component.
+        components: Vec<(u8, u8)>,
+    },
+    Png {
+        /// Bits a pixel takes in a row as stored (samples x bit depth).
+        bits_per_pixel: u32,
+    },
+    Gif {
+        /// Width and height of every image descriptor in the file.
+        frames: Vec<(u32, u32)>,
+    },
+    Webp {
+        animated: bool,
+    },
+}
+
+/// Allocations not proportional to the image: the two renditions, the resizer's buffers, the
+/// encoders, the EXIF and ICC readers, the decoders' tables.
+const FIXED: u64 = 24 << 20;
+
+impl Header {
+    /// Reads the headers of `bytes`, already sniffed as `format`; `None` when they are
+    /// incomplete or malformed.
+    pub fn read(bytes: &[u8], format: Format) -> Option<Self> {
+        let (width, height, layout) = match format {
+            Format::Jpeg => jpeg(bytes)?,
+            Format::Png => png(bytes)?,
+            Format::Gif => gif(bytes)?,
+            Format::Webp => webp(bytes)?,
+        };
+        Some(Self {
+            format,
+            width,
+            height,
+            layout,
+        })
+    }
+
+    /// Refuses images whose canvas or any frame has more than `max_pixels`, or none.
+    pub fn check_pixels(&self, max_pixels: u64) -> Result<(), ImagingError> {
+        check_pixels(self.width, self.height, max_pixels)?;
+        if let Layout::Gif { frames } = &self.layout {
+            for &(w, h) in frames {
+                // An empty frame draws nothing; a large one is refused like a large canvas.
+                if u64::from(w) * u64::from(h) > max_pixels {
+                    check_pixels(w, h, max_pixels)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The most memory processing this image takes, in bytes: its `original_len` bytes, the
+    /// decoder's buffers, the pixels at the size they are decoded to, and the renditions.
+    pub fn decode_bytes(&self, original_len: usize, target: u32) -> u64 {
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        let decoder = match &self.layout {
+            Layout::Jpeg {
+                precision,
+                progressive,
+                lossless,
+                components,
+            } => jpeg_bytes(
+                w,
+                h,
+                *precision,
+                *progressive,
+                *lossless,
+                components,
+                target,
+            ),
+            Layout::Png { bits_per_pixel } => {
+                let row = (w * u64::from(*bits_per_pixel)).div_ceil(8) + 1;
+                // The decoder's current and previous rows and its unfiltering window, then the
+                // row expanded to 8-bit RGBA, then the shrinking canvas.
+                4 * row + 8 * w + (1 << 20) + self.canvas_bytes(target)
+            }
+            Layout::Gif { frames } => {
+                let widest = frames.iter().map(|f| u64::from(f.0)).max().unwrap_or(0);
+                // One RGBA row of the frame and the decoder's tables, then the canvas.
+                8 * widest + (1 << 20) + self.canvas_bytes(target)
+            }
+            Layout::Webp { animated } => {
+                // image-webp decodes the whole frame: RGBA output, YUV planes and alpha for lossy,
+                // a second RGBA buffer for lossless without alpha; an animation composites on a
+                // canvas besides. Then the shrinking canvas.
+                let per_pixel = if *animated { 16 } else { 8 };
+                per_pixel * w * h + self.canvas_bytes(target)
+            }
+        };
+        original_len as u64 + decoder + FIXED
+    }
+
+    /// The shrinking canvas, the pixels it yields, and their sRGB copies.
+    fn canvas_bytes(&self, target: u32) -> u64 {
+        let (out_w, out_h) = shrink::output_size(self.width, self.height, target);
+        let pixels = u64::from(out_w) * u64::from(out_h);
+        // The RGBA pixels at once, or sums and a count a pixel while shrinking (see `shrink`);
+        // then RGBA, RGB and colour-converted copies, and the resizer's source.
+        let canvas = match shrink::factor(self.width, self.height, target) {
+            1 => 4,
+            2..=shrink::SMALL_FACTOR => 9,
+            _ => 20,
+        };
+        pixels * (canvas + 4 + 3 + 4 + 4)
+    }
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ImagingError> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limit {
+        return Err(ImagingError::PixelLimit {
+            width,
+            height,
+            pixels,
+            limit,
+        });
+    }
+    if pixels == 0 {
+        return Err(ImagingError::Corrupt("image has no pixels".to_owned()));
+    }
+    Ok(())
+}
+
+/// JPEG: the decoded planes at the scale the decoder picks, the colour-converted copy, and for
+/// progressive files the whole image's DCT coefficients (two bytes each, at full size whatever
+/// the output scale: every scan adds to them).
+fn jpeg_bytes(
+    w: u64,
+    h: u64,
+    precision: u8,
+    progressive: bool,
+    lossless: bool,
+    components: &[(u8, u8)],
+    target: u32,
+) -> u64 {
+    let longest = w.max(h);
+    // The coarsest power-of-two scale whose output still covers `target`: libjpeg-turbo's M/8
+    // scale is never larger, and lossless files are not scaled at all.
+    let divisor = if lossless {
+        1
+    } else {
+        [8, 4, 2]
+            .into_iter()
+            .find(|d| longest.div_ceil(*d) >= u64::from(target))
+            .unwrap_or(1)
+    };
+    let out = w.div_ceil(divisor) * h.div_ceil(divisor);
+    let sample = if precision > 8 { 2 } else { 1 };
+    let count = components.len().max(1) as u64;
+    let planes = out * count * sample;
+    let (hmax, vmax) = components.iter().fold((1u64, 1u64), |(a, b), &(hs, vs)| {
+        (a.max(u64::from(hs)), b.max(u64::from(vs)))
+    });
+    let coefficients: u64 = if progressive {
+        components
+            .iter()
+            .map(|&(hs, vs)| {
+                let (hs, vs) = (u64::from(hs.max(1)), u64::from(vs.max(1)));
+                let cols = (w * hs).div_ceil(hmax).div_ceil(8).next_multiple_of(hs);
+                let rows = (h * vs).div_ceil(vmax).div_ceil(8).next_multiple_of(vs);
+                cols * rows * 64 * 2
+            })
+            .sum()
+    } else {
+        // One row of MCUs at a time, a few copies.
+        w.next_multiple_of(8 * hmax) * 8 * vmax * count * 2 * 4
+    };
+    let (out_w, out_h) = (w.div_ceil(divisor), h.div_ceil(divisor));
+    let converted = out_w * out_h * (3 + 3 + 4);
+    coefficients + planes + converted
+}
+
+fn be16(bytes: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes(
+        bytes.get(i..i + 2)?.try_into().ok()?,
+    )))
+}
+
+fn le16(bytes: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from(u16::from_le_bytes(
+        bytes.get(i..i + 2)?.try_into().ok()?,
+    )))
+}
+
+fn be32(bytes: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+}
+
+fn le24(bytes: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_le_bytes([
+        *bytes.get(i)?,
+        *bytes.get(i + 1)?,
+        *bytes.get(i + 2)?,
+        0,
+    ]))
+}
+
+/// Walks the marker segments to the first start-of-frame.
+fn jpeg(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    let mut i = 2;
+    loop {
+        while *bytes.get(i)? != 0xFF {
+            i += 1;
+        }
+        while *bytes.get(i)? == 0xFF {
+            i += 1;
+        }
+        let marker = *bytes.get(i)?;
+        i += 1;
+        if matches!(marker, 0xD0..=0xD9 | 0x01) {
+            continue;
+        }
+        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame {
+            let precision = *bytes.get(i + 2)?;
+            let (height, width) = (be16(bytes, i + 3)?, be16(bytes, i + 5)?);
+            // A frame header cut short still declares its size: the pixel limit needs no more.
+            let count = bytes.get(i + 7).map_or(3, |&n| usize::from(n));
+            let components = (0..count)
+                .map(|c| {
+                    bytes
+                        .get(i + 8 + 3 * c + 1)
+                        .map_or((1, 1), |&f| (f >> 4, f & 0x0F))
+                })
+                .collect();
+            let layout = Layout::Jpeg {
+                precision,
+                progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
+                components,
+            };
+            return Some((width, height, layout));
+        }
+        i += usize::try_from(be16(bytes, i)?).ok()?;
+    }
+}
+
+fn png(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    if bytes.get(12..16)? != b"IHDR" {
+        return None;
+    }
+    let (width, height) = (be32(bytes, 16)?, be32(bytes, 20)?);
+    let depth = u32::from(*bytes.get(24)?);
+    let samples = match *bytes.get(25)? {
+        0 | 3 => 1,
+        4 => 2,
+        2 => 3,
+        6 => 4,
+        _ => return None,
+    };
+    Some((
+        width,
+        height,
+        Layout::Png {
+            bits_per_pixel: samples * depth,
+        },
+    ))
+}
+
+/// The logical screen and every image descriptor: the blocks are walked without decoding, their
+/// data sub-blocks skipped by their lengths.
+fn gif(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    let (width, height) = (le16(bytes, 6)?, le16(bytes, 8)?);
+    let flags = *bytes.get(10)?;
+    let mut i = 13 + color_table_len(flags);
+    let mut frames = Vec::new();
+    loop {
+        match bytes.get(i) {
+            Some(0x21) => i = skip_sub_blocks(bytes, i + 2),
+            Some(0x2C) => {
+                frames.push((le16(bytes, i + 5)?, le16(bytes, i + 7)?));
+                let flags = *bytes.get(i + 9)?;
+                // Descriptor, local colour table, LZW code size, then the data sub-blocks.
+                i = skip_sub_blocks(bytes, i + 10 + color_table_len(flags) + 1);
+            }
+            // The trailer, or a file cut short: what was seen is what a decoder can reach.
+            _ => break,
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    Some((width, height, Layout::Gif { frames }))
+}
+
+fn color_table_len(flags: u8) -> usize {
+    if flags & 0x80 == 0 {
+        0
+    } else {
+        3 << ((flags & 0x07) + 1)
+    }
+}
+
+/// The position after a chain of data sub-blocks starting at `i` (or past the end).
+fn skip_sub_blocks(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(&len) = bytes.get(i) {
+        i += 1;
+        if len == 0 {
+            return i;
+        }
+        i += usize::from(len);
+    }
+    usize::MAX
+}
+
+fn webp(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    let (width, height, animated) = match bytes.get(12..16)? {
+        b"VP8X" => {
+            let flags = *bytes.get(20)?;
+            (
+                le24(bytes, 24)? + 1,
+                le24(bytes, 27)? + 1,
+                flags & 0x02 != 0,
+            )
+        }
+        b"VP8L" => {
+            let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
+            ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, false)
+        }
+        b"VP8 " => (le16(bytes, 26)? & 0x3FFF, le16(bytes, 28)? & 0x3FFF, false),
+        _ => return None,
+    };
+    Some((width, height, Layout::Webp { animated }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn read(bytes: &[u8], format: Format) -> Option<(u32, u32)> {
+        Header::read(bytes, format).map(|h| (h.width, h.height))
+    }
+
+    #[test]
+    fn reads_declared_sizes_without_a_decoder() {
+        assert_eq!(
+            read(&fixtures::jpeg(300, 200), Format::Jpeg),
+            Some((300, 200))
+        );
+        assert_eq!(read(&fixtures::png(31, 17), Format::Png), Some((31, 17)));
+        assert_eq!(read(&fixtures::gif(40, 30), Format::Gif), Some((40, 30)));
+        assert_eq!(
+            read(&fixtures::webp(123, 45), Format::Webp),
+            Some((123, 45))
+        );
+        assert_eq!(read(b"\xFF\xD8\xFF", Format::Jpeg), None);
+    }
+
+    #[test]
+    fn sees_every_gif_frame() {
+        let bomb = fixtures::gif_frame_bomb(10_000, 10_000);
+        let header = Header::read(&bomb, Format::Gif).unwrap();
+        assert_eq!((header.width, header.height), (1, 1));
+        assert_eq!(
+            header.layout,
+            Layout::Gif {
+                frames: vec![(10_000, 10_000)]
+            }
+        );
+        assert!(matches!(
+            header.check_pixels(50_000_000),
+            Err(ImagingError::PixelLimit { width: 10_000, .. })
+        ));
+        let plain = Header::read(&fixtures::gif(40, 30), Format::Gif).unwrap();
+        assert_eq!(
+            plain.layout,
+            Layout::Gif {
+                frames: vec![(40, 30)]
+            }
+        );
+    }
+
+    #[test]
+    fn deep_pixels_cost_more_than_shallow_ones() {
+        let deep = fixtures::deep_png_header(10_000, 10_000);
+        let header = Header::read(&deep, Format::Png).unwrap();
+        assert_eq!(header.layout, Layout::Png { bits_per_pixel: 64 });
+        // Shrunk while decoding: far below the 800 MB the raw pixels would take.
+        assert!(header.decode_bytes(deep.len(), 1024) < 100 << 20);
+        let jpeg = Header::read(&fixtures::jpeg(4000, 3000), Format::Jpeg).unwrap();
+        assert!(matches!(
+            jpeg.layout,
+            Layout::Jpeg {
+                progressive: false,
+                ..
+            }
+        ));
+        assert!(jpeg.decode_bytes(0, 1024) < 64 << 20);
+    }
+
+    #[test]
+    fn progressive_jpegs_count_their_coefficients() {
+        let layout = |progressive| Header {
+            format: Format::Jpeg,
+            width: 10_000,
+            height: 10_000,
+            layout: Layout::Jpeg {
+                precision: 8,
+                progressive,
+                lossless: false,
+                components: vec![(1, 1); 3],
+            },
+        };
+        let progressive = layout(true).decode_bytes(0, 1024);
+        assert!(progressive > 600_000_000, "{progressive}");
+        assert!(layout(false).decode_bytes(0, 1024) < 100_000_000);
+    }
+}
