@@ -153,3 +153,17 @@ start_kafka_broker() {
   export KAFKA_BROKERS="127.0.0.1:$port"
   echo "Kafka broker (tansu) on $KAFKA_BROKERS" >&2
 }
+
+# schemathesis, which checks the OpenAPI document against the running server
+# (crates/cli/tests/openapi.rs), in its own virtualenv under .emulators/; exports
+# IMAGELAKE_SCHEMATHESIS, the path of its `st` command.
+SCHEMATHESIS_VERSION="4.32.5"
+install_schemathesis() {
+  local venv
+  venv="$(_emulators_dir)/schemathesis-$SCHEMATHESIS_VERSION"
+  if [ ! -x "$venv/bin/st" ]; then
+    python3 -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install --quiet "schemathesis==$SCHEMATHESIS_VERSION" >&2
+  fi
+  export IMAGELAKE_SCHEMATHESIS="$venv/bin/st"
+}

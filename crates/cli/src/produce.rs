@@ -124,7 +124,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     let (mut sent, mut claims, mut failed) = (0, 0, Vec::new());
     for file in &files {
         bar.inc(std::fs::metadata(file).map_or(0, |m| m.len()));
-        let bytes = match read_acceptable(file, settings.limits.max_body_bytes).await {
+        let bytes = match read_acceptable(file, &settings).await {
             Ok(bytes) => bytes,
             Err(why) => {
                 failed.push((file.clone(), why));
@@ -183,11 +183,16 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     }
 }
 
-/// The file's bytes, unless every consumer would send them to the dead letters anyway: over the
-/// body limit (refused before reading it) or not a supported image. Whether the customer exists
-/// is the consumer's question; the metadata store may not be reachable from where images are
-/// pushed.
-async fn read_acceptable(file: &std::path::Path, max_body_bytes: u64) -> Result<Vec<u8>, String> {
+/// The file's bytes, unless every consumer with these settings would send them to the dead
+/// letters anyway: over the body limit (refused before reading it), not a supported image, or
+/// over the pixel or decode limits by its headers. A broken image is sent: the consumer records
+/// it as failed, with the decoder's reason. Whether the customer exists is the consumer's
+/// question; the metadata store may not be reachable from where images are pushed.
+async fn read_acceptable(
+    file: &std::path::Path,
+    settings: &imagelake_server::settings::Settings,
+) -> Result<Vec<u8>, String> {
+    let max_body_bytes = settings.limits.max_body_bytes;
     let size = tokio::fs::metadata(file)
         .await
         .map_err(|e| e.to_string())?
@@ -198,8 +203,10 @@ async fn read_acceptable(file: &std::path::Path, max_body_bytes: u64) -> Result<
         ));
     }
     let bytes = tokio::fs::read(file).await.map_err(|e| e.to_string())?;
-    imagelake_imaging::sniff(&bytes).map_err(|e| e.to_string())?;
-    Ok(bytes)
+    match imagelake_imaging::inspect(&bytes, &settings.imaging_options()) {
+        Ok(_) | Err(imagelake_imaging::ImagingError::Corrupt(_)) => Ok(bytes),
+        Err(refused) => Err(refused.to_string()),
+    }
 }
 
 /// A folder name for one claim, from the content hash: a second push of a file reuses it.

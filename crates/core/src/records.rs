@@ -12,7 +12,7 @@ use crate::{CustomerId, ErrorCode, ImageId, JobId, KeyId};
 /// A customer account. The API keys live apart, stored only as hashes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub id: CustomerId,
     pub name: String,
     pub email: String,
@@ -31,9 +31,9 @@ impl Customer {
 /// An API key as stored: the SHA-256 of the secret, never the secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub id: KeyId,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub customer_id: CustomerId,
     /// A short, non-secret prefix of the key so people can tell keys apart.
     pub prefix: String,
@@ -123,7 +123,7 @@ pub struct RenditionInfo {
 }
 
 /// Everything processing learns about an image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessedFacts {
     /// Width as displayed (after orientation).
     pub width: u32,
@@ -139,12 +139,12 @@ pub struct ProcessedFacts {
     pub renditions: BTreeMap<String, RenditionInfo>,
 }
 
-/// An image record: what the API returns and the metadata store keeps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// An image record: what the API returns and the metadata store keeps. Its OpenAPI schema is
+/// written out field by field in the server's `api::docs`, because the flattened facts appear
+/// only once processing has run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Image {
-    #[schema(value_type = String)]
     pub id: ImageId,
-    #[schema(value_type = String)]
     pub customer_id: CustomerId,
     pub status: ImageStatus,
     pub bytes: u64,
@@ -189,11 +189,11 @@ pub struct Job {
 /// A job that failed too often and waits for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub id: JobId,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub image_id: ImageId,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     pub customer_id: CustomerId,
     pub attempts: u32,
     pub last_error: String,

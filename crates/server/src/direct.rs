@@ -38,9 +38,42 @@ pub trait UploadUrls: Send + Sync + 'static {
 pub struct UploadRequest {
     pub filename: Option<String>,
     /// `image/jpeg`, `image/png`, `image/webp` or `image/gif`.
+    #[schema(value_type = ImageContentType)]
     pub content_type: String,
-    /// The exact size of the file in bytes.
+    /// The exact size of the file in bytes (a number with no fraction), at most
+    /// `max_body_bytes`.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(minimum = 1)]
     pub bytes: u64,
+}
+
+/// The image types a direct upload may declare.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub enum ImageContentType {
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "image/webp")]
+    Webp,
+    #[serde(rename = "image/gif")]
+    Gif,
+}
+
+/// A JSON number with no fractional part, written as an integer (`2345678`) or not
+/// (`2345678.0`): JSON Schema counts both as integers, and so do many clients' encoders.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_u64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= 9_007_199_254_740_992.0 => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole number of bytes, got {number}"
+        ))),
+    }
 }
 
 /// Where and how to send the bytes.

@@ -6,26 +6,35 @@ use axum::{
     http::StatusCode,
 };
 use imagelake_core::{JobId, records::DeadLetter};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::parse_id;
 use crate::{auth::Admin, error::ApiError, state::AppState};
 
+/// Dead letters, newest first (at most 1000).
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterList {
+    dead_letters: Vec<DeadLetter>,
+}
+
 /// Jobs that failed `max_attempts` times, newest first.
 #[utoipa::path(get, path = "/v1/admin/dead-letters", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, description = "dead letters", body = Vec<DeadLetter>)))]
+    responses((status = 200, description = "dead letters", body = DeadLetterList),
+        (status = 404, body = super::ErrorBody, description = "called with a customer key: admin endpoints do not exist for customers")))]
 pub async fn dead_letters(
     _: Admin,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
-    let dead = state.queue.dead_letters(1000).await?;
-    Ok(Json(json!({"dead_letters": dead})))
+) -> Result<Json<DeadLetterList>, ApiError> {
+    let dead_letters = state.queue.dead_letters(1000).await?;
+    Ok(Json(DeadLetterList { dead_letters }))
 }
 
 /// Puts a dead job back on the queue with a fresh attempt count.
 #[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/retry", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "dead letter id")),
-    responses((status = 202, description = "queued again"), (status = 404, description = "no such dead letter")))]
+    responses((status = 202, description = "queued again"),
+        (status = 404, body = super::ErrorBody, description = "no such dead letter; or called with a customer key")))]
 pub async fn retry_dead_letter(
     _: Admin,
     State(state): State<AppState>,

@@ -25,18 +25,32 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
+    /// Up to 200 characters, not all blank; kept trimmed.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
+    /// Unique among customers whatever its case.
+    #[schema(format = Email, max_length = 254)]
     email: String,
-    /// Defaults to `standard`.
+    /// Letters, digits, `-` and `_`; defaults to `standard`.
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     plan: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerUpdate {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(pattern = "^\\s*[A-Za-z0-9_-]{1,64}\\s*$")]
     plan: Option<String>,
+}
+
+/// A customer's keys.
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    keys: Vec<ApiKey>,
 }
 
 /// The new customer and its first API key, shown only in this answer.
@@ -45,43 +59,56 @@ pub struct CreatedCustomer {
     #[serde(flatten)]
     customer: Customer,
     api_key: String,
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     key_id: KeyId,
 }
 
 /// A new API key, shown only in this answer.
 #[derive(Serialize, ToSchema)]
 pub struct CreatedKey {
-    #[schema(value_type = String)]
+    #[schema(value_type = String, format = Uuid)]
     key_id: KeyId,
     api_key: String,
     prefix: String,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Blank as the document's patterns (`\s`) count it: Unicode white space and the four
+/// information separators U+001C-U+001F. Validation and the OpenAPI document agree on every
+/// string, so a client generating from the schema is never refused.
+fn is_blank(c: char) -> bool {
+    c.is_whitespace() || ('\u{1C}'..='\u{1F}').contains(&c)
+}
+
 fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(ApiError::invalid("field `name` must be 1-200 characters"));
+    if name.chars().count() > 200 || name.chars().all(is_blank) {
+        return Err(ApiError::invalid(
+            "field `name` must be 1-200 characters, not all blank",
+        ));
     }
-    Ok(name.to_owned())
+    Ok(name.trim_matches(is_blank).to_owned())
 }
 
 fn check_email(email: &str) -> Result<String, ApiError> {
-    let email = email.trim();
-    let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+    let trimmed = email.trim_matches(is_blank);
+    let valid = email.chars().count() <= 254
+        && trimmed.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
         })
-        && !email.chars().any(char::is_whitespace);
+        && !trimmed.chars().any(|c| is_blank(c) || c.is_control());
     if !valid {
-        return Err(ApiError::invalid("field `email` must be an email address"));
+        return Err(ApiError::invalid(
+            "field `email` must be an email address (at most 254 characters)",
+        ));
     }
-    Ok(email.to_owned())
+    Ok(trimmed.to_owned())
 }
 
 fn check_plan(plan: &str) -> Result<String, ApiError> {
-    let plan = plan.trim();
+    let plan = plan.trim_matches(is_blank);
     if plan.is_empty()
         || plan.len() > 64
         || !plan
@@ -119,7 +146,11 @@ fn new_key(customer: CustomerId, now: chrono::DateTime<chrono::Utc>) -> (ApiKey,
 
 /// Creates a customer and its first API key.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = NewCustomer,
-    responses((status = 201, body = CreatedCustomer), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
+    responses((status = 201, body = CreatedCustomer),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: a field is missing, unknown or invalid"),
+        (status = 404, body = super::ErrorBody, description = "called with a customer key: admin endpoints do not exist for customers"),
+        (status = 409, body = super::ErrorBody, description = "`conflict`: a customer with this email (in any case) exists"),
+        (status = 413, body = super::ErrorBody, description = "JSON bodies are limited to 64 KiB")))]
 pub async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -149,7 +180,9 @@ pub async fn create(
 
 /// A customer, for the admin or that customer.
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Customer), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Customer),
+        (status = 404, body = super::ErrorBody, description = "no such customer, or another customer's id")))]
 pub async fn get_one(
     caller: Caller,
     State(state): State<AppState>,
@@ -164,7 +197,12 @@ pub async fn get_one(
 
 /// Changes a customer's name, email or plan.
 #[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), request_body = CustomerUpdate,
-    params(("id" = String, Path)), responses((status = 200, body = Customer), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Customer),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: a field is unknown or invalid"),
+        (status = 404, body = super::ErrorBody, description = "no such customer; or called with a customer key"),
+        (status = 409, body = super::ErrorBody, description = "`conflict`: another customer has this email"),
+        (status = 413, body = super::ErrorBody, description = "JSON bodies are limited to 64 KiB")))]
 pub async fn update(
     _: Admin,
     State(state): State<AppState>,
@@ -189,7 +227,9 @@ pub async fn update(
 
 /// Deletes a customer with all its images, renditions and keys.
 #[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 204, description = "deleted with its keys, images and records"),
+        (status = 404, body = super::ErrorBody, description = "no such customer; or called with a customer key")))]
 pub async fn delete(
     _: Admin,
     State(state): State<AppState>,
@@ -211,7 +251,9 @@ pub async fn delete(
 
 /// Issues another API key (rotation: issue, switch clients, then revoke the old one).
 #[utoipa::path(post, path = "/v1/customers/{id}/keys", tag = "customers", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 201, body = CreatedKey), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 201, body = CreatedKey),
+        (status = 404, body = super::ErrorBody, description = "no such customer; or called with a customer key")))]
 pub async fn create_key(
     _: Admin,
     State(state): State<AppState>,
@@ -233,22 +275,26 @@ pub async fn create_key(
 
 /// A customer's keys (prefixes and dates, never secrets).
 #[utoipa::path(get, path = "/v1/customers/{id}/keys", tag = "customers", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Vec<ApiKey>)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = KeyList),
+        (status = 404, body = super::ErrorBody, description = "no such customer; or called with a customer key")))]
 pub async fn list_keys(
     _: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<KeyList>, ApiError> {
     let id: CustomerId = parse_id(&id)?;
     existing_customer(&state, id).await?;
-    Ok(Json(
-        serde_json::json!({"keys": state.store.list_keys(id).await?}),
-    ))
+    Ok(Json(KeyList {
+        keys: state.store.list_keys(id).await?,
+    }))
 }
 
 /// Revokes a key at once.
 #[utoipa::path(delete, path = "/v1/customers/{id}/keys/{key_id}", tag = "customers", security(("bearer" = [])),
-    params(("id" = String, Path), ("key_id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid), ("key_id" = String, Path, format = Uuid)),
+    responses((status = 204, description = "revoked"),
+        (status = 404, body = super::ErrorBody, description = "no such live key of this customer; or called with a customer key")))]
 pub async fn revoke_key(
     _: Admin,
     State(state): State<AppState>,
@@ -273,6 +319,16 @@ mod tests {
             assert!(check_email(bad).is_err(), "{bad}");
         }
         assert!(check_name("  ").is_err());
+        assert!(
+            check_name("\u{1F}\u{3000}").is_err(),
+            "separators and ideographic spaces are blank"
+        );
+        assert_eq!(check_name(" Acme ").unwrap(), "Acme");
+        assert!(check_name(&"x".repeat(201)).is_err());
+        assert_eq!(check_email(" ops@acme.test\n").unwrap(), "ops@acme.test");
+        assert!(check_email("a@b@acme.test").is_err());
+        assert!(check_email("ops@acme.test\u{1}").is_err());
+        assert_eq!(check_plan(" pro \n").unwrap(), "pro");
         assert!(check_plan("pro-2").is_ok());
         assert!(check_plan("pro plan").is_err());
     }

@@ -33,12 +33,22 @@ use crate::{
     sweeper::remove_image,
 };
 
+/// The renditions an image has.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RenditionName {
+    Thumb,
+    Preview,
+}
+
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
 
 /// One page of images, newest first.
 #[derive(Serialize, ToSchema)]
 pub struct ImagePage {
+    #[schema(value_type = Vec<super::ImageRecord>)]
     images: Vec<Image>,
     /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
@@ -47,21 +57,63 @@ pub struct ImagePage {
 /// Per-file outcomes of a multipart upload.
 #[derive(Serialize, ToSchema)]
 pub struct BatchResults {
-    /// `{"filename", "status", "image" | "error"}` for each `file` part, in order.
-    #[schema(value_type = Vec<Object>)]
+    /// One for each `file` part, in order.
+    #[schema(value_type = Vec<BatchResult>)]
     results: Vec<Value>,
+}
+
+/// The outcome of one part of a multipart upload: its `image` (status 200 or 201, as a single
+/// upload answers) or its `error` (the status and error a single upload would get).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct BatchResult {
+    filename: Option<String>,
+    status: u16,
+    image: Option<super::ImageRecord>,
+    error: Option<super::docs::ErrorDetail>,
+}
+
+/// The answer `200` carries: an image the customer already had, or a multipart batch.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum UploadAnswer {
+    Duplicate(super::ImageRecord),
+    Batch(BatchResults),
+}
+
+/// Image bytes as the body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct ImageBytes(Vec<u8>);
+
+/// Several images at once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// One part per image, each with its file name.
+    #[schema(value_type = Vec<String>, format = Binary, min_items = 1)]
+    file: Vec<Vec<u8>>,
 }
 
 /// Uploads an image (raw body) or several (`multipart/form-data` with `file` parts).
 #[utoipa::path(post, path = "/v1/images", tag = "images", security(("bearer" = [])),
     params(("filename" = Option<String>, Query, description = "original file name, kept as metadata"),
-           ("Idempotency-Key" = Option<String>, Header, description = "replays return the first answer")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the image bytes"),
+           ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+            description = "1-255 visible ASCII characters; a repeat gets the first answer again, with `Idempotent-Replayed: true`")),
+    request_body(content(
+        (ImageBytes = "application/octet-stream"),
+        (UploadForm = "multipart/form-data")),
+        description = "the image bytes (JPEG, PNG, WebP or GIF; the format comes from the bytes), or several as `file` parts"),
     responses(
-        (status = 201, body = Image, description = "stored; processing follows"),
-        (status = 200, body = Image, description = "the same bytes are already stored (`duplicate: true`), or a multipart batch (`BatchResults`)"),
-        (status = 409, body = super::ErrorBody), (status = 413, body = super::ErrorBody),
-        (status = 415, body = super::ErrorBody), (status = 422, body = super::ErrorBody), (status = 429, body = super::ErrorBody)))]
+        (status = 201, body = super::ImageRecord, description = "stored; processing follows"),
+        (status = 200, body = UploadAnswer, description = "the same bytes are already stored (`duplicate: true`), or a multipart batch"),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: an empty body, a multipart body without a `file` part, an unknown query parameter, a malformed `Idempotency-Key` or one on a multipart body, or an admin token (uploads act for a customer)"),
+        (status = 409, body = super::ErrorBody, description = "`conflict`: the `Idempotency-Key` was used with another body"),
+        (status = 413, body = super::ErrorBody, description = "`payload_too_large`: over `max_body_bytes`"),
+        (status = 415, body = super::ErrorBody, description = "`unsupported_media_type`: not JPEG, PNG, WebP or GIF"),
+        (status = 422, body = super::ErrorBody, description = "`pixel_limit_exceeded` (the canvas or a frame is over `max_pixels`) or `decode_limit_exceeded` (decoding it would need more than `max_decode_bytes`)")))]
 pub async fn upload(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -222,7 +274,10 @@ async fn own_image(
 
 /// An image record.
 #[utoipa::path(get, path = "/v1/images/{id}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, body = Image), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = super::ImageRecord),
+        (status = 400, body = super::ErrorBody, description = "an admin token: image endpoints act for a customer"),
+        (status = 404, body = super::ErrorBody, description = "no such image, another customer's, or expired")))]
 pub async fn get_one(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -233,7 +288,10 @@ pub async fn get_one(
 
 /// Deletes an image, its renditions and its record.
 #[utoipa::path(delete, path = "/v1/images/{id}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 204), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 204, description = "deleted everywhere"),
+        (status = 400, body = super::ErrorBody, description = "an admin token: image endpoints act for a customer"),
+        (status = 404, body = super::ErrorBody, description = "no such image, another customer's, or expired")))]
 pub async fn delete(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -248,7 +306,11 @@ pub async fn delete(
 
 /// The original bytes as uploaded.
 #[utoipa::path(get, path = "/v1/images/{id}/original", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path)), responses((status = 200, content_type = "image/*"), (status = 304), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = ImageBytes, content_type = "image/*", description = "the bytes, with `ETag` and `Cache-Control`"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 400, body = super::ErrorBody, description = "an admin token: image endpoints act for a customer"),
+        (status = 404, body = super::ErrorBody, description = "no such image, another customer's, or expired")))]
 pub async fn original(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -269,8 +331,11 @@ pub async fn original(
 
 /// A rendition (`thumb`: 256 px, `preview`: 1024 px on the longest side).
 #[utoipa::path(get, path = "/v1/images/{id}/renditions/{kind}", tag = "images", security(("bearer" = [])),
-    params(("id" = String, Path), ("kind" = String, Path, description = "thumb or preview")),
-    responses((status = 200, content_type = "image/*"), (status = 304), (status = 404, body = super::ErrorBody)))]
+    params(("id" = String, Path, format = Uuid), ("kind" = RenditionName, Path)),
+    responses((status = 200, body = ImageBytes, content_type = "image/*", description = "JPEG, or PNG for images with transparency"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 400, body = super::ErrorBody, description = "an admin token: image endpoints act for a customer"),
+        (status = 404, body = super::ErrorBody, description = "no such image (another customer's, expired), no such rendition, or not processed (yet)")))]
 pub async fn rendition(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -344,11 +409,12 @@ async fn serve_object(
 
 /// The caller's images, newest first, optionally within `[since, until)`.
 #[utoipa::path(get, path = "/v1/images", tag = "images", security(("bearer" = [])),
-    params(("since" = Option<String>, Query, description = "RFC 3339, inclusive"),
-           ("until" = Option<String>, Query, description = "RFC 3339, exclusive"),
-           ("limit" = Option<usize>, Query, description = "1-1000, default 50"),
-           ("cursor" = Option<String>, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, body = ImagePage), (status = 400, body = super::ErrorBody)))]
+    params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
+           ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; empty or absent for the first")),
+    responses((status = 200, body = ImagePage),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: a bad or unknown query parameter, a cursor this API did not return, or an admin token")))]
 pub async fn list(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -366,6 +432,8 @@ pub async fn list(
             "since" => query.since = Some(parse_time(name, value)?),
             "until" => query.until = Some(parse_time(name, value)?),
             "limit" => query.limit = parse_limit(value)?,
+            // An empty cursor is the first page, like no cursor.
+            "cursor" if value.is_empty() => {}
             "cursor" => query.after = Some(decode_cursor(value)?),
             other => {
                 return Err(ApiError::invalid(format!(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod customers;
+pub mod docs;
 mod images;
 mod ops;
 #[cfg(feature = "gcp")]
@@ -15,57 +16,10 @@ use axum::{
     routing::{get, post},
 };
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
-use utoipa::OpenApi;
+
+pub use docs::{ApiDoc, ErrorBody, ImageRecord};
 
 use crate::{error::ApiError, state::AppState};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "imagelake", description = "Upload, process, keep and query images."),
-    paths(
-        customers::create, customers::get_one, customers::update, customers::delete,
-        customers::create_key, customers::list_keys, customers::revoke_key,
-        images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
-        admin::dead_letters, admin::retry_dead_letter,
-        ops::healthz, ops::readyz, ops::metrics,
-    ),
-    components(schemas(
-        imagelake_core::records::Image, imagelake_core::records::Customer, imagelake_core::records::ApiKey,
-        imagelake_core::records::DeadLetter, customers::NewCustomer, customers::CustomerUpdate,
-        customers::CreatedCustomer, customers::CreatedKey, images::ImagePage, images::BatchResults,
-        crate::direct::UploadRequest, crate::direct::UploadTicket,
-        ErrorBody,
-    )),
-    modifiers(&BearerAuth),
-)]
-pub struct ApiDoc;
-
-/// `{"error": {"code", "message"}}`
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
 
 /// The whole API as a router over `state`.
 /// Every endpoint: the API role (and `serve`).

@@ -1,5 +1,6 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
+use crate::{auth::Admin, state::AppState};
 use axum::{
     Json,
     extract::State,
@@ -7,13 +8,26 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use utoipa::OpenApi;
 
-use super::ApiDoc;
-use crate::{auth::Admin, state::AppState};
+/// `{"status": "ok"}`
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    status: String,
+}
+
+/// Whether the process can serve, and each part's state.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Readiness {
+    /// `ready` or `unavailable`.
+    status: String,
+    /// `metadata`, and where they run `queue`, `kafka`, `events`: `ok` or what is wrong.
+    checks: std::collections::BTreeMap<String, String>,
+}
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "alive", body = Health)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
@@ -21,7 +35,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// The process can serve: the metadata store answers, and so does every part its role needs
 /// (the Kafka brokers for `kafka-ingest`). Parts a role can do without (Kafka in `serve`) show
 /// in the body without making the process unready.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "ready"), (status = 503, description = "a dependency is down")))]
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "ready", body = Readiness), (status = 503, description = "a part the role needs is down", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (parts, parts_ready) = state.health.snapshot();
     let mut checks = serde_json::Map::new();
@@ -50,7 +64,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics in the text exposition format, for the admin token (business figures such
 /// as upload counts are not for customers).
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
-    responses((status = 200, description = "metrics", content_type = "text/plain"), (status = 401, description = "no admin token")))]
+    responses((status = 200, description = "metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"),
+        (status = 404, body = super::ErrorBody, description = "called with a customer key: metrics are for the admin")))]
 pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
     if let Ok(Some(depth)) = state.queue.depth().await {
         state
@@ -68,10 +83,6 @@ pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    #[cfg_attr(not(feature = "gcp"), allow(unused_mut))]
-    let mut doc = ApiDoc::openapi();
-    #[cfg(feature = "gcp")]
-    doc.merge(super::push::PushDoc::openapi());
-    Json(doc)
+pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(super::docs::document(&state.settings))
 }
