@@ -65,9 +65,9 @@ where
     fn add(&mut self, cell: usize, p: &[u8]) {
         let alpha = u32::from(p[3]);
         let at = cell * 4;
-        for c in 0..3 {
+        for (sum, &value) in self.sums[at..at + 3].iter_mut().zip(&p[..3]) {
             // Weighted by alpha, rounded back to 8 bits so the sums stay small.
-            self.sums[at + c] += S::from(((u32::from(p[c]) * alpha + 127) / 255) as u8);
+            *sum += S::from(((u32::from(value) * alpha + 127) / 255) as u8);
         }
         self.sums[at + 3] += S::from(p[3]);
         self.counts[cell] += C::from(1);

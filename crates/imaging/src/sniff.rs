@@ -229,8 +229,10 @@ mod tests {
             inspect(&frames, &Options::default()),
             Err(ImagingError::PixelLimit { width: 20_000, .. })
         ));
-        let mut small = Options::default();
-        small.max_decode_bytes = 8 << 20;
+        let small = Options {
+            max_decode_bytes: 8 << 20,
+            ..Options::default()
+        };
         let deep = crate::fixtures::deep_png_header(4_000, 3_000);
         assert!(matches!(
             inspect(&deep, &small),

@@ -167,14 +167,17 @@ fn shared_answers(operation: &mut Value) {
     }
 }
 
+/// A link's parameters: name and runtime expression.
+type LinkParameters = &'static [(&'static str, &'static str)];
+
 /// Where an id in an answer leads: the record, its bytes, its keys and its deletion.
 fn links(path: &str, method: &str, operation: &mut Value) {
-    const IMAGE: &[(&str, &str)] = &[("id", "$response.body#/id")];
-    const KEY: &[(&str, &str)] = &[
+    const IMAGE: LinkParameters = &[("id", "$response.body#/id")];
+    const KEY: LinkParameters = &[
         ("id", "$request.path.id"),
         ("key_id", "$response.body#/key_id"),
     ];
-    let targets: &[(&str, &str, &str, &[(&str, &str)])] = match (path, method) {
+    let targets: &[(&str, &str, &str, LinkParameters)] = match (path, method) {
         ("/v1/images", "post") => &[
             ("GetImage", "/v1/images/{id}", "get", IMAGE),
             ("GetOriginal", "/v1/images/{id}/original", "get", IMAGE),

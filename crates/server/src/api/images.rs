@@ -78,7 +78,7 @@ pub struct BatchResult {
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum UploadAnswer {
-    Duplicate(super::ImageRecord),
+    Duplicate(Box<super::ImageRecord>),
     Batch(BatchResults),
 }
 
