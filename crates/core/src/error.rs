@@ -21,6 +21,8 @@ pub enum ErrorCode {
     DecodeLimitExceeded,
     /// The client stopped sending the request body, or took longer than allowed.
     RequestTimeout,
+    /// The server is at its capacity for the moment (the upload budget); retry later.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             Self::CorruptImage => "corrupt_image",
             Self::DecodeLimitExceeded => "decode_limit_exceeded",
             Self::RequestTimeout => "request_timeout",
+            Self::Unavailable => "unavailable",
         }
     }
 
@@ -50,6 +53,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => 415,
             Self::PixelLimitExceeded | Self::CorruptImage | Self::DecodeLimitExceeded => 422,
             Self::RequestTimeout => 408,
+            Self::Unavailable => 503,
             Self::InvalidRequest => 400,
             Self::Conflict => 409,
             Self::RateLimited => 429,

@@ -762,11 +762,16 @@ impl MetadataStore for FirestoreStore {
             }
         }
         let deleted = Event::customer(EventType::CustomerDeleted, &customer, at);
-        groups.push(vec![
-            self.delete_write(&self.name("customer_emails", &email_id(&customer))),
+        let mut last = vec![
             self.delete_write(&self.name("customers", &id.to_string())),
             self.outbox_write(&deleted)?,
-        ]);
+        ];
+        // The email's marker goes with its customer, and only with its own customer.
+        let marker = self.get("customer_emails", &email_id(&customer)).await?;
+        if marker.and_then(|m| get_str(&m, "customer_id")) == Some(id.to_string()) {
+            last.push(self.delete_write(&self.name("customer_emails", &email_id(&customer))));
+        }
+        groups.push(last);
         self.commit_groups(groups).await
     }
 

@@ -15,7 +15,7 @@ use std::io::Cursor;
 
 use crate::{
     Format, ImagingError, Pixels, color,
-    header::{Header, check_pixels},
+    header::{Header, METADATA, check_pixels},
     shrink::{self, Canvas},
 };
 
@@ -33,12 +33,11 @@ pub fn decode(
     target: u32,
     max_pixels: u64,
 ) -> Result<Decoded, ImagingError> {
-    let cap = usize::try_from(header.decode_bytes(bytes.len(), target)).unwrap_or(usize::MAX);
     match header.format {
         Format::Jpeg => decode_jpeg(bytes, target, max_pixels),
-        Format::Png => decode_png(bytes, target, cap),
-        Format::Gif => decode_gif(bytes, target, cap),
-        Format::Webp => decode_webp(bytes, target, cap),
+        Format::Png => decode_png(bytes, header.width, target),
+        Format::Gif => decode_gif(bytes, target),
+        Format::Webp => decode_webp(bytes, target),
     }
 }
 
@@ -172,10 +171,16 @@ fn decode_jpeg_portable(
 /// PNG, one row at a time: palette and low bit depths expanded, 16-bit samples stripped to 8,
 /// each row shrunk into the canvas as it comes. Interlaced files give their seven passes in turn,
 /// each row placed at its Adam7 position.
-fn decode_png(bytes: &[u8], target: u32, cap: usize) -> Result<Decoded, ImagingError> {
+fn decode_png(bytes: &[u8], width: u32, target: u32) -> Result<Decoded, ImagingError> {
     use png::Transformations;
 
-    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), png::Limits { bytes: cap });
+    // The decoder's own allocations are its rows (counted by `Header::decode_bytes`) and
+    // metadata, capped here; text chunks are not kept at all.
+    let limits = png::Limits {
+        bytes: METADATA.saturating_add((width as usize).saturating_mul(16)),
+    };
+    let mut decoder = png::Decoder::new_with_limits(Cursor::new(bytes), limits);
+    decoder.set_ignore_text_chunk(true);
     decoder.set_transformations(Transformations::EXPAND | Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(corrupt)?;
     let info = reader.info();
@@ -257,10 +262,12 @@ fn to_rgba(row: &[u8], samples: usize, out: &mut Vec<u8>) {
 /// GIF: the first frame, row by row, drawn on the logical screen (what lies outside it is not
 /// shown) and shrunk as it comes. The frame's size was checked against the pixel limit from the
 /// headers; its rows are never held at once.
-fn decode_gif(bytes: &[u8], target: u32, cap: usize) -> Result<Decoded, ImagingError> {
+fn decode_gif(bytes: &[u8], target: u32) -> Result<Decoded, ImagingError> {
     let mut options = gif::DecodeOptions::new();
     options.set_color_output(gif::ColorOutput::RGBA);
-    if let Some(cap) = std::num::NonZeroU64::new(cap as u64) {
+    // Rows are read into this function's buffer; the decoder's own allocations are extension
+    // data (an ICC profile), capped here.
+    if let Some(cap) = std::num::NonZeroU64::new(METADATA as u64) {
         options.set_memory_limit(gif::MemoryLimit::Bytes(cap));
     }
     let mut decoder = options.read_info(Cursor::new(bytes)).map_err(corrupt)?;
@@ -313,9 +320,10 @@ fn interlaced_gif_row(n: u32, height: u32) -> u32 {
 }
 
 /// WebP: the first frame decoded whole (image-webp has no row-by-row decoder), then shrunk.
-fn decode_webp(bytes: &[u8], target: u32, cap: usize) -> Result<Decoded, ImagingError> {
+fn decode_webp(bytes: &[u8], target: u32) -> Result<Decoded, ImagingError> {
     let mut decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
-    decoder.set_memory_limit(cap);
+    // The cap covers metadata chunks; the frame is what `Header::decode_bytes` counts.
+    decoder.set_memory_limit(METADATA);
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, u64::MAX)?;
     let channels: u8 = if decoder.has_alpha() { 4 } else { 3 };

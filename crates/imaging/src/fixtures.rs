@@ -235,6 +235,27 @@ fn stored_zlib(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A WebP whose `VP8X` canvas is 1x1 but whose lossy bitstream declares `width` x `height`: a
+/// decoder allocates the bitstream's size before it compares it with the canvas.
+pub fn webp_frame_bomb(width: u16, height: u16) -> Vec<u8> {
+    let mut vp8 = vec![0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A];
+    vp8.extend_from_slice(&width.to_le_bytes());
+    vp8.extend_from_slice(&height.to_le_bytes());
+    vp8.extend_from_slice(&[0; 10]);
+    let mut body = b"WEBP".to_vec();
+    body.extend_from_slice(b"VP8X");
+    body.extend_from_slice(&10u32.to_le_bytes());
+    body.extend_from_slice(&[0; 4]);
+    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    body.extend_from_slice(b"VP8 ");
+    body.extend_from_slice(&(vp8.len() as u32).to_le_bytes());
+    body.extend_from_slice(&vp8);
+    let mut riff = b"RIFF".to_vec();
+    riff.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    riff.extend_from_slice(&body);
+    riff
+}
+
 /// A GIF whose logical screen is 1x1 but whose one frame declares `width` x `height`, with a
 /// few bytes of image data: the frame, not the screen, is what a decoder allocates.
 pub fn gif_frame_bomb(width: u16, height: u16) -> Vec<u8> {

@@ -24,7 +24,9 @@ pub struct Header {
 pub enum Layout {
     Jpeg {
         precision: u8,
-        progressive: bool,
+        /// The decoder keeps every DCT coefficient of the image: a progressive file, or a
+        /// sequential one whose first scan carries fewer components than the frame.
+        buffered: bool,
         lossless: bool,
         /// Horizontal and vertical sampling factors of each component.
         components: Vec<(u8, u8)>,
@@ -34,17 +36,43 @@ pub enum Layout {
         bits_per_pixel: u32,
     },
     Gif {
-        /// Width and height of every image descriptor in the file.
-        frames: Vec<(u32, u32)>,
+        frames: Frames,
     },
     Webp {
         animated: bool,
+        /// The bitstreams' own sizes, which a decoder allocates before it compares them with
+        /// the canvas.
+        frames: Frames,
     },
 }
 
+/// The frames a file declares, as far as memory goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frames {
+    /// Width and height of the frame with the most pixels.
+    pub largest: (u32, u32),
+    /// The widest frame's width.
+    pub widest: u32,
+}
+
+impl Frames {
+    fn add(&mut self, width: u32, height: u32) {
+        let area = |(w, h): (u32, u32)| u64::from(w) * u64::from(h);
+        if area((width, height)) > area(self.largest) {
+            self.largest = (width, height);
+        }
+        self.widest = self.widest.max(width);
+    }
+}
+
 /// Allocations not proportional to the image: the two renditions, the resizer's buffers, the
-/// encoders, the EXIF and ICC readers, the decoders' tables.
-const FIXED: u64 = 24 << 20;
+/// encoders, the EXIF reader, the decoders' tables, and twice [`METADATA`] (an ICC profile as
+/// the decoder holds it and as it is copied out).
+const FIXED: u64 = (24 << 20) + 2 * METADATA as u64;
+
+/// What a decoder may allocate for metadata (ICC profiles, text chunks): decoders are given
+/// this cap, whatever the image.
+pub const METADATA: usize = 16 << 20;
 
 impl Header {
     /// Reads the headers of `bytes`, already sniffed as `format`; `None` when they are
@@ -67,12 +95,11 @@ impl Header {
     /// Refuses images whose canvas or any frame has more than `max_pixels`, or none.
     pub fn check_pixels(&self, max_pixels: u64) -> Result<(), ImagingError> {
         check_pixels(self.width, self.height, max_pixels)?;
-        if let Layout::Gif { frames } = &self.layout {
-            for &(w, h) in frames {
-                // An empty frame draws nothing; a large one is refused like a large canvas.
-                if u64::from(w) * u64::from(h) > max_pixels {
-                    check_pixels(w, h, max_pixels)?;
-                }
+        if let Layout::Gif { frames } | Layout::Webp { frames, .. } = &self.layout {
+            let (w, h) = frames.largest;
+            // An empty frame draws nothing; a large one is refused like a large canvas.
+            if u64::from(w) * u64::from(h) > max_pixels {
+                check_pixels(w, h, max_pixels)?;
             }
         }
         Ok(())
@@ -85,18 +112,10 @@ impl Header {
         let decoder = match &self.layout {
             Layout::Jpeg {
                 precision,
-                progressive,
+                buffered,
                 lossless,
                 components,
-            } => jpeg_bytes(
-                w,
-                h,
-                *precision,
-                *progressive,
-                *lossless,
-                components,
-                target,
-            ),
+            } => jpeg_bytes(w, h, *precision, *buffered, *lossless, components, target),
             Layout::Png { bits_per_pixel } => {
                 let row = (w * u64::from(*bits_per_pixel)).div_ceil(8) + 1;
                 // The decoder's current and previous rows and its unfiltering window, then the
@@ -104,16 +123,17 @@ impl Header {
                 4 * row + 8 * w + (1 << 20) + self.canvas_bytes(target)
             }
             Layout::Gif { frames } => {
-                let widest = frames.iter().map(|f| u64::from(f.0)).max().unwrap_or(0);
                 // One RGBA row of the frame and the decoder's tables, then the canvas.
-                8 * widest + (1 << 20) + self.canvas_bytes(target)
+                8 * u64::from(frames.widest) + (1 << 20) + self.canvas_bytes(target)
             }
-            Layout::Webp { animated } => {
-                // image-webp decodes the whole frame: RGBA output, YUV planes and alpha for lossy,
-                // a second RGBA buffer for lossless without alpha; an animation composites on a
-                // canvas besides. Then the shrinking canvas.
+            Layout::Webp { animated, frames } => {
+                // image-webp decodes the whole frame at its bitstream's size: RGBA output, YUV
+                // planes and alpha for lossy, a second RGBA buffer for lossless without alpha; an
+                // animation composites on a canvas besides. Then the shrinking canvas.
+                let (fw, fh) = frames.largest;
+                let largest = (w * h).max(u64::from(fw) * u64::from(fh));
                 let per_pixel = if *animated { 16 } else { 8 };
-                per_pixel * w * h + self.canvas_bytes(target)
+                per_pixel * largest + self.canvas_bytes(target)
             }
         };
         original_len as u64 + decoder + FIXED
@@ -150,14 +170,14 @@ pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), Im
     Ok(())
 }
 
-/// JPEG: the decoded planes at the scale the decoder picks, the colour-converted copy, and for
-/// progressive files the whole image's DCT coefficients (two bytes each, at full size whatever
-/// the output scale: every scan adds to them).
+/// JPEG: the decoded planes at the scale the decoder picks, the colour-converted copy, and
+/// where the decoder buffers them the whole image's DCT coefficients (two bytes each, at full
+/// size whatever the output scale: every scan adds to them).
 fn jpeg_bytes(
     w: u64,
     h: u64,
     precision: u8,
-    progressive: bool,
+    buffered: bool,
     lossless: bool,
     components: &[(u8, u8)],
     target: u32,
@@ -180,7 +200,7 @@ fn jpeg_bytes(
     let (hmax, vmax) = components.iter().fold((1u64, 1u64), |(a, b), &(hs, vs)| {
         (a.max(u64::from(hs)), b.max(u64::from(vs)))
     });
-    let coefficients: u64 = if progressive {
+    let coefficients: u64 = if buffered {
         components
             .iter()
             .map(|&(hs, vs)| {
@@ -224,18 +244,56 @@ fn le24(bytes: &[u8], i: usize) -> Option<u32> {
     ]))
 }
 
-/// Walks the marker segments to the first start-of-frame.
+/// Walks the marker segments to the first start-of-frame, then on to the first scan.
 fn jpeg(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    let (mut i, (width, height, mut layout)) = jpeg_frame(bytes)?;
+    // libjpeg buffers the whole image's coefficients for a sequential file too when its first
+    // scan does not carry every component. A file that ends before its first scan is counted
+    // as if it did.
+    let first_scan = jpeg_first_scan(bytes, &mut i);
+    if let Layout::Jpeg {
+        buffered,
+        components,
+        ..
+    } = &mut layout
+    {
+        *buffered |= first_scan.is_none_or(|n| n < components.len());
+    }
+    Some((width, height, layout))
+}
+
+/// The next marker from `*i` on, leaving `*i` on its segment (after the marker bytes).
+fn next_marker(bytes: &[u8], i: &mut usize) -> Option<u8> {
+    while *bytes.get(*i)? != 0xFF {
+        *i += 1;
+    }
+    while *bytes.get(*i)? == 0xFF {
+        *i += 1;
+    }
+    let marker = *bytes.get(*i)?;
+    *i += 1;
+    Some(marker)
+}
+
+/// How many components the first scan (start of scan, `FFDA`) from `*i` on carries.
+fn jpeg_first_scan(bytes: &[u8], i: &mut usize) -> Option<usize> {
+    loop {
+        let marker = next_marker(bytes, i)?;
+        if matches!(marker, 0xD0..=0xD9 | 0x01) {
+            continue;
+        }
+        if marker == 0xDA {
+            return bytes.get(*i + 2).map(|&n| usize::from(n));
+        }
+        *i += usize::try_from(be16(bytes, *i)?).ok()?;
+    }
+}
+
+/// The first start-of-frame, and the position after its segment.
+fn jpeg_frame(bytes: &[u8]) -> Option<(usize, (u32, u32, Layout))> {
     let mut i = 2;
     loop {
-        while *bytes.get(i)? != 0xFF {
-            i += 1;
-        }
-        while *bytes.get(i)? == 0xFF {
-            i += 1;
-        }
-        let marker = *bytes.get(i)?;
-        i += 1;
+        let marker = next_marker(bytes, &mut i)?;
         if matches!(marker, 0xD0..=0xD9 | 0x01) {
             continue;
         }
@@ -254,11 +312,12 @@ fn jpeg(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
                 .collect();
             let layout = Layout::Jpeg {
                 precision,
-                progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                buffered: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
                 lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
                 components,
             };
-            return Some((width, height, layout));
+            let after = i + be16(bytes, i).map_or(0, |n| n as usize);
+            return Some((after, (width, height, layout)));
         }
         i += usize::try_from(be16(bytes, i)?).ok()?;
     }
@@ -292,12 +351,12 @@ fn gif(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
     let (width, height) = (le16(bytes, 6)?, le16(bytes, 8)?);
     let flags = *bytes.get(10)?;
     let mut i = 13 + color_table_len(flags);
-    let mut frames = Vec::new();
+    let mut frames = Frames::default();
     loop {
         match bytes.get(i) {
             Some(0x21) => i = skip_sub_blocks(bytes, i + 2),
             Some(0x2C) => {
-                frames.push((le16(bytes, i + 5)?, le16(bytes, i + 7)?));
+                frames.add(le16(bytes, i + 5)?, le16(bytes, i + 7)?);
                 let flags = *bytes.get(i + 9)?;
                 // Descriptor, local colour table, LZW code size, then the data sub-blocks.
                 i = skip_sub_blocks(bytes, i + 10 + color_table_len(flags) + 1);
@@ -332,24 +391,64 @@ fn skip_sub_blocks(bytes: &[u8], mut i: usize) -> usize {
     usize::MAX
 }
 
+/// The canvas (from `VP8X`, or the one bitstream of a simple file) and the size every bitstream
+/// declares: a still image's `VP8 `/`VP8L` chunk and each animation frame's.
 fn webp(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
+    let mut frames = Frames::default();
     let (width, height, animated) = match bytes.get(12..16)? {
         b"VP8X" => {
             let flags = *bytes.get(20)?;
-            (
-                le24(bytes, 24)? + 1,
-                le24(bytes, 27)? + 1,
-                flags & 0x02 != 0,
-            )
+            let canvas = (le24(bytes, 24)? + 1, le24(bytes, 27)? + 1);
+            webp_bitstreams(bytes, 12, &mut frames, false);
+            (canvas.0, canvas.1, flags & 0x02 != 0)
         }
-        b"VP8L" => {
-            let bits = u32::from_le_bytes(bytes.get(21..25)?.try_into().ok()?);
-            ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, false)
+        _ => {
+            let (w, h) = webp_bitstream(bytes, 12)?;
+            frames.add(w, h);
+            (w, h, false)
         }
-        b"VP8 " => (le16(bytes, 26)? & 0x3FFF, le16(bytes, 28)? & 0x3FFF, false),
-        _ => return None,
     };
-    Some((width, height, Layout::Webp { animated }))
+    Some((width, height, Layout::Webp { animated, frames }))
+}
+
+/// The size a `VP8 ` or `VP8L` chunk at `i` declares.
+fn webp_bitstream(bytes: &[u8], i: usize) -> Option<(u32, u32)> {
+    match bytes.get(i..i + 4)? {
+        b"VP8L" => {
+            let bits = u32::from_le_bytes(bytes.get(i + 9..i + 13)?.try_into().ok()?);
+            Some(((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1))
+        }
+        b"VP8 " => Some((le16(bytes, i + 14)? & 0x3FFF, le16(bytes, i + 16)? & 0x3FFF)),
+        _ => None,
+    }
+}
+
+/// Adds the size of every bitstream in the chunks from `i` on, inside animation frames too
+/// (one level: frames do not nest).
+fn webp_bitstreams(bytes: &[u8], mut i: usize, frames: &mut Frames, in_frame: bool) {
+    while let Some(len) = bytes
+        .get(i + 4..i + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(|b| u32::from_le_bytes(b) as usize)
+    {
+        match bytes.get(i..i + 4) {
+            Some(b"ANMF") if !in_frame => {
+                if let (Some(w), Some(h)) = (le24(bytes, i + 14), le24(bytes, i + 17)) {
+                    frames.add(w + 1, h + 1);
+                }
+                // The frame's own chunks follow its 16-byte header.
+                let end = (i + 8).saturating_add(len).min(bytes.len());
+                webp_bitstreams(&bytes[..end], i + 24, frames, true);
+            }
+            Some(b"VP8 " | b"VP8L") => {
+                if let Some((w, h)) = webp_bitstream(bytes, i) {
+                    frames.add(w, h);
+                }
+            }
+            _ => {}
+        }
+        i = (i + 8).saturating_add(len).saturating_add(len % 2);
+    }
 }
 
 #[cfg(test)]
@@ -384,7 +483,10 @@ mod tests {
         assert_eq!(
             header.layout,
             Layout::Gif {
-                frames: vec![(10_000, 10_000)]
+                frames: Frames {
+                    largest: (10_000, 10_000),
+                    widest: 10_000
+                }
             }
         );
         assert!(matches!(
@@ -395,7 +497,10 @@ mod tests {
         assert_eq!(
             plain.layout,
             Layout::Gif {
-                frames: vec![(40, 30)]
+                frames: Frames {
+                    largest: (40, 30),
+                    widest: 40
+                }
             }
         );
     }
@@ -411,28 +516,49 @@ mod tests {
         assert!(matches!(
             jpeg.layout,
             Layout::Jpeg {
-                progressive: false,
+                buffered: false,
                 ..
             }
         ));
-        assert!(jpeg.decode_bytes(0, 1024) < 64 << 20);
+        assert!(jpeg.decode_bytes(0, 1024) < 100 << 20);
     }
 
     #[test]
-    fn progressive_jpegs_count_their_coefficients() {
-        let layout = |progressive| Header {
+    fn a_webp_bitstream_larger_than_its_canvas_counts() {
+        let bomb = fixtures::webp_frame_bomb(16_000, 16_000);
+        let header = Header::read(&bomb, Format::Webp).unwrap();
+        assert_eq!((header.width, header.height), (1, 1));
+        assert!(matches!(
+            header.check_pixels(100_000_000),
+            Err(ImagingError::PixelLimit { width: 16_000, .. })
+        ));
+        let plain = Header::read(&fixtures::webp(123, 45), Format::Webp).unwrap();
+        let Layout::Webp { frames, .. } = plain.layout else {
+            panic!("{:?}", plain.layout)
+        };
+        assert_eq!(frames.largest, (123, 45));
+    }
+
+    #[test]
+    fn buffered_jpegs_count_their_coefficients() {
+        let progressive = Header::read(&fixtures::progressive_jpeg(64, 48), Format::Jpeg).unwrap();
+        assert!(matches!(
+            progressive.layout,
+            Layout::Jpeg { buffered: true, .. }
+        ));
+        let layout = |buffered| Header {
             format: Format::Jpeg,
             width: 10_000,
             height: 10_000,
             layout: Layout::Jpeg {
                 precision: 8,
-                progressive,
+                buffered,
                 lossless: false,
                 components: vec![(1, 1); 3],
             },
         };
-        let progressive = layout(true).decode_bytes(0, 1024);
-        assert!(progressive > 600_000_000, "{progressive}");
+        let buffered = layout(true).decode_bytes(0, 1024);
+        assert!(buffered > 600_000_000, "{buffered}");
         assert!(layout(false).decode_bytes(0, 1024) < 100_000_000);
     }
 }

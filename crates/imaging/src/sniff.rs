@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use crate::{
     ImagingError, Options,
-    header::{Header, Layout},
+    header::{Frames, Header, Layout},
 };
 
 /// The formats imagelake decodes.
@@ -163,18 +163,23 @@ fn fallback_header(bytes: &[u8], format: Format) -> Result<Header, ImagingError>
             .map_err(|e| {
                 ImagingError::Corrupt(format!("unreadable {} header: {e}", format.name()))
             })?;
+    let frames = Frames {
+        largest: (width, height),
+        widest: width,
+    };
     let layout = match format {
         Format::Jpeg => Layout::Jpeg {
             precision: 16,
-            progressive: true,
+            buffered: true,
             lossless: true,
             components: vec![(1, 1); 4],
         },
         Format::Png => Layout::Png { bits_per_pixel: 64 },
-        Format::Gif => Layout::Gif {
-            frames: vec![(width, height)],
+        Format::Gif => Layout::Gif { frames },
+        Format::Webp => Layout::Webp {
+            animated: true,
+            frames,
         },
-        Format::Webp => Layout::Webp { animated: true },
     };
     Ok(Header {
         format,

@@ -5,9 +5,10 @@
 //! indexed read. Only the hash and a short prefix are stored; the key itself is shown once.
 //!
 //! Failed authentications are limited per client address (`limits.auth_failures_per_second`):
-//! once an address has spent its failures, a request from it whose key this process has not
-//! seen succeed recently is answered `429` without a key lookup, so guessing keys costs the
-//! database nothing. Keys in use keep working from that address. The client address is the
+//! a request whose key this process has not seen succeed lately takes a token from its
+//! address's bucket before the lookup (given back when the key is good), so once an address
+//! has spent its failures, even many requests at once are answered `429` without a lookup and
+//! guessing keys costs the database nothing. Keys in use keep working from that address. The client address is the
 //! peer's, or, when the peer is a trusted proxy (`trusted_proxies`), the last address in
 //! `X-Forwarded-For` that is not a trusted proxy.
 
@@ -115,6 +116,11 @@ impl Caller {
     }
 }
 
+/// The bucket of the key rate limit a request was charged to, for handlers that do the work of
+/// several requests in one (a multipart upload).
+#[derive(Debug, Clone)]
+pub struct RateKey(pub String);
+
 /// A caller authenticated as a customer.
 pub struct CustomerCaller(pub CustomerId);
 
@@ -168,20 +174,20 @@ impl FromRequestParts<AppState> for Caller {
             let client = client_address(parts, &state.trusted_proxies)
                 .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
             let now = state.clock.now();
-            if !state.known_keys.contains(&hash) {
-                state
-                    .auth_failures
-                    .peek(&client, now)
-                    .map_err(too_many_failures)?;
-            }
-            let Some(key) = state.store.find_key(&hash).await? else {
-                state.known_keys.forget(&hash);
+            let charged = !state.known_keys.contains(&hash);
+            if charged {
                 state
                     .auth_failures
                     .check(&client, now)
                     .map_err(too_many_failures)?;
+            }
+            let Some(key) = state.store.find_key(&hash).await? else {
+                state.known_keys.forget(&hash);
                 return Err(ApiError::unauthorized("invalid or revoked API key"));
             };
+            if charged {
+                state.auth_failures.refund(&client);
+            }
             state.known_keys.remember(&hash);
             Caller::Customer {
                 id: key.customer_id,
@@ -190,6 +196,7 @@ impl FromRequestParts<AppState> for Caller {
         };
         state.limiter.check(&hash, state.clock.now())?;
         parts.extensions.insert(caller);
+        parts.extensions.insert(RateKey(hash));
         Ok(caller)
     }
 }
@@ -208,25 +215,25 @@ pub fn client_address(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr>
     if !is_trusted(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = parts
+    let forwarded: Vec<&str> = parts
         .headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
         .collect();
     // Walk back from the nearest hop: the first one not a trusted proxy is the client; what lies
-    // before it was written by the client and proves nothing.
-    Some(
-        forwarded
-            .iter()
-            .rev()
-            .find(|ip| !is_trusted(ip))
-            .or(forwarded.first())
-            .copied()
-            .unwrap_or(peer),
-    )
+    // before it was written by the client and proves nothing, so the walk stops at anything that
+    // is not an address, on the last trusted hop.
+    let mut client = peer;
+    for hop in forwarded.iter().rev() {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => client = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(client)
 }
 
 /// Hashes of keys that authenticated in this process lately: their requests are looked up even

@@ -5,7 +5,10 @@
 //! body is read, so the bodies held at once never exceed the budget however many clients send.
 //! The share per key is what keeps one customer's slow or stalled uploads from holding the whole
 //! budget: its further uploads queue behind its own share while other keys' uploads go on. A
-//! stalled body gives its room back when the body times out (see `connections`).
+//! stalled body gives its room back when the body times out (see `connections`). No upload
+//! waits for room longer than a bound: then it is answered `429` (its own key's uploads hold the
+//! share) or `503` (the whole budget is taken), with `Retry-After`, so queued connections never
+//! pile up behind slow ones.
 //!
 //! [`DecodeBudget`] is the same idea for the workers: each decode reserves what the imaging
 //! crate says it will allocate at most (`Inspection::decode_bytes`), so a large image waits for
@@ -16,6 +19,7 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, Weak},
+    time::Duration,
 };
 
 use imagelake_core::KeyId;
@@ -28,6 +32,15 @@ pub struct UploadBudget {
     total: Arc<Semaphore>,
     per_key_mib: usize,
     keys: Mutex<HashMap<KeyId, Weak<Semaphore>>>,
+}
+
+/// Why an upload found no room in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The key's own uploads hold its share.
+    Key,
+    /// Uploads of all keys hold the whole budget.
+    Total,
 }
 
 /// Room held for one upload body; given back when dropped.
@@ -48,23 +61,31 @@ impl UploadBudget {
         }
     }
 
-    /// Waits until `bytes` fit within `key`'s share and within the whole budget.
-    pub async fn reserve(&self, key: KeyId, bytes: u64) -> Reservation {
+    /// Waits, at most `wait`, until `bytes` fit within `key`'s share and within the whole
+    /// budget.
+    pub async fn reserve(
+        &self,
+        key: KeyId,
+        bytes: u64,
+        wait: Duration,
+    ) -> Result<Reservation, Busy> {
         let want = u32::try_from(mib(bytes).clamp(1, self.per_key_mib)).unwrap_or(u32::MAX);
         let share = self.share(key);
+        let deadline = tokio::time::Instant::now() + wait;
         // The key's own share first: a key that waits for itself holds nothing of the total.
-        let key_permit = share
-            .acquire_many_owned(want)
+        let key_permit = tokio::time::timeout_at(deadline, share.acquire_many_owned(want))
             .await
+            .map_err(|_| Busy::Key)?
             .expect("upload budget semaphores are never closed");
-        let total_permit = Arc::clone(&self.total)
-            .acquire_many_owned(want)
+        let total = Arc::clone(&self.total).acquire_many_owned(want);
+        let total_permit = tokio::time::timeout_at(deadline, total)
             .await
+            .map_err(|_| Busy::Total)?
             .expect("upload budget semaphores are never closed");
-        Reservation {
+        Ok(Reservation {
             _key: key_permit,
             _total: total_permit,
-        }
+        })
     }
 
     fn share(&self, key: KeyId) -> Arc<Semaphore> {
@@ -146,15 +167,27 @@ mod tests {
     async fn one_key_cannot_hold_the_whole_budget() {
         let budget = UploadBudget::new(&limits(100, None));
         let (greedy, other) = (KeyId::new(), KeyId::new());
-        let held = budget.reserve(greedy, 25 << 20).await;
+        let wait = Duration::from_millis(50);
+        let held = budget.reserve(greedy, 25 << 20, wait).await.unwrap();
         assert_eq!(budget.available_mib(), 75);
-        // The greedy key's next upload waits for its own share ...
-        let waiting = tokio::time::timeout(Duration::from_millis(50), budget.reserve(greedy, 1));
-        assert!(waiting.await.is_err(), "a quarter is the share of one key");
+        // The greedy key's next upload waits for its own share, then gives up ...
+        assert_eq!(budget.reserve(greedy, 1, wait).await.err(), Some(Busy::Key));
         // ... while another key's upload gets room at once.
-        let _small = budget.reserve(other, 2048).await;
+        let _small = budget.reserve(other, 2048, wait).await.unwrap();
         drop(held);
-        let _again = budget.reserve(greedy, 1).await;
+        let _again = budget.reserve(greedy, 1, wait).await.unwrap();
+        let keys: Vec<KeyId> = (0..3).map(|_| KeyId::new()).collect();
+        let _held: Vec<Reservation> =
+            futures::future::join_all(keys.iter().map(|k| budget.reserve(*k, 25 << 20, wait)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        assert_eq!(
+            budget.reserve(KeyId::new(), 25 << 20, wait).await.err(),
+            Some(Busy::Total),
+            "the whole budget is taken"
+        );
     }
 
     #[tokio::test]
@@ -173,6 +206,9 @@ mod tests {
     async fn the_share_is_never_below_one_body() {
         let budget = UploadBudget::new(&limits(20, Some(1)));
         assert_eq!(budget.per_key_mib, 10);
-        let _whole_body = budget.reserve(KeyId::new(), 10 << 20).await;
+        let _whole_body = budget
+            .reserve(KeyId::new(), 10 << 20, Duration::from_millis(50))
+            .await
+            .unwrap();
     }
 }

@@ -2,8 +2,10 @@
 //! what `axum::serve` leaves out.
 //!
 //! - A **header read timeout** (`limits.header_read_timeout`): a client that opens a connection
-//!   and sends its request head slowly, or never, is disconnected (hyper's own timer; HTTP/1).
-//!   An idle keep-alive connection is closed after the same time.
+//!   and sends its request head slowly, or nothing at all, is disconnected (hyper's own timer,
+//!   which runs from the connection's start). An idle keep-alive connection is closed after the
+//!   same time. HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) would bypass that timer, and
+//!   clients and load balancers speak HTTP/1.1 to a backend like this one.
 //! - The **peer address** in every request (`ConnectInfo<SocketAddr>`), for limits per client
 //!   address (see `auth`).
 //! - **Request bodies that stall or crawl end**: every body is wrapped in [`TimedBody`], which
@@ -23,9 +25,10 @@ use std::{
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -55,9 +58,8 @@ pub async fn serve(
     timeouts: Timeouts,
     stop: CancellationToken,
 ) {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeouts.header_read);
     let graceful = GracefulShutdown::new();
@@ -79,9 +81,8 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             request.map(|body| Body::new(TimedBody::new(Body::new(body), timeouts)))
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

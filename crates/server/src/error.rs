@@ -61,6 +61,30 @@ impl ApiError {
         Self::invalid(format!("could not read the request body: {e}"))
     }
 
+    /// No room for an upload body in time: `429` when the key's own uploads hold its share,
+    /// `503` when all uploads hold the whole budget.
+    pub fn busy(busy: crate::budget::Busy, waited: std::time::Duration) -> Self {
+        let (code, message) = match busy {
+            crate::budget::Busy::Key => (
+                ErrorCode::RateLimited,
+                "this key's uploads in progress hold its share of the upload memory budget",
+            ),
+            crate::budget::Busy::Total => (
+                ErrorCode::Unavailable,
+                "uploads in progress hold the whole upload memory budget",
+            ),
+        };
+        let mut error = Self::new(
+            code,
+            format!(
+                "{message}; waited {} s for room, retry later",
+                waited.as_secs()
+            ),
+        );
+        error.retry_after = Some(5);
+        error
+    }
+
     /// Logs the cause and answers a bare `internal`.
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -83,11 +107,14 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        // The rest of a refused or abandoned body is not read: the connection cannot carry
-        // another request.
+        // The rest of a refused or abandoned body is not read (too slow, too large, no room for
+        // it, over the rate): the connection cannot carry another request.
         if matches!(
             self.code,
-            ErrorCode::RequestTimeout | ErrorCode::PayloadTooLarge
+            ErrorCode::RequestTimeout
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::Unavailable
+                | ErrorCode::RateLimited
         ) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

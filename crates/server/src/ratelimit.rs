@@ -30,15 +30,6 @@ impl RateLimiter {
 
     /// Takes one token from `key`'s bucket.
     pub fn check(&self, key: &str, now: Timestamp) -> Result<(), ApiError> {
-        self.take(key, now, 1.0)
-    }
-
-    /// Whether `key`'s bucket has a token, without taking it.
-    pub fn peek(&self, key: &str, now: Timestamp) -> Result<(), ApiError> {
-        self.take(key, now, 0.0)
-    }
-
-    fn take(&self, key: &str, now: Timestamp, cost: f64) -> Result<(), ApiError> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Full buckets carry no state worth keeping.
@@ -52,7 +43,7 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed(bucket.at, now) * self.rate).min(self.burst);
         bucket.at = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= cost;
+            bucket.tokens -= 1.0;
             return Ok(());
         }
         let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
@@ -62,6 +53,14 @@ impl RateLimiter {
         );
         err.retry_after = Some(wait);
         Err(err)
+    }
+
+    /// Gives back a token taken from `key`'s bucket.
+    pub fn refund(&self, key: &str) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
     }
 }
 
@@ -84,9 +83,9 @@ mod tests {
         assert_eq!(err.code, ErrorCode::RateLimited);
         assert_eq!(err.retry_after, Some(1));
         limiter.check("other", t).expect("buckets are per key");
-        assert!(limiter.peek("k", t).is_err());
-        limiter.peek("other", t).expect("a peek takes nothing");
-        limiter.peek("other", t).expect("a peek takes nothing");
+        limiter.refund("k");
+        limiter.check("k", t).expect("a refunded token");
+        assert!(limiter.check("k", t).is_err());
         limiter
             .check("k", t + chrono::Duration::milliseconds(600))
             .expect("refilled");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use imagelake_core::{Clock, SystemClock};
 use imagelake_metadata::{MetadataStore, SqliteStore, WorkQueue};
 use object_store::{ObjectStore, local::LocalFileSystem};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::{
     auth::{AdminToken, KnownKeys},
@@ -38,6 +38,9 @@ pub struct AppState {
     pub upload_budget: Arc<UploadBudget>,
     /// Room for decoding images, shared by the workers (`limits.max_decode_bytes`).
     pub decode_budget: Arc<DecodeBudget>,
+    /// One permit per image processed at once (`processing.workers`), shared by pulled and
+    /// pushed work, so originals held in memory stay `workers` x `max_body_bytes` at most.
+    pub processing_slots: Arc<Semaphore>,
     /// What the other parts of this process (the Kafka consumer) report for `/readyz`.
     pub health: Arc<crate::health::Health>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
@@ -98,6 +101,7 @@ impl AppState {
         clock: Arc<dyn Clock>,
         admin: AdminToken,
     ) -> Self {
+        let workers = settings.processing.worker_count();
         let limits = &settings.limits;
         let upload_budget = Arc::new(UploadBudget::new(limits));
         let decode_budget = Arc::new(DecodeBudget::new(limits.max_decode_bytes));
@@ -123,6 +127,7 @@ impl AppState {
             work_ready: Arc::new(Notify::new()),
             upload_budget,
             decode_budget,
+            processing_slots: Arc::new(Semaphore::new(workers)),
             upload_urls: None,
             health: Arc::default(),
             #[cfg(feature = "gcp")]

@@ -22,7 +22,7 @@ use imagelake_core::{
 use imagelake_imaging::{ImagingError, Processed};
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use sha2::{Digest, Sha256};
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
@@ -32,7 +32,7 @@ const POLL: Duration = Duration::from_millis(250);
 
 /// Runs workers until `cancel`; in-flight images are finished before it returns.
 pub async fn run(state: AppState, cancel: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(state.settings.processing.worker_count()));
+    let slots = Arc::clone(&state.processing_slots);
     let mut tasks = JoinSet::new();
     while !cancel.is_cancelled() {
         while tasks.try_join_next().is_some() {}

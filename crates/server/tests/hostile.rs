@@ -145,7 +145,8 @@ async fn read_to_close(socket: &mut TcpStream) -> String {
 
 /// Ten stalled uploads of one key (declared 50 MiB, then silence; chunked too) hold only that
 /// key's share of the upload budget: another key's small upload is answered while they are all
-/// open. Each stalled body ends in `408 request_timeout` and a closed connection.
+/// open. Each stalled upload ends in `408 request_timeout` (or `429` if it never got room) and a
+/// closed connection.
 #[tokio::test]
 async fn stalled_uploads_block_only_their_own_key() {
     let server = TestServer::with(|s| {
@@ -172,15 +173,20 @@ async fn stalled_uploads_block_only_their_own_key() {
     .expect("another key's upload does not wait for the stalled ones");
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
+    // Each ends: `408` once it had room and stalled, or `429` when it waited for its key's share
+    // longer than the idle timeout; either way the connection is closed.
+    let mut timed_out = 0;
     for socket in &mut sockets {
         let answer = read_to_close(socket).await;
-        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-        assert!(answer.contains("request_timeout"), "{answer}");
+        let expected = ["HTTP/1.1 408", "HTTP/1.1 429"];
+        assert!(expected.iter().any(|s| answer.starts_with(s)), "{answer}");
+        timed_out += usize::from(answer.contains("request_timeout"));
         assert!(
             answer.to_ascii_lowercase().contains("connection: close"),
             "{answer}"
         );
     }
+    assert!(timed_out >= 1, "the stalled bodies that had room timed out");
     // The stalled key can upload again once its bodies timed out.
     let (status, _) = server.upload(&stalling, fixtures::jpeg(41, 30), None).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -222,10 +228,98 @@ async fn crawling_bodies_and_heads_time_out() {
         .unwrap();
     let answer = read_to_close(&mut slow_head).await;
     assert!(!answer.contains("200 OK"), "the head never ended: {answer}");
+    // A connection that sends nothing at all is closed too.
+    let mut silent = TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "");
     assert_eq!(
         server.get(&key, "/healthz").await.0,
         StatusCode::OK,
         "the server is fine"
+    );
+    server.stop().await;
+}
+
+/// An upload that finds no room in the budget within `body_idle_timeout` is answered at once
+/// (`429` when its own key's uploads hold the share) instead of holding its connection.
+#[tokio::test]
+async fn waiting_for_upload_room_is_bounded() {
+    let server = TestServer::with(|s| {
+        s.limits.max_body_bytes = 4 << 20;
+        s.limits.max_inflight_upload_bytes_per_key = Some(4 << 20);
+        s.limits.body_idle_timeout = "1s".parse().unwrap();
+    })
+    .await;
+    let (_, key) = server.customer("holder").await;
+    // A body that trickles in: never idle, so it keeps the key's whole share.
+    let mut socket = stalled(&server, &key, 4 << 20, b"\xFF\xD8").await;
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if socket.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = server
+        .client
+        .post(server.url("/v1/images"))
+        .bearer_auth(&key)
+        .body(fixtures::jpeg(30, 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(body["error"]["message"].as_str().unwrap().contains("share"));
+    trickle.abort();
+    server.stop().await;
+}
+
+/// A multipart body's parts count against the key's rate like single uploads, and at most
+/// `MAX_PARTS` are read.
+#[tokio::test]
+async fn multipart_parts_are_limited() {
+    let server = TestServer::with(|s| {
+        s.limits.requests_per_second = 0.01;
+        s.limits.burst = 3;
+    })
+    .await;
+    let (_, key) = server.customer("parts").await;
+    let files: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|n| (format!("{n}.jpg"), fixtures::jpeg(20 + n, 20)))
+        .collect();
+    let (status, body) = post_form(&server, &key, form(&files)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    // The request and two more parts take the burst of 3; the fourth part is over the rate.
+    assert_eq!(statuses, [201, 201, 201, 429], "{body}");
+    server.stop().await;
+
+    let server = TestServer::start().await;
+    let (_, key) = server.customer("many-parts").await;
+    let tiny = b"not an image".to_vec();
+    let files: Vec<(String, Vec<u8>)> = (0..=imagelake_server::api::MAX_PARTS)
+        .map(|n| (format!("{n}.txt"), tiny.clone()))
+        .collect();
+    let (status, body) = post_form(&server, &key, form(&files)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), imagelake_server::api::MAX_PARTS + 1);
+    assert_eq!(
+        results.last().unwrap()["status"],
+        413,
+        "{}",
+        results.last().unwrap()
     );
     server.stop().await;
 }
@@ -368,6 +462,23 @@ async fn failed_authentication_is_limited_per_address() {
     .await;
     let (_, key) = server.customer("guessed").await;
     assert_eq!(server.get(&key, "/v1/images").await.0, StatusCode::OK);
+    // Many at once from one address: only the burst is looked up.
+    let at_once = (0..30).map(|_| {
+        server
+            .client
+            .get(server.url("/v1/images"))
+            .bearer_auth("ilk_111111111111111111111111111111111111111111111111")
+            .header("x-forwarded-for", "192.0.2.44")
+            .send()
+    });
+    let mut unauthorized = 0;
+    for response in futures::future::join_all(at_once).await {
+        unauthorized += usize::from(response.unwrap().status() == StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        unauthorized, 5,
+        "the burst, and not one more, reaches a lookup"
+    );
     let guess = |forwarded: &'static str| {
         server
             .client

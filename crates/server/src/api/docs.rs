@@ -156,7 +156,7 @@ fn shared_answers(operation: &mut Value) {
         );
         add(
             "429",
-            "`rate_limited`: over the key's rate, or too many failed authentications from this address; see `Retry-After`",
+            "`rate_limited`: over the key's rate, too many failed authentications from this address, or (uploads) the key's own uploads hold its share of the upload budget; see `Retry-After`",
         );
     }
     if has_body {

@@ -26,7 +26,7 @@ use utoipa::ToSchema;
 
 use super::parse_id;
 use crate::{
-    auth::{Caller, CustomerCaller},
+    auth::{Caller, CustomerCaller, RateKey},
     error::ApiError,
     ingest::{self, Upload, clean_filename},
     state::AppState,
@@ -113,7 +113,8 @@ pub struct UploadForm {
         (status = 409, body = super::ErrorBody, description = "`conflict`: the `Idempotency-Key` was used with another body"),
         (status = 413, body = super::ErrorBody, description = "`payload_too_large`: over `max_body_bytes`"),
         (status = 415, body = super::ErrorBody, description = "`unsupported_media_type`: not JPEG, PNG, WebP or GIF"),
-        (status = 422, body = super::ErrorBody, description = "`pixel_limit_exceeded` (the canvas or a frame is over `max_pixels`) or `decode_limit_exceeded` (decoding it would need more than `max_decode_bytes`)")))]
+        (status = 422, body = super::ErrorBody, description = "`pixel_limit_exceeded` (the canvas or a frame is over `max_pixels`) or `decode_limit_exceeded` (decoding it would need more than `max_decode_bytes`)"),
+        (status = 503, body = super::ErrorBody, description = "`unavailable`: uploads in progress hold the whole upload memory budget; see `Retry-After`")))]
 pub async fn upload(
     CustomerCaller(customer): CustomerCaller,
     State(state): State<AppState>,
@@ -159,10 +160,12 @@ pub async fn upload(
     };
     // Wait for room before reading the body: the bodies held at once stay within the budget,
     // and within this key's share of it.
+    let wait = state.settings.limits.body_idle_timeout.0;
     let _room = state
         .upload_budget
-        .reserve(key, declared.unwrap_or(limit))
-        .await;
+        .reserve(key, declared.unwrap_or(limit), wait)
+        .await
+        .map_err(|busy| ApiError::busy(busy, wait))?;
     let (parts, body) = request.into_parts();
     let limited = Body::new(Limited::new(
         body,
@@ -207,14 +210,20 @@ async fn read_body(mut body: Body, declared: Option<u64>, limit: u64) -> Result<
     Ok(buffer.freeze())
 }
 
+/// The `file` parts one multipart body may carry.
+pub const MAX_PARTS: usize = 100;
+
 /// A multipart body: every `file` part is one upload, read and accepted in turn, so one part is
-/// held in memory at a time.
+/// held in memory at a time. Each part after the first takes a request from the key's rate
+/// limit, as a single upload would; a part over the rate or beyond [`MAX_PARTS`] ends the
+/// batch with its refusal as the last result, and the rest of the body is not read.
 async fn upload_batch(
     state: &AppState,
     customer: CustomerId,
     request: Request,
 ) -> Result<Response, ApiError> {
     let limit = state.settings.limits.max_body_bytes;
+    let rate_key = request.extensions().get::<RateKey>().cloned();
     let mut multipart = Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?;
@@ -232,6 +241,10 @@ async fn upload_batch(
             continue;
         }
         let filename = field.file_name().and_then(clean_filename);
+        if let Err(refused) = next_part_allowed(state, results.len(), rate_key.as_ref()) {
+            results.push(json!({"filename": filename, "status": refused.status().as_u16(), "error": refused.body()["error"]}));
+            break;
+        }
         let mut buffer = bytes::BytesMut::new();
         while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
             buffer.extend_from_slice(&chunk);
@@ -255,6 +268,26 @@ async fn upload_batch(
         return Err(ApiError::invalid("the multipart body has no `file` part"));
     }
     Ok((StatusCode::OK, Json(json!({"results": results}))).into_response())
+}
+
+/// Whether the part after `parts` parts may be read.
+fn next_part_allowed(
+    state: &AppState,
+    parts: usize,
+    rate_key: Option<&RateKey>,
+) -> Result<(), ApiError> {
+    if parts >= MAX_PARTS {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "at most {MAX_PARTS} file parts in one request; this part and the rest were not read"
+            ),
+        ));
+    }
+    match rate_key {
+        Some(key) if parts > 0 => state.limiter.check(&key.0, state.clock.now()),
+        _ => Ok(()),
+    }
 }
 
 /// The caller's live image, or `not_found`.

@@ -18,6 +18,7 @@ use axum::{
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use docs::{ApiDoc, ErrorBody, ImageRecord};
+pub use images::MAX_PARTS;
 
 use crate::{error::ApiError, state::AppState};
 

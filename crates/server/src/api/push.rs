@@ -2,7 +2,7 @@
 //! push subscription. The answer is the acknowledgement: 2xx acks, anything else makes Pub/Sub
 //! deliver again with backoff (and dead-letter after the subscription's limit).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json,
@@ -80,6 +80,11 @@ pub async fn push(
         }
         Work::Malformed(error) => return Err(ApiError::invalid(error)),
     };
+    // Pushed work takes a worker's slot like pulled work, however many pushes arrive at once.
+    let _slot = Arc::clone(&state.processing_slots)
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
     match worker::process_job(&state, &job).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         Err(error) => {
