@@ -545,81 +545,94 @@ impl FirestoreStore {
             .unwrap_or_default())
     }
 
-    /// One attempt at the insert transaction. Its reads are two point reads (the idempotency key
-    /// and the `dedup/{customer}~{sha256}` marker), so transactions of one customer's concurrent
-    /// uploads of different bytes touch different documents and do not contend. A marker naming
-    /// a live image ends the transaction: the image is read after it (see [`Attempt`]). A marker
-    /// naming `stale` is replaced.
+    /// One attempt at the insert: a single commit of the record, its `dedup` marker, its
+    /// idempotency key and its event, made atomic and race-free by preconditions rather than a
+    /// transaction. The marker and the key are created only if absent (or the marker replaced
+    /// only at the `update_time` it was read with, when it is stale), so of concurrent uploads
+    /// of the same bytes exactly one commits and the others fail at once, without holding or
+    /// waiting for locks; each then reads what won, outside any transaction.
     async fn try_insert_image(&self, new: &NewImage, stale: Option<&str>) -> Result<Attempt> {
         let image = &new.image;
-        let transaction = self.begin().await?;
-        let idem_name = new
-            .idempotency
-            .as_ref()
-            .map(|idem| self.name("idempotency", &idempotency_id(image.customer_id, &idem.key)));
-        // A record made before its bytes arrive (a signed-URL upload) has no hash to compare yet.
-        let dedup_name = (!image.sha256.is_empty())
-            .then(|| self.name("dedup", &dedup_id(image.customer_id, &image.sha256)));
-        let names: Vec<String> = idem_name.iter().chain(&dedup_name).cloned().collect();
-        let found = if names.is_empty() {
-            Vec::new()
-        } else {
-            match self.batch_get(&names, &transaction).await {
-                Ok(found) => found,
-                Err(e) => {
-                    self.rollback(&transaction).await;
-                    return Err(e);
-                }
-            }
-        };
-        let named = |name: &Option<String>| {
-            name.as_ref().and_then(|n| {
-                found
-                    .iter()
-                    .find(|d| d.get("name").and_then(Value::as_str) == Some(n))
-            })
-        };
-        if let Some(previous) = named(&idem_name) {
-            self.rollback(&transaction).await;
-            return Ok(Attempt::Done(InsertOutcome::Replay(idempotency_from(
-                previous,
-            )?)));
-        }
-        if let Some(marker) = named(&dedup_name)
-            && let Some(existing) = get_str(marker, "image_id")
-            && get_ts(marker, "expires_at").is_some_and(|t| t > image.uploaded_at)
-            && stale != Some(existing.as_str())
-        {
-            self.rollback(&transaction).await;
-            return Ok(Attempt::Marked(existing));
-        }
+        let customer = image.customer_id;
         let mut writes = vec![json!({
             "update": {"name": self.name("images", &image.id.to_string()), "fields": image_fields(image)},
             "currentDocument": {"exists": false},
         })];
-        if dedup_name.is_some() {
-            writes.push(self.upsert(
+        // A record made before its bytes arrive (a signed-URL upload) has no hash to compare yet.
+        let has_bytes = !image.sha256.is_empty();
+        if has_bytes {
+            let mut marker = self.upsert(
                 "dedup",
-                &dedup_id(image.customer_id, &image.sha256),
+                &dedup_id(customer, &image.sha256),
                 json!({
-                    "customer_id": string(&image.customer_id.to_string()),
+                    "customer_id": string(&customer.to_string()),
                     "image_id": string(&image.id.to_string()),
                     "expires_at": ts(image.expires_at),
                 }),
-            ));
+            );
+            marker["currentDocument"] = match stale {
+                Some(update_time) => json!({"updateTime": update_time}),
+                None => json!({"exists": false}),
+            };
+            writes.push(marker);
         }
         if let Some(idem) = &new.idempotency {
-            writes.push(self.upsert(
+            let mut key = self.upsert(
                 "idempotency",
-                &idempotency_id(image.customer_id, &idem.key),
-                idempotency_fields(image.customer_id, idem),
-            ));
+                &idempotency_id(customer, &idem.key),
+                idempotency_fields(customer, idem),
+            );
+            key["currentDocument"] = json!({"exists": false});
+            writes.push(key);
         }
         let received = Event::image(EventType::ImageReceived, image, image.uploaded_at);
         writes.push(self.outbox_write(&received)?);
-        Ok(match self.commit(writes, Some(&transaction)).await {
-            Ok(()) => Attempt::Done(InsertOutcome::Created),
-            Err(refused) => Attempt::Refused(refused),
+        match self.commit(writes, None).await {
+            Ok(()) => Ok(Attempt::Done(InsertOutcome::Created)),
+            Err(Refused::Precondition) => self.what_won(new).await,
+            Err(Refused::Aborted) => Ok(Attempt::Again(stale.map(str::to_owned))),
+            Err(Refused::Other(e)) => Err(e),
+        }
+    }
+
+    /// After a refused insert: the idempotency key's first answer, or the live image with these
+    /// bytes, or what to replace on the next try.
+    async fn what_won(&self, new: &NewImage) -> Result<Attempt> {
+        let image = &new.image;
+        if let Some(idem) = &new.idempotency
+            && let Some(previous) = self
+                .get("idempotency", &idempotency_id(image.customer_id, &idem.key))
+                .await?
+        {
+            return Ok(Attempt::Done(InsertOutcome::Replay(idempotency_from(
+                &previous,
+            )?)));
+        }
+        if image.sha256.is_empty() {
+            return Err(StoreError::AlreadyExists(format!("image {}", image.id)));
+        }
+        let Some(marker) = self
+            .get("dedup", &dedup_id(image.customer_id, &image.sha256))
+            .await?
+        else {
+            // Removed in between: try again as the first.
+            return Ok(Attempt::Again(None));
+        };
+        let update_time = need(marker.get("updateTime").and_then(Value::as_str), "updateTime")?;
+        let live = match get_str(&marker, "image_id") {
+            Some(existing) => self
+                .get("images", &existing)
+                .await?
+                .as_ref()
+                .map(image_from)
+                .transpose()?
+                .filter(|i| i.expires_at > image.uploaded_at),
+            None => None,
+        };
+        Ok(match live {
+            Some(existing) => Attempt::Done(InsertOutcome::Duplicate(Box::new(existing))),
+            // Its image was deleted or has expired: the marker is stale, replace it.
+            None => Attempt::Again(Some(update_time.to_owned())),
         })
     }
 
@@ -677,12 +690,11 @@ impl FirestoreStore {
     }
 }
 
-/// How one try of the insert transaction ended.
+/// How one try of the insert ended.
 enum Attempt {
     Done(InsertOutcome),
-    /// The marker names this live image: the upload is its duplicate, unless the image is gone.
-    Marked(String),
-    Refused(Refused),
+    /// Try again; replacing the stale `dedup` marker last updated at this time, if any.
+    Again(Option<String>),
 }
 
 fn email_taken() -> StoreError {
@@ -835,37 +847,21 @@ impl MetadataStore for FirestoreStore {
             ));
         }
         let mut stale: Option<String> = None;
-        let mut attempt = 0;
-        while attempt < TRANSACTION_ATTEMPTS {
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
             match self.try_insert_image(new, stale.as_deref()).await? {
                 Attempt::Done(outcome) => return Ok(outcome),
-                Attempt::Marked(existing) => {
-                    let live = self
-                        .get("images", &existing)
-                        .await?
-                        .as_ref()
-                        .map(image_from)
-                        .transpose()?
-                        .filter(|i| i.expires_at > new.image.uploaded_at);
-                    match live {
-                        Some(image) => return Ok(InsertOutcome::Duplicate(Box::new(image))),
-                        // Deleted since: the marker is stale, and the next try replaces it.
-                        None => stale = Some(existing),
+                Attempt::Again(replace) => {
+                    // Another upload changed the marker between the refusal and the read, or
+                    // Firestore aborted the commit: wait a random while, so racing uploads do
+                    // not collide again in step.
+                    if replace == stale {
+                        backoff(attempt).await;
                     }
+                    stale = replace;
                 }
-                Attempt::Refused(Refused::Aborted) => {
-                    // Usually another upload of the same bytes won: the next try finds its
-                    // marker. Wait a random while so the losers do not collide again in step.
-                    attempt += 1;
-                    backoff(attempt).await;
-                }
-                Attempt::Refused(Refused::Precondition) => {
-                    return Err(StoreError::AlreadyExists(format!("image {}", new.image.id)));
-                }
-                Attempt::Refused(Refused::Other(e)) => return Err(e),
             }
         }
-        Err(backend("image insert kept losing transaction races"))
+        Err(backend("image insert kept losing races"))
     }
 
     async fn find_idempotent(
