@@ -7,17 +7,19 @@
 //! read), `images/{id}`, `idempotency/{customer}~{sha256 of the key}`, and
 //! `dedup/{customer}~{sha256 of the bytes}` naming the image that holds those bytes, and
 //! `customer_emails/{sha256 of the folded email}` naming the customer with that email, which
-//! makes emails unique whatever their case. Timestamps
-//! are Firestore timestamps, which keep microseconds, as every backend does. The checks that must
-//! not race (a live duplicate, a used idempotency key) run inside a Firestore transaction together
-//! with the writes, as point reads of those documents: a query inside a transaction would lock
-//! the customer's whole range of images and make one customer's concurrent uploads abort each
-//! other. A transaction that still loses a race is aborted by Firestore and run again after a
-//! backoff with jitter, so racing uploads do not collide again in step. The transaction reads
-//! only the idempotency document and the marker: when the marker names a live image, the
-//! transaction is given up at once and the image is read outside it, so a worker updating that
-//! image never contends with the uploads that duplicate it. A `dedup` marker whose image is gone
-//! or expired is stale and simply replaced; the TTL policy on its `expires_at` removes it.
+//! makes emails unique whatever their case. Timestamps are Firestore timestamps, which keep
+//! microseconds, as every backend does.
+//!
+//! The checks that must not race (a live duplicate, a used idempotency key) are preconditions
+//! on one commit, not reads in a transaction: the record, the `dedup` marker and the
+//! idempotency key are created only if absent, so of concurrent uploads of the same bytes
+//! exactly one commit succeeds and the others are refused at once; a loser then reads what won.
+//! Reads inside a transaction take locks, and concurrent uploads of one image kept aborting each
+//! other's transactions until they gave up. A `dedup` marker whose image is gone or expired is
+//! stale: it is replaced at the `update_time` it was read with (so two replacements cannot both
+//! win), and the TTL policy on its `expires_at` removes it. A customer's change, which must read
+//! its old email to move its marker, is a transaction, tried again after a random wait when it
+//! loses a race.
 //!
 //! Events go into `outbox/{event_id}` in the same commit as their change (the customer or image
 //! write, or the insert transaction), and are deleted once the publisher has them on the events
@@ -618,7 +620,10 @@ impl FirestoreStore {
             // Removed in between: try again as the first.
             return Ok(Attempt::Again(None));
         };
-        let update_time = need(marker.get("updateTime").and_then(Value::as_str), "updateTime")?;
+        let update_time = need(
+            marker.get("updateTime").and_then(Value::as_str),
+            "updateTime",
+        )?;
         let live = match get_str(&marker, "image_id") {
             Some(existing) => self
                 .get("images", &existing)
@@ -838,6 +843,20 @@ impl MetadataStore for FirestoreStore {
             .map(key_from)
             .transpose()?;
         Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>> {
+        let query = json!({
+            "from": [{"collectionId": "api_keys"}],
+            "select": {"fields": [{"fieldPath": "revoked_at"}]},
+            "limit": limit,
+        });
+        self.query(query)
+            .await?
+            .iter()
+            .filter(|doc| get_ts(doc, "revoked_at").is_none())
+            .map(doc_id)
+            .collect()
     }
 
     async fn insert_image(&self, new: &NewImage, enqueue: bool) -> Result<InsertOutcome> {

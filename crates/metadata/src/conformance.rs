@@ -124,6 +124,9 @@ pub async fn customers_and_keys(store: &dyn MetadataStore) {
         "revoked keys stop working"
     );
     assert!(store.find_key("second-hash").await.unwrap().is_some());
+    let live = store.live_key_hashes(1000).await.unwrap();
+    assert!(live.contains(&"second-hash".to_owned()));
+    assert!(!live.contains(&k.hash), "revoked keys are not live");
     assert!(matches!(
         store.revoke_key(c.id, k.id, t0()).await,
         Err(StoreError::NotFound)

@@ -140,6 +140,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn revoke_key(&self, customer: CustomerId, key: KeyId, at: Timestamp) -> Result<()>;
     /// The live (not revoked) key with this hash.
     async fn find_key(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// The hashes of up to `limit` live keys: what a process learns at start about the keys in
+    /// use (see the server's failed-authentication limit).
+    async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>>;
 
     /// Writes a new image record atomically with its idempotency key and, when `enqueue` is set,
     /// its processing job. A live duplicate (same customer and SHA-256, not expired at

@@ -560,6 +560,18 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>> {
+        self.call(move |conn| {
+            let mut stmt =
+                conn.prepare("SELECT hash FROM api_keys WHERE revoked_at IS NULL LIMIT ?1")?;
+            let hashes = stmt
+                .query_map([limit as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(hashes)
+        })
+        .await
+    }
+
     async fn insert_image(&self, new: &NewImage, enqueue: bool) -> Result<InsertOutcome> {
         let new = new.clone();
         self.call(move |conn| {

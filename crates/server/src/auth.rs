@@ -236,16 +236,17 @@ pub fn client_address(parts: &Parts, trusted: &[ipnet::IpNet]) -> Option<IpAddr>
     Some(client)
 }
 
-/// Hashes of keys that authenticated in this process lately: their requests are looked up even
-/// from an address that has spent its failed authentications. A revoked key is still refused,
-/// by the lookup.
+/// Hashes of the keys in use: read from the store at start, added when a key is issued or
+/// authenticates, dropped when a lookup fails (a revoked key) or after a week unused. Their
+/// requests are looked up even from an address that has spent its failed authentications; a
+/// revoked key is still refused, by the lookup.
 #[derive(Default)]
 pub struct KnownKeys {
     seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl KnownKeys {
-    const KEEP: Duration = Duration::from_secs(3600);
+    const KEEP: Duration = Duration::from_secs(7 * 86_400);
     const MAX: usize = 100_000;
 
     pub fn contains(&self, hash: &str) -> bool {
@@ -262,6 +263,20 @@ impl KnownKeys {
             }
         }
         seen.insert(hash.to_owned(), Instant::now());
+    }
+
+    /// Learns the keys in use from the store, so a restart does not make them strangers.
+    pub async fn learn(&self, store: &dyn imagelake_metadata::MetadataStore) {
+        match store.live_key_hashes(Self::MAX).await {
+            Ok(hashes) => {
+                let now = Instant::now();
+                let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.extend(hashes.into_iter().map(|h| (h, now)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the live keys; they are learnt as they are used")
+            }
+        }
     }
 
     pub fn forget(&self, hash: &str) {

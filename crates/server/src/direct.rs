@@ -96,7 +96,11 @@ pub async fn issue(
     customer: CustomerId,
     request: UploadRequest,
 ) -> Result<UploadTicket, ApiError> {
-    let format = imagelake_imaging::Format::from_content_type(&request.content_type).ok_or_else(
+    // Exactly one of the four types, as the signed `Content-Type` header must be.
+    let format = imagelake_imaging::Format::ALL
+        .into_iter()
+        .find(|f| f.content_type() == request.content_type)
+        .ok_or_else(
         || {
             ApiError::new(
                 imagelake_core::ErrorCode::UnsupportedMediaType,

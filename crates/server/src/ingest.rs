@@ -81,20 +81,24 @@ pub fn clean_filename(raw: &str) -> Option<String> {
     (!cleaned.is_empty() && cleaned != "." && cleaned != "..").then(|| cleaned.to_owned())
 }
 
-/// Bidirectional controls, zero-width and other invisible formatting characters. The zero-width
-/// joiner and non-joiner stay: scripts and emoji need them, and they reorder nothing.
+/// Bidirectional controls, zero-width and other invisible formatting characters, and line and
+/// paragraph separators. The zero-width joiner and non-joiner stay: scripts and emoji need
+/// them, and they reorder nothing.
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
             | '\u{115F}'
             | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
             | '\u{180E}'
             | '\u{200B}'
             | '\u{200E}'
             | '\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}'
             | '\u{3164}'
@@ -334,6 +338,10 @@ mod tests {
             Some("ab.png")
         );
         assert_eq!(clean_filename("\u{200F}\u{202C}"), None);
+        assert_eq!(
+            clean_filename("a\u{2028}b\u{2029}c\u{034F}.jpg").as_deref(),
+            Some("abc.jpg")
+        );
         assert_eq!(
             clean_filename("👨\u{200D}👩.jpg").as_deref(),
             Some("👨\u{200D}👩.jpg")

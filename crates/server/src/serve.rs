@@ -65,6 +65,9 @@ pub async fn start_role(
             );
         }
     }
+    if matches!(role, Role::All | Role::Api) {
+        state.known_keys.learn(state.store.as_ref()).await;
+    }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();

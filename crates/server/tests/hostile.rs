@@ -105,6 +105,59 @@ async fn multipart_uploads_of_real_photos() {
     server.stop().await;
 }
 
+/// A multipart body that breaks off (here: over the limit, sent chunked so the size is only
+/// seen as it arrives) after some parts were stored lists those parts, and the refusal last.
+#[tokio::test]
+async fn a_multipart_body_cut_off_keeps_the_parts_before() {
+    let server = TestServer::with(|s| s.limits.max_body_bytes = 1 << 20).await;
+    let (_, key) = server.customer("cut-off").await;
+    let boundary = "imagelake-test-boundary";
+    let part = |name: &str, bytes: &[u8]| {
+        let mut part = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n"
+        )
+        .into_bytes();
+        part.extend_from_slice(bytes);
+        part.extend_from_slice(b"\r\n");
+        part
+    };
+    let mut body = part("a.jpg", &fixtures::jpeg(40, 30));
+    body.extend(part("b.jpg", &fixtures::jpeg(41, 30)));
+    body.extend(part("big.bin", &vec![7u8; 2 << 20]));
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let response = server
+        .client
+        .post(server.url("/v1/images"))
+        .bearer_auth(&key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [201, 201, 413], "{body}");
+    assert_eq!(body["results"][2]["error"]["code"], "payload_too_large");
+    let (_, listing) = server.get(&key, "/v1/images").await;
+    assert_eq!(
+        listing["images"].as_array().unwrap().len(),
+        2,
+        "both stored"
+    );
+    server.stop().await;
+}
+
 /// Sends a request head declaring `length` body bytes, then `sent` bytes of it.
 async fn stalled(server: &TestServer, key: &str, length: u64, sent: &[u8]) -> TcpStream {
     let mut socket = TcpStream::connect(server.base.trim_start_matches("http://"))
@@ -461,6 +514,7 @@ async fn failed_authentication_is_limited_per_address() {
     })
     .await;
     let (_, key) = server.customer("guessed").await;
+    let (_, never_used) = server.customer("quiet").await;
     assert_eq!(server.get(&key, "/v1/images").await.0, StatusCode::OK);
     // Many at once from one address: only the burst is looked up.
     let at_once = (0..30).map(|_| {
@@ -503,15 +557,21 @@ async fn failed_authentication_is_limited_per_address() {
         guess("203.0.113.9").await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    let valid = server
-        .client
-        .get(server.url("/v1/images"))
-        .bearer_auth(&key)
-        .header("x-forwarded-for", "198.51.100.7")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(valid.status(), StatusCode::OK);
+    for valid_key in [&key, &never_used] {
+        let valid = server
+            .client
+            .get(server.url("/v1/images"))
+            .bearer_auth(valid_key)
+            .header("x-forwarded-for", "198.51.100.7")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            valid.status(),
+            StatusCode::OK,
+            "a key in use or just issued"
+        );
+    }
     server.stop().await;
 }
 

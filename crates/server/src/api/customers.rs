@@ -167,6 +167,7 @@ pub async fn create(
     };
     let (key, secret) = new_key(customer.id, now);
     state.store.insert_customer(&customer, &key).await?;
+    state.known_keys.remember(&key.hash);
     tracing::info!(customer_id = %customer.id, "customer created");
     Ok((
         StatusCode::CREATED,
@@ -262,6 +263,7 @@ pub async fn create_key(
     let id: CustomerId = parse_id(&id)?;
     let (key, secret) = new_key(id, state.clock.now());
     state.store.insert_key(&key).await?;
+    state.known_keys.remember(&key.hash);
     Ok((
         StatusCode::CREATED,
         Json(CreatedKey {

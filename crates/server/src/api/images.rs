@@ -108,7 +108,7 @@ pub struct UploadForm {
         description = "the image bytes (JPEG, PNG, WebP or GIF; the format comes from the bytes), or several as `file` parts"),
     responses(
         (status = 201, body = super::ImageRecord, description = "stored; processing follows"),
-        (status = 200, body = UploadAnswer, description = "the same bytes are already stored (`duplicate: true`), or a multipart batch"),
+        (status = 200, body = UploadAnswer, description = "the same bytes are already stored (`duplicate: true`), or a multipart batch: one result per part, the last one the refusal that ended it early, if any"),
         (status = 400, body = super::ErrorBody, description = "`invalid_request`: an empty body, a multipart body without a `file` part, an unknown query parameter, a malformed `Idempotency-Key` or one on a multipart body, or an admin token (uploads act for a customer)"),
         (status = 409, body = super::ErrorBody, description = "`conflict`: the `Idempotency-Key` was used with another body"),
         (status = 413, body = super::ErrorBody, description = "`payload_too_large`: over `max_body_bytes`"),
@@ -215,8 +215,10 @@ pub const MAX_PARTS: usize = 100;
 
 /// A multipart body: every `file` part is one upload, read and accepted in turn, so one part is
 /// held in memory at a time. Each part after the first takes a request from the key's rate
-/// limit, as a single upload would; a part over the rate or beyond [`MAX_PARTS`] ends the
-/// batch with its refusal as the last result, and the rest of the body is not read.
+/// limit, as a single upload would. A part over the rate or beyond [`MAX_PARTS`], or a body
+/// that breaks off (too large, too slow, malformed) after some parts were stored, ends the
+/// batch with that refusal as the last result: the parts before it are stored and listed, and
+/// the rest of the body is not read.
 async fn upload_batch(
     state: &AppState,
     customer: CustomerId,
@@ -236,24 +238,36 @@ async fn upload_batch(
         }
     };
     let mut results = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    let mut ended = None;
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => {
+                ended = Some((None, multipart_error(e)));
+                break;
+            }
+        };
         if field.name() != Some("file") {
             continue;
         }
         let filename = field.file_name().and_then(clean_filename);
         if let Err(refused) = next_part_allowed(state, results.len(), rate_key.as_ref()) {
-            results.push(json!({"filename": filename, "status": refused.status().as_u16(), "error": refused.body()["error"]}));
+            ended = Some((filename, refused));
             break;
         }
-        let mut buffer = bytes::BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            buffer.extend_from_slice(&chunk);
-        }
+        let bytes = match read_part(&mut field).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                ended = Some((filename, multipart_error(e)));
+                break;
+            }
+        };
         let outcome = ingest::accept(
             state,
             Upload {
                 customer,
-                bytes: buffer.freeze(),
+                bytes,
                 filename: filename.clone(),
                 idempotency_key: None,
             },
@@ -264,10 +278,36 @@ async fn upload_batch(
             Err(e) => json!({"filename": filename, "status": e.status().as_u16(), "error": e.body()["error"]}),
         });
     }
-    if results.is_empty() {
-        return Err(ApiError::invalid("the multipart body has no `file` part"));
+    let unread = ended.is_some();
+    match ended {
+        // Nothing was stored: the request as a whole is refused.
+        Some((_, refused)) if results.is_empty() => return Err(refused),
+        Some((filename, refused)) => results.push(
+            json!({"filename": filename, "status": refused.status().as_u16(), "error": refused.body()["error"]}),
+        ),
+        None if results.is_empty() => {
+            return Err(ApiError::invalid("the multipart body has no `file` part"));
+        }
+        None => {}
     }
-    Ok((StatusCode::OK, Json(json!({"results": results}))).into_response())
+    let mut response = (StatusCode::OK, Json(json!({"results": results}))).into_response();
+    if unread {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
+}
+
+/// One part's bytes.
+async fn read_part(
+    field: &mut axum::extract::multipart::Field<'_>,
+) -> Result<Bytes, MultipartError> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(chunk) = field.chunk().await? {
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
 }
 
 /// Whether the part after `parts` parts may be read.
