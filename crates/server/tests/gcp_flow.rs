@@ -544,9 +544,11 @@ async fn concurrent_identical_uploads_are_duplicates_on_firestore() {
 
 #[tokio::test]
 async fn retention_removes_objects_and_records_on_google_cloud() {
+    // The sweep is run here, once the image has expired, so its outcome (or its error) is the
+    // test's; the background sweeper waits an hour.
     let (server, bucket) = gcp_server("expire", |s| {
         s.retention = imagelake_core::duration::HumanDuration(Duration::from_secs(3));
-        s.sweep_interval = imagelake_core::duration::HumanDuration(Duration::from_secs(1));
+        s.sweep_interval = imagelake_core::duration::HumanDuration(Duration::from_secs(3600));
     })
     .await;
     let (status, _) = server
@@ -562,13 +564,33 @@ async fn retention_removes_objects_and_records_on_google_cloud() {
     assert_eq!(server.wait_settled(&key, &id).await["status"], "processed");
     let prefix = |kind: &str| ObjectPath::from(format!("{kind}/{customer}/{id}"));
     let image: ImageId = id.parse().unwrap();
+    let expires_at = server
+        .state
+        .store
+        .get_image(image)
+        .await
+        .unwrap()
+        .unwrap()
+        .expires_at;
     wait_for(Duration::from_secs(30), || async {
-        let record = server.state.store.get_image(image).await.unwrap();
-        let original = server.state.objects.head(&prefix("originals")).await;
-        (record.is_none() && original.is_err()).then_some(())
+        (chrono::Utc::now() > expires_at).then_some(())
     })
     .await
-    .expect("the sweeper deletes the record and the original");
+    .expect("the image expires");
+    let removed = imagelake_server::sweeper::sweep_once(&server.state)
+        .await
+        .expect("the sweep runs");
+    assert!(removed >= 1, "the expired image is removed");
+    assert_eq!(server.state.store.get_image(image).await.unwrap(), None);
+    assert!(
+        server
+            .state
+            .objects
+            .head(&prefix("originals"))
+            .await
+            .is_err(),
+        "the original is deleted"
+    );
     let left: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
         server.state.objects.list(Some(&prefix("renditions"))),
     )
