@@ -6,7 +6,7 @@ use imagelake_core::ErrorCode;
 use imagelake_server::{
     AppState,
     error::ApiError,
-    ingest::{self, Answer, Upload},
+    ingest::{self, Accepted, Upload},
     metrics::STREAM_RATE_WINDOW,
     settings::Kafka,
 };
@@ -250,16 +250,18 @@ async fn settle(
     let mut wait = RETRY_FIRST;
     loop {
         let result = match take(state, settings, message).await {
-            Ok(answer) => {
-                let outcome = if answer.replayed {
-                    "replay"
-                } else if answer.body["duplicate"] == true {
-                    "duplicate"
-                } else {
-                    "created"
+            Ok(accepted) => {
+                let outcome = match accepted {
+                    Accepted::Created(_) => "created",
+                    Accepted::Duplicate(_) => "duplicate",
+                    Accepted::Replayed(_) => "replay",
                 };
                 state.metrics.stream(outcome);
-                tracing::debug!(partition = message.partition(), offset = message.offset(), outcome, image_id = %answer.body["id"].as_str().unwrap_or_default(), "stream message stored");
+                let image_id = accepted
+                    .image_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                tracing::debug!(partition = message.partition(), offset = message.offset(), outcome, %image_id, "stream message stored");
                 return true;
             }
             Err(refused) if refused.code != ErrorCode::Internal => {
@@ -286,7 +288,7 @@ async fn take(
     state: &AppState,
     settings: &Kafka,
     message: &BorrowedMessage<'_>,
-) -> Result<Answer, ApiError> {
+) -> Result<Accepted, ApiError> {
     let request = message::parse(message, &settings.claims_prefix)?;
     if state.store.get_customer(request.customer).await?.is_none() {
         return Err(ApiError::not_found(format!(
@@ -319,7 +321,7 @@ async fn take(
     if bytes.len() as u64 > limit {
         return Err(ApiError::too_large(limit));
     }
-    let answer = ingest::accept(
+    let accepted = ingest::accept(
         state,
         Upload {
             customer: request.customer,
@@ -335,7 +337,7 @@ async fn take(
             tracing::warn!(%location, error = %e, "could not remove a claim that was taken in");
         }
     }
-    Ok(answer)
+    Ok(accepted)
 }
 
 /// The answer for a claim whose object is gone because it was taken in already: the message came
@@ -344,7 +346,7 @@ async fn taken_before(
     state: &AppState,
     idempotency_key: &str,
     customer: imagelake_core::CustomerId,
-) -> Result<Option<Answer>, ApiError> {
+) -> Result<Option<Accepted>, ApiError> {
     let previous = state
         .store
         .find_idempotent(customer, idempotency_key)

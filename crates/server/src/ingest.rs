@@ -50,13 +50,60 @@ struct Identity {
     hash: String,
 }
 
-/// The answer to an upload: status and JSON body.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: StatusCode,
-    pub body: Value,
-    /// The answer repeats the one first given to this idempotency key.
-    pub replayed: bool,
+/// What became of an accepted upload.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Accepted {
+    /// Stored and recorded; processing follows.
+    Created(Box<Image>),
+    /// The customer already has these bytes, live: this is that image, and nothing was stored.
+    Duplicate(Box<Image>),
+    /// The idempotency key was used before for the same request: its first answer, given again.
+    Replayed(Replay),
+}
+
+/// The first answer given to an idempotency key, exactly as it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// `201` (it created the image) or `200` (it was a duplicate).
+    pub status: u16,
+    /// The JSON body, as first sent.
+    pub body: String,
+}
+
+impl Replay {
+    /// The image the first answer named.
+    pub fn image_id(&self) -> Option<ImageId> {
+        let body: Value = serde_json::from_str(&self.body).ok()?;
+        body["id"].as_str()?.parse().ok()
+    }
+}
+
+impl Accepted {
+    /// The HTTP status of the answer: `201` created, `200` duplicate, or the first answer's.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Created(_) => 201,
+            Self::Duplicate(_) => 200,
+            Self::Replayed(replay) => replay.status,
+        }
+    }
+
+    /// The JSON body of the answer.
+    pub fn body(&self) -> Value {
+        match self {
+            Self::Created(image) => image_body(image, false),
+            Self::Duplicate(image) => image_body(image, true),
+            Self::Replayed(replay) => serde_json::from_str(&replay.body).unwrap_or_default(),
+        }
+    }
+
+    /// The image the answer names.
+    pub fn image_id(&self) -> Option<ImageId> {
+        match self {
+            Self::Created(image) | Self::Duplicate(image) => Some(image.id),
+            Self::Replayed(replay) => replay.image_id(),
+        }
+    }
 }
 
 /// The JSON of an image as upload answers show it.
@@ -120,7 +167,7 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Validates, deduplicates, stores and records one image.
-pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError> {
+pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, ApiError> {
     if upload.bytes.is_empty() {
         return Err(ApiError::invalid(
             "the request body is empty; send the image bytes",
@@ -179,7 +226,6 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         processed_at: None,
         generation: None,
     };
-    let body = image_body(&image, false);
     let location = ObjectPath::from(paths::original(image.customer_id, image.id));
     state
         .objects
@@ -193,7 +239,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
         key,
         request_hash: request.hash.clone(),
         status: StatusCode::CREATED.as_u16(),
-        body: body.to_string(),
+        body: image_body(&image, false).to_string(),
         created_at: now,
     });
     let outcome = state
@@ -211,11 +257,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Answer, ApiError
             state.metrics.upload("created");
             state.metrics.upload_bytes.inc_by(image.bytes);
             state.work_ready.notify_one();
-            Ok(Answer {
-                status: StatusCode::CREATED,
-                body,
-                replayed: false,
-            })
+            Ok(Accepted::Created(Box::new(image)))
         }
         Ok(InsertOutcome::Duplicate(existing)) => {
             discard(state, &location).await;
@@ -259,14 +301,13 @@ async fn duplicate(
     state: &AppState,
     request: &Identity,
     existing: &Image,
-) -> Result<Answer, ApiError> {
-    let body = image_body(existing, true);
+) -> Result<Accepted, ApiError> {
     if let Some(key) = &request.key {
         let record = IdempotencyRecord {
             key: key.clone(),
             request_hash: request.hash.clone(),
             status: StatusCode::OK.as_u16(),
-            body: body.to_string(),
+            body: image_body(existing, true).to_string(),
             created_at: state.clock.now(),
         };
         if let Some(first) = state
@@ -278,18 +319,14 @@ async fn duplicate(
         }
     }
     state.metrics.upload("duplicate");
-    Ok(Answer {
-        status: StatusCode::OK,
-        body,
-        replayed: false,
-    })
+    Ok(Accepted::Duplicate(Box::new(existing.clone())))
 }
 
 fn replay(
     state: &AppState,
     previous: IdempotencyRecord,
     request_hash: &str,
-) -> Result<Answer, ApiError> {
+) -> Result<Accepted, ApiError> {
     if previous.request_hash != request_hash {
         return Err(ApiError::conflict(
             "this Idempotency-Key was used with a different request body",
@@ -299,13 +336,12 @@ fn replay(
 }
 
 /// The answer recorded with an idempotency key, given again.
-pub fn replayed(state: &AppState, previous: &IdempotencyRecord) -> Answer {
+pub fn replayed(state: &AppState, previous: &IdempotencyRecord) -> Accepted {
     state.metrics.upload("replay");
-    Answer {
-        status: StatusCode::from_u16(previous.status).unwrap_or(StatusCode::CREATED),
-        body: serde_json::from_str(&previous.body).unwrap_or_default(),
-        replayed: true,
-    }
+    Accepted::Replayed(Replay {
+        status: previous.status,
+        body: previous.body.clone(),
+    })
 }
 
 /// Removes an object written for an upload that did not become a record.

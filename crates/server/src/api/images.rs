@@ -28,7 +28,7 @@ use super::parse_id;
 use crate::{
     auth::{Caller, CustomerCaller, RateKey},
     error::ApiError,
-    ingest::{self, Upload, clean_filename},
+    ingest::{self, Accepted, Upload, clean_filename},
     state::AppState,
     sweeper::remove_image,
 };
@@ -177,7 +177,7 @@ pub async fn upload(
     }
     let bytes = read_body(request.into_body(), declared, limit).await?;
     let filename = query.get("filename").and_then(|f| clean_filename(f));
-    let answer = ingest::accept(
+    let accepted = ingest::accept(
         &state,
         Upload {
             customer,
@@ -187,13 +187,29 @@ pub async fn upload(
         },
     )
     .await?;
-    let mut response = (answer.status, Json(answer.body)).into_response();
-    if answer.replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(answer(accepted))
+}
+
+/// The answer to an accepted upload: `201` with the record, `200` with the image the customer
+/// already had, or the first answer to the idempotency key, byte for byte, marked replayed.
+fn answer(accepted: Accepted) -> Response {
+    match accepted {
+        Accepted::Replayed(replay) => {
+            let status = StatusCode::from_u16(replay.status).unwrap_or(StatusCode::CREATED);
+            let mut response = (status, replay.body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+        fresh => {
+            let status = StatusCode::from_u16(fresh.status()).unwrap_or(StatusCode::CREATED);
+            (status, Json(fresh.body())).into_response()
+        }
     }
-    Ok(response)
 }
 
 /// Reads the body into one buffer sized from `Content-Length`, so a body is held once, not
@@ -274,7 +290,7 @@ async fn upload_batch(
         )
         .await;
         results.push(match outcome {
-            Ok(answer) => json!({"filename": filename, "status": answer.status.as_u16(), "image": answer.body}),
+            Ok(accepted) => json!({"filename": filename, "status": accepted.status(), "image": accepted.body()}),
             Err(e) => json!({"filename": filename, "status": e.status().as_u16(), "error": e.body()["error"]}),
         });
     }
