@@ -106,7 +106,7 @@ fn processing(args: ProcessingArgs) -> anyhow::Result<()> {
 }
 
 async fn upload(args: UploadArgs) -> anyhow::Result<()> {
-    use imagelake_server::{AppState, Settings, settings::Secret};
+    use imagelake_runtime::{AppState, Settings, settings::Secret};
 
     let images = load(&args.corpus)?;
     let mut embedded = None;
@@ -118,7 +118,7 @@ async fn upload(args: UploadArgs) -> anyhow::Result<()> {
             let settings = Settings {
                 data_dir: dir.clone(),
                 admin_token: Some(Secret("bench-admin".to_owned())),
-                limits: imagelake_server::settings::Limits {
+                limits: imagelake_runtime::settings::Limits {
                     requests_per_second: 1e6,
                     burst: 1_000_000,
                     ..Default::default()

@@ -8,7 +8,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use clap::Args;
 use imagelake_core::records::{ApiKey, Customer};
-use imagelake_server::{AppState, Settings, settings::Secret};
+use imagelake_runtime::{AppState, Settings, settings::Secret};
 use object_store::{ObjectStoreExt, PutPayload, local::LocalFileSystem, path::Path as ObjectPath};
 use rdkafka::{
     ClientConfig, Message,
@@ -146,13 +146,13 @@ async fn store_only(
         for (p, photo) in photos.iter().enumerate() {
             let customer = id.parse()?;
             state.store.get_customer(customer).await?;
-            let upload = imagelake_server::ingest::Upload {
+            let upload = imagelake_runtime::ingest::Upload {
                 customer,
                 bytes: bytes::Bytes::copy_from_slice(photo),
                 filename: Some("bench.jpg".to_owned()),
                 idempotency_key: Some(format!("kafka:bench:{c}:{p}")),
             };
-            imagelake_server::ingest::accept(&state, upload)
+            imagelake_runtime::ingest::accept(&state, upload)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         }

@@ -8,11 +8,11 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use imagelake_core::duration::HumanDuration;
 use imagelake_metadata::SqliteStore;
-use imagelake_server::{
+use imagelake_runtime::{
     AppState, Settings,
-    serve::Role,
     settings::{HumanDurationMs, MetadataBackend, Secret},
 };
+use imagelake_server::serve::Role;
 
 #[derive(Args)]
 pub struct ServeArgs {

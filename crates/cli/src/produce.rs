@@ -69,7 +69,7 @@ pub async fn run(cmd: KafkaCommand) -> anyhow::Result<()> {
 /// `--brokers`, or the settings' brokers.
 fn brokers(
     flag: &Option<String>,
-    settings: &imagelake_server::settings::Settings,
+    settings: &imagelake_runtime::settings::Settings,
 ) -> anyhow::Result<String> {
     flag.clone()
         .or_else(|| settings.kafka.brokers.clone())
@@ -116,7 +116,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
     )
     .await?;
     let objects = match args.claim_above {
-        Some(_) => Some(imagelake_server::state::object_store(&settings)?),
+        Some(_) => Some(imagelake_runtime::state::object_store(&settings)?),
         None => None,
     };
     let files = collect_files(&args.paths)?;
@@ -146,7 +146,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             .is_some_and(|limit| bytes.len() as u64 > limit);
         let result = match (&objects, as_claim) {
             (Some(objects), true) => {
-                let safe = imagelake_server::ingest::clean_filename(&name)
+                let safe = imagelake_runtime::ingest::clean_filename(&name)
                     .unwrap_or_else(|| "image".to_owned());
                 let object = format!("{}{}/{safe}", kafka.claims_prefix, claim_folder(&key));
                 let location = ObjectPath::from(object.as_str());
@@ -190,7 +190,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
 /// question; the metadata store may not be reachable from where images are pushed.
 async fn read_acceptable(
     file: &std::path::Path,
-    settings: &imagelake_server::settings::Settings,
+    settings: &imagelake_runtime::settings::Settings,
 ) -> Result<Vec<u8>, String> {
     let max_body_bytes = settings.limits.max_body_bytes;
     let size = tokio::fs::metadata(file)

@@ -2,7 +2,8 @@
 //! `kafka.brokers` is set, and always in `kafka-ingest`) and the event publisher (in `serve` and
 //! `worker` when `kafka.brokers` is set).
 
-use imagelake_server::{AppState, serve::Role, settings::Settings};
+use imagelake_runtime::{AppState, settings::Settings};
+use imagelake_server::serve::Role;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use imagelake_server::settings::Settings;
+use imagelake_runtime::settings::Settings;
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},

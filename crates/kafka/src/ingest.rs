@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use imagelake_core::ErrorCode;
-use imagelake_server::{
-    AppState,
-    error::ApiError,
+use imagelake_runtime::{
+    AppState, Error,
     ingest::{self, Accepted, Upload},
     metrics::STREAM_RATE_WINDOW,
     settings::Kafka,
@@ -288,10 +287,10 @@ async fn take(
     state: &AppState,
     settings: &Kafka,
     message: &BorrowedMessage<'_>,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, Error> {
     let request = message::parse(message, &settings.claims_prefix)?;
     if state.store.get_customer(request.customer).await?.is_none() {
-        return Err(ApiError::not_found(format!(
+        return Err(Error::not_found(format!(
             "no customer {}",
             request.customer
         )));
@@ -306,20 +305,20 @@ async fn take(
                     return taken_before(state, &request.idempotency_key, request.customer)
                         .await?
                         .ok_or_else(|| {
-                            ApiError::not_found(format!("claim object {location} does not exist"))
+                            Error::not_found(format!("claim object {location} does not exist"))
                         });
                 }
-                Err(other) => return Err(ApiError::internal(&other)),
+                Err(other) => return Err(Error::internal(&other)),
             };
             if found.meta.size > limit {
-                return Err(ApiError::too_large(limit));
+                return Err(Error::too_large(limit));
             }
-            let bytes = found.bytes().await.map_err(|e| ApiError::internal(&e))?;
+            let bytes = found.bytes().await.map_err(|e| Error::internal(&e))?;
             (bytes, Some(location))
         }
     };
     if bytes.len() as u64 > limit {
-        return Err(ApiError::too_large(limit));
+        return Err(Error::too_large(limit));
     }
     let accepted = ingest::accept(
         state,
@@ -346,7 +345,7 @@ async fn taken_before(
     state: &AppState,
     idempotency_key: &str,
     customer: imagelake_core::CustomerId,
-) -> Result<Option<Accepted>, ApiError> {
+) -> Result<Option<Accepted>, Error> {
     let previous = state
         .store
         .find_idempotent(customer, idempotency_key)
@@ -360,7 +359,7 @@ async fn dead_letter(
     producer: &FutureProducer,
     settings: &Kafka,
     message: &BorrowedMessage<'_>,
-    refused: &ApiError,
+    refused: &Error,
 ) -> Result<(), String> {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {

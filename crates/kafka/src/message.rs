@@ -2,7 +2,7 @@
 //! Kafka record may be.
 
 use imagelake_core::{CustomerId, ErrorCode};
-use imagelake_server::error::ApiError;
+use imagelake_runtime::Error;
 use object_store::path::Path as ObjectPath;
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub enum Body {
     Claim(ObjectPath),
 }
 
-fn header<'a>(message: &'a impl Message, name: &str) -> Result<Option<&'a str>, ApiError> {
+fn header<'a>(message: &'a impl Message, name: &str) -> Result<Option<&'a str>, Error> {
     let Some(headers) = message.headers() else {
         return Ok(None);
     };
@@ -41,20 +41,20 @@ fn header<'a>(message: &'a impl Message, name: &str) -> Result<Option<&'a str>, 
             let value = h.value.unwrap_or_default();
             return std::str::from_utf8(value)
                 .map(Some)
-                .map_err(|_| ApiError::invalid(format!("header {name} is not UTF-8")));
+                .map_err(|_| Error::invalid(format!("header {name} is not UTF-8")));
         }
     }
     Ok(None)
 }
 
 /// Reads a message; a refusal is what goes to the dead letters.
-pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, ApiError> {
+pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, Error> {
     let customer = header(message, "customer-id")?
-        .ok_or_else(|| ApiError::invalid("the customer-id header is missing"))?;
+        .ok_or_else(|| Error::invalid("the customer-id header is missing"))?;
     let customer: CustomerId = customer
         .trim()
         .parse()
-        .map_err(|_| ApiError::invalid(format!("customer-id {customer:?} is not an id")))?;
+        .map_err(|_| Error::invalid(format!("customer-id {customer:?} is not an id")))?;
     let idempotency_key = match header(message, "idempotency-key")? {
         Some(key) => key.to_owned(),
         None => format!(
@@ -74,19 +74,18 @@ pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, Api
     };
     Ok(Request {
         customer,
-        filename: header(message, "filename")?.and_then(imagelake_server::ingest::clean_filename),
+        filename: header(message, "filename")?.and_then(imagelake_runtime::ingest::clean_filename),
         idempotency_key,
         body,
     })
 }
 
 /// The object a claim names, if it lies under the claims prefix and nowhere else.
-pub fn claim_location(payload: &[u8], claims_prefix: &str) -> Result<ObjectPath, ApiError> {
-    let claim: Claim = serde_json::from_slice(payload).map_err(|e| {
-        ApiError::invalid(format!("a claim-check must be {{\"object\": KEY}}: {e}"))
-    })?;
+pub fn claim_location(payload: &[u8], claims_prefix: &str) -> Result<ObjectPath, Error> {
+    let claim: Claim = serde_json::from_slice(payload)
+        .map_err(|e| Error::invalid(format!("a claim-check must be {{\"object\": KEY}}: {e}")))?;
     let refused = || {
-        ApiError::new(
+        Error::new(
             ErrorCode::InvalidRequest,
             format!(
                 "claim object {:?} is not under {claims_prefix:?}",

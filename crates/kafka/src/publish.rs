@@ -18,7 +18,7 @@ use std::{
 };
 
 use imagelake_core::events::Event;
-use imagelake_server::{AppState, settings::Kafka};
+use imagelake_runtime::{AppState, settings::Kafka};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},

@@ -1,5 +1,6 @@
-//! One error type for every HTTP answer: `{"error": {"code", "message"}}` with the status that
-//! goes with the code. Internal causes are logged with their chain and never shown to clients.
+//! The system's [`Error`] as an HTTP answer: `{"error": {"code", "message"}}` with the status
+//! that goes with the code, `Retry-After` where it helps, and `Connection: close` where part of
+//! a body was left unread. Internal causes are logged with their chain and never shown.
 
 use axum::{
     Json,
@@ -7,47 +8,60 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use imagelake_core::ErrorCode;
-use imagelake_metadata::StoreError;
-use serde_json::json;
+use imagelake_runtime::error::{Error, find_cause};
 
+/// An [`Error`] of the system, as an HTTP answer.
 #[derive(Debug)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-    /// Seconds to wait, for `rate_limited`.
-    pub retry_after: Option<u64>,
+pub struct ApiError(pub Error);
+
+impl std::ops::Deref for ApiError {
+    type Target = Error;
+
+    fn deref(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut Error {
+        &mut self.0
+    }
+}
+
+impl<E: Into<Error>> From<E> for ApiError {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self(Error::new(code, message))
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Unauthorized, message)
+        Self(Error::unauthorized(message))
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
+        Self(Error::not_found(message))
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::InvalidRequest, message)
+        Self(Error::invalid(message))
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Conflict, message)
+        Self(Error::conflict(message))
     }
 
     pub fn too_large(limit: u64) -> Self {
-        Self::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than the limit of {limit} bytes"),
-        )
+        Self(Error::too_large(limit))
+    }
+
+    /// Logs the cause and answers a bare `internal`.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        Self(Error::internal(cause))
     }
 
     /// A request body that could not be read: over `limit`, too slow (`408`), or broken.
@@ -61,42 +75,8 @@ impl ApiError {
         Self::invalid(format!("could not read the request body: {e}"))
     }
 
-    /// No room for an upload body in time: `429` when the key's own uploads hold its share,
-    /// `503` when all uploads hold the whole budget.
-    pub fn busy(busy: crate::budget::Busy, waited: std::time::Duration) -> Self {
-        let (code, message) = match busy {
-            crate::budget::Busy::Key => (
-                ErrorCode::RateLimited,
-                "this key's uploads in progress hold its share of the upload memory budget",
-            ),
-            crate::budget::Busy::Total => (
-                ErrorCode::Unavailable,
-                "uploads in progress hold the whole upload memory budget",
-            ),
-        };
-        let mut error = Self::new(
-            code,
-            format!(
-                "{message}; waited {} s for room, retry later",
-                waited.as_secs()
-            ),
-        );
-        error.retry_after = Some(5);
-        error
-    }
-
-    /// Logs the cause and answers a bare `internal`.
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(ErrorCode::Internal, "internal error; it was logged")
-    }
-
-    pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code.as_str(), "message": self.message}})
-    }
-
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
@@ -120,42 +100,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => Self::not_found("no such resource"),
-            StoreError::AlreadyExists(what) => Self::conflict(format!("{what} already exists")),
-            StoreError::Backend(_) => Self::internal(&e),
-        }
-    }
-}
-
-impl From<object_store::Error> for ApiError {
-    fn from(e: object_store::Error) -> Self {
-        Self::internal(&e)
-    }
-}
-
-impl From<imagelake_imaging::ImagingError> for ApiError {
-    fn from(e: imagelake_imaging::ImagingError) -> Self {
-        Self::new(e.code(), e.to_string())
-    }
-}
-
-/// The first error of type `T` in `e`'s chain of causes.
-pub fn find_cause<'a, T: std::error::Error + 'static>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
-    let mut source = Some(e);
-    while let Some(err) = source {
-        if let Some(found) = err.downcast_ref::<T>() {
-            return Some(found);
-        }
-        source = err.source();
-    }
-    None
 }
 
 /// The largest JSON body (the default body limit of the router).

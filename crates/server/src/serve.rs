@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use imagelake_runtime::{AppState, sweeper, worker};
+
 use crate::{
     api,
     connections::{self, Timeouts},
-    state::AppState,
-    sweeper, worker,
 };
 
 /// A started system; [`Running::shutdown`] stops it in order.

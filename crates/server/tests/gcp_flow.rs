@@ -15,7 +15,7 @@ use imagelake_gcp::{
     PubSub,
     signing::{ServiceAccountKey, UrlRequest, canonical},
 };
-use imagelake_server::settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings};
+use imagelake_runtime::settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings};
 use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -138,7 +138,7 @@ async fn notifications_drive_processing_and_repeats_do_nothing() {
 async fn failing_work_reaches_the_dead_letter_topic_and_can_be_redriven() {
     let (server, _) = gcp_server("dead", |s| {
         s.processing.max_attempts = 5;
-        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(1);
+        s.processing.retry_backoff = imagelake_runtime::settings::HumanDurationMs(1);
     })
     .await;
     let (customer, key) = server.customer("unlucky").await;
@@ -577,7 +577,7 @@ async fn retention_removes_objects_and_records_on_google_cloud() {
     })
     .await
     .expect("the image expires");
-    let removed = imagelake_server::sweeper::sweep_once(&server.state)
+    let removed = imagelake_runtime::sweeper::sweep_once(&server.state)
         .await
         .expect("the sweep runs");
     assert!(removed >= 1, "the expired image is removed");

@@ -215,7 +215,7 @@ async fn retention_expires_on_time_and_not_before() {
 
     clock.advance(Duration::from_secs(3599));
     assert_eq!(
-        imagelake_server::sweeper::sweep_once(&server.state)
+        imagelake_runtime::sweeper::sweep_once(&server.state)
             .await
             .unwrap(),
         0,
@@ -245,7 +245,7 @@ async fn retention_expires_on_time_and_not_before() {
     assert_eq!(files(), 3, "still on disk until the sweep");
 
     assert_eq!(
-        imagelake_server::sweeper::sweep_once(&server.state)
+        imagelake_runtime::sweeper::sweep_once(&server.state)
             .await
             .unwrap(),
         1
@@ -278,7 +278,7 @@ async fn retention_expires_on_time_and_not_before() {
     );
 
     clock.advance(Duration::from_secs(3601));
-    imagelake_server::sweeper::sweep_once(&server.state)
+    imagelake_runtime::sweeper::sweep_once(&server.state)
         .await
         .unwrap();
     let events = server.state.store.unpublished_events(100).await.unwrap();
@@ -329,7 +329,7 @@ fn received_image(customer: CustomerId, id: imagelake_core::ImageId) -> Image {
 async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
     let server = TestServer::with(|s| {
         s.processing.max_attempts = 3;
-        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(1);
+        s.processing.retry_backoff = imagelake_runtime::settings::HumanDurationMs(1);
     })
     .await;
     let (customer, key) = server.customer("unlucky").await;
@@ -399,7 +399,7 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
 async fn work_that_arrives_before_its_record_waits_for_it() {
     let server = TestServer::with(|s| {
         s.processing.max_attempts = 50;
-        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(50);
+        s.processing.retry_backoff = imagelake_runtime::settings::HumanDurationMs(50);
     })
     .await;
     let (customer, key) = server.customer("early").await;
@@ -444,7 +444,7 @@ async fn work_that_arrives_before_its_record_waits_for_it() {
 async fn an_original_whose_record_never_comes_is_removed() {
     let server = TestServer::with(|s| {
         s.processing.max_attempts = 3;
-        s.processing.retry_backoff = imagelake_server::settings::HumanDurationMs(10);
+        s.processing.retry_backoff = imagelake_runtime::settings::HumanDurationMs(10);
         s.processing.orphan_grace = imagelake_core::duration::HumanDuration(Duration::ZERO);
     })
     .await;
@@ -538,12 +538,12 @@ async fn direct_uploads_whose_bytes_never_come_end_failed() {
 
     // The URL lives 15 minutes and the grace is 10: not before 25 minutes.
     clock.advance(Duration::from_secs(24 * 60));
-    imagelake_server::sweeper::sweep_once(&server.state)
+    imagelake_runtime::sweeper::sweep_once(&server.state)
         .await
         .unwrap();
     assert_eq!(status(never).await["status"], "pending_upload");
     clock.advance(Duration::from_secs(2 * 60));
-    imagelake_server::sweeper::sweep_once(&server.state)
+    imagelake_runtime::sweeper::sweep_once(&server.state)
         .await
         .unwrap();
     let failed = status(never).await;

@@ -112,7 +112,7 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Server {
         .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
         .env("IMAGELAKE_ADMIN_TOKEN", ADMIN)
         .env("IMAGELAKE_RATE_BURST", "100000")
-        .env("RUST_LOG", "info,imagelake_server::worker=debug")
+        .env("RUST_LOG", "info,imagelake_runtime::worker=debug")
         .envs(envs.iter().copied())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

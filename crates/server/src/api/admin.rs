@@ -10,7 +10,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::parse_id;
-use crate::{auth::Admin, error::ApiError, state::AppState};
+use imagelake_runtime::AppState;
+
+use crate::{auth::Admin, error::ApiError};
 
 /// Dead letters, newest first (at most 1000).
 #[derive(Serialize, ToSchema)]

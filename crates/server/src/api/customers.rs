@@ -15,11 +15,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::parse_id;
-use crate::{
-    auth::{Admin, Caller, generate_key, hash_secret},
-    error::{ApiError, JsonBody},
-    state::AppState,
+use imagelake_runtime::{
+    AppState,
+    keys::{generate_key, hash_secret},
     sweeper::remove_image,
+};
+
+use crate::{
+    auth::{Admin, Caller},
+    error::{ApiError, JsonBody},
 };
 
 #[derive(Deserialize, ToSchema)]

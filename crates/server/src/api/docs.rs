@@ -18,7 +18,7 @@ use utoipa::{
 };
 
 use super::{admin, customers, images, ops, uploads};
-use crate::settings::Settings;
+use imagelake_runtime::Settings;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -263,7 +263,7 @@ mod tests {
             processed_at: Some(now),
             generation: Some(1),
         };
-        let answer = crate::ingest::image_body(&image, true);
+        let answer = imagelake_runtime::ingest::image_body(&image, true);
         for field in answer.as_object().unwrap().keys() {
             assert!(
                 documented.contains_key(field),

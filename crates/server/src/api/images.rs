@@ -25,12 +25,15 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::parse_id;
+use imagelake_runtime::{
+    AppState, Error,
+    ingest::{self, Accepted, Upload, clean_filename},
+    sweeper::remove_image,
+};
+
 use crate::{
     auth::{Caller, CustomerCaller, RateKey},
     error::ApiError,
-    ingest::{self, Accepted, Upload, clean_filename},
-    state::AppState,
-    sweeper::remove_image,
 };
 
 /// The renditions an image has.
@@ -165,7 +168,7 @@ pub async fn upload(
         .upload_budget
         .reserve(key, declared.unwrap_or(limit), wait)
         .await
-        .map_err(|busy| ApiError::busy(busy, wait))?;
+        .map_err(|busy| Error::busy(busy, wait))?;
     let (parts, body) = request.into_parts();
     let limited = Body::new(Limited::new(
         body,
@@ -290,8 +293,12 @@ async fn upload_batch(
         )
         .await;
         results.push(match outcome {
-            Ok(accepted) => json!({"filename": filename, "status": accepted.status(), "image": accepted.body()}),
-            Err(e) => json!({"filename": filename, "status": e.status().as_u16(), "error": e.body()["error"]}),
+            Ok(accepted) => {
+                json!({"filename": filename, "status": accepted.status(), "image": accepted.body()})
+            }
+            Err(e) => {
+                json!({"filename": filename, "status": e.http_status(), "error": e.body()["error"]})
+            }
         });
     }
     let unread = ended.is_some();
@@ -341,7 +348,7 @@ fn next_part_allowed(
         ));
     }
     match rate_key {
-        Some(key) if parts > 0 => state.limiter.check(&key.0, state.clock.now()),
+        Some(key) if parts > 0 => Ok(state.limiter.check(&key.0, state.clock.now())?),
         _ => Ok(()),
     }
 }

@@ -20,7 +20,9 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 pub use docs::{ApiDoc, ErrorBody, ImageRecord};
 pub use images::MAX_PARTS;
 
-use crate::{error::ApiError, state::AppState};
+use imagelake_runtime::AppState;
+
+use crate::error::ApiError;
 
 /// The whole API as a router over `state`.
 /// Every endpoint: the API role (and `serve`).

@@ -1,6 +1,8 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
-use crate::{auth::Admin, state::AppState};
+use imagelake_runtime::AppState;
+
+use crate::auth::Admin;
 use axum::{
     Json,
     extract::State,

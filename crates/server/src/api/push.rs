@@ -16,7 +16,9 @@ use imagelake_gcp::{Received, Work, work_of};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{auth::BearerToken, error::ApiError, state::AppState, worker};
+use imagelake_runtime::{AppState, worker};
+
+use crate::{auth::BearerToken, error::ApiError};
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(push))]

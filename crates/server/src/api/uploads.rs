@@ -2,11 +2,14 @@
 
 use axum::{Json, extract::State, http::StatusCode};
 
+use imagelake_runtime::{
+    AppState,
+    direct::{self, UploadRequest, UploadTicket},
+};
+
 use crate::{
     auth::CustomerCaller,
-    direct::{self, UploadRequest, UploadTicket},
     error::{ApiError, JsonBody},
-    state::AppState,
 };
 
 /// Records an upload and answers a signed URL the customer `PUT`s the bytes to. Processing

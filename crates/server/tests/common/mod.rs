@@ -10,7 +10,8 @@ use std::{
 
 use imagelake_core::{Clock, ManualClock, SystemClock};
 use imagelake_metadata::SqliteStore;
-use imagelake_server::{AppState, Running, Settings, auth::AdminToken};
+use imagelake_runtime::{AppState, Settings, keys::AdminToken};
+use imagelake_server::Running;
 use object_store::{ObjectStore, local::LocalFileSystem};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
@@ -64,7 +65,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings {
             data_dir: dir.path().to_path_buf(),
-            admin_token: Some(imagelake_server::settings::Secret(ADMIN.to_owned())),
+            admin_token: Some(imagelake_runtime::settings::Secret(ADMIN.to_owned())),
             ..Settings::default()
         };
         settings.processing.workers = 2;

@@ -12,7 +12,6 @@
 //! before the record is committed; the worker then waits for the record (see `worker`), and an
 //! original whose record never comes (the API died in between) is removed as abandoned.
 
-use axum::http::StatusCode;
 use bytes::Bytes;
 use imagelake_core::{
     CustomerId, ImageId, paths,
@@ -28,7 +27,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    error::ApiError,
+    error::Error,
     settings::{MetadataBackend, ObjectBackend},
     state::AppState,
 };
@@ -157,9 +156,9 @@ fn is_invisible_format(c: char) -> bool {
 }
 
 /// Checks an `Idempotency-Key` value.
-pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
+pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "Idempotency-Key must be 1-255 visible ASCII characters",
         ));
     }
@@ -167,9 +166,9 @@ pub fn check_idempotency_key(key: &str) -> Result<(), ApiError> {
 }
 
 /// Validates, deduplicates, stores and records one image.
-pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, ApiError> {
+pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error> {
     if upload.bytes.is_empty() {
-        return Err(ApiError::invalid(
+        return Err(Error::invalid(
             "the request body is empty; send the image bytes",
         ));
     }
@@ -238,7 +237,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, ApiErr
     let idempotency = request.key.clone().map(|key| IdempotencyRecord {
         key,
         request_hash: request.hash.clone(),
-        status: StatusCode::CREATED.as_u16(),
+        status: 201,
         body: image_body(&image, false).to_string(),
         created_at: now,
     });
@@ -301,12 +300,12 @@ async fn duplicate(
     state: &AppState,
     request: &Identity,
     existing: &Image,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, Error> {
     if let Some(key) = &request.key {
         let record = IdempotencyRecord {
             key: key.clone(),
             request_hash: request.hash.clone(),
-            status: StatusCode::OK.as_u16(),
+            status: 200,
             body: image_body(existing, true).to_string(),
             created_at: state.clock.now(),
         };
@@ -326,9 +325,9 @@ fn replay(
     state: &AppState,
     previous: IdempotencyRecord,
     request_hash: &str,
-) -> Result<Accepted, ApiError> {
+) -> Result<Accepted, Error> {
     if previous.request_hash != request_hash {
-        return Err(ApiError::conflict(
+        return Err(Error::conflict(
             "this Idempotency-Key was used with a different request body",
         ));
     }

@@ -8,9 +8,9 @@ use object_store::{ObjectStore, local::LocalFileSystem};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{
-    auth::{AdminToken, KnownKeys},
     budget::{DecodeBudget, UploadBudget},
     direct::UploadUrls,
+    keys::{AdminToken, KnownKeys},
     metrics::Metrics,
     ratelimit::RateLimiter,
     settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings},

@@ -17,7 +17,7 @@ use imagelake_metadata::{InsertOutcome, NewImage};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, ingest::clean_filename, state::AppState};
+use crate::{error::Error, ingest::clean_filename, state::AppState};
 
 /// Signs URLs for one object each; the GCS implementation lives with the GCP backends.
 #[async_trait]
@@ -95,14 +95,14 @@ pub async fn issue(
     urls: &Arc<dyn UploadUrls>,
     customer: CustomerId,
     request: UploadRequest,
-) -> Result<UploadTicket, ApiError> {
+) -> Result<UploadTicket, Error> {
     // Exactly one of the four types, as the signed `Content-Type` header must be.
     let format = imagelake_imaging::Format::ALL
         .into_iter()
         .find(|f| f.content_type() == request.content_type)
         .ok_or_else(
         || {
-            ApiError::new(
+            Error::new(
                 imagelake_core::ErrorCode::UnsupportedMediaType,
                 format!(
                     "content_type {:?} is not accepted; send image/jpeg, image/png, image/webp or image/gif",
@@ -112,10 +112,10 @@ pub async fn issue(
         },
     )?;
     if request.bytes == 0 {
-        return Err(ApiError::invalid("bytes must be the file's size, above 0"));
+        return Err(Error::invalid("bytes must be the file's size, above 0"));
     }
     if request.bytes > state.settings.limits.max_body_bytes {
-        return Err(ApiError::too_large(state.settings.limits.max_body_bytes));
+        return Err(Error::too_large(state.settings.limits.max_body_bytes));
     }
     let now = state.clock.now();
     let retention =
@@ -141,14 +141,14 @@ pub async fn issue(
     let upload_url = urls
         .put_url(&object, &headers, ttl, now)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| Error::internal(&e))?;
     let new = NewImage {
         image: image.clone(),
         idempotency: None,
     };
     match state.store.insert_image(&new, false).await? {
         InsertOutcome::Created => {}
-        other => return Err(ApiError::internal(&format!("unexpected {other:?}"))),
+        other => return Err(Error::internal(&format!("unexpected {other:?}"))),
     }
     state.metrics.upload("direct");
     tracing::info!(image_id = %image.id, customer_id = %customer, bytes = request.bytes, "direct upload issued");

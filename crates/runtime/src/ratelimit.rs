@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Mutex};
 
 use imagelake_core::{ErrorCode, Timestamp};
 
-use crate::error::ApiError;
+use crate::error::Error;
 
 struct Bucket {
     tokens: f64,
@@ -29,7 +29,7 @@ impl RateLimiter {
     }
 
     /// Takes one token from `key`'s bucket.
-    pub fn check(&self, key: &str, now: Timestamp) -> Result<(), ApiError> {
+    pub fn check(&self, key: &str, now: Timestamp) -> Result<(), Error> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Full buckets carry no state worth keeping.
@@ -47,7 +47,7 @@ impl RateLimiter {
             return Ok(());
         }
         let wait = ((1.0 - bucket.tokens) / self.rate).ceil().max(1.0) as u64;
-        let mut err = ApiError::new(
+        let mut err = Error::new(
             ErrorCode::RateLimited,
             format!("too many requests; retry in {wait} s"),
         );

@@ -1,0 +1,34 @@
+//! The system below its doors: what every role of imagelake is, whether its work comes in over
+//! HTTP (`imagelake-server`) or from the Kafka stream (`imagelake-kafka`).
+//!
+//! - [`settings`]: the one typed `Settings`, with safe defaults.
+//! - [`state`]: [`AppState`], what every role shares: the object store (`Arc<dyn
+//!   ObjectStore>`, the same trait DataFusion reads through), the
+//!   [`MetadataStore`](imagelake_metadata::MetadataStore), the
+//!   [`WorkQueue`](imagelake_metadata::WorkQueue), the [`Clock`](imagelake_core::Clock), the
+//!   limits and the metrics, assembled from the settings.
+//! - [`ingest`]: the one upload path, with typed outcomes.
+//! - [`worker`] and [`sweeper`]: processing and retention.
+//! - [`budget`], [`ratelimit`], [`keys`]: the limits and the keys.
+//! - [`direct`]: direct-to-bucket uploads.
+//! - [`health`], [`metrics`]: what `/readyz` and `/metrics` show.
+//! - [`error`]: the one [`Error`], in the vocabulary clients see.
+//!
+//! Nothing here knows HTTP: the doors turn outcomes and errors into their own answers.
+
+pub mod budget;
+pub mod direct;
+pub mod error;
+pub mod health;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod ratelimit;
+pub mod settings;
+pub mod state;
+pub mod sweeper;
+pub mod worker;
+
+pub use error::Error;
+pub use settings::Settings;
+pub use state::AppState;
