@@ -26,11 +26,7 @@ use object_store::{
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::{
-    error::Error,
-    settings::{MetadataBackend, ObjectBackend},
-    state::AppState,
-};
+use crate::{error::Error, state::AppState};
 
 /// One upload as received.
 pub struct Upload {
@@ -197,10 +193,8 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error>
     };
     let now = state.clock.now();
     // Looking for a duplicate before writing saves writing its bytes; the insert checks again
-    // atomically. Where a lookup is a network round trip (Firestore) and duplicates are rare, the
-    // insert's check alone is cheaper.
-    let precheck = state.settings.metadata.backend == MetadataBackend::Sqlite;
-    if precheck
+    // atomically (see `Capabilities::precheck_duplicates`).
+    if state.capabilities.precheck_duplicates
         && let Some(existing) = state
             .store
             .find_live_duplicate(upload.customer, &sha256, now)
@@ -248,7 +242,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error>
                 image: image.clone(),
                 idempotency,
             },
-            !state.settings.work_from_notifications(),
+            state.capabilities.enqueue_with_record,
         )
         .await;
     match outcome {
@@ -277,7 +271,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error>
 /// and image in its custom metadata, which its notification carries to the worker.
 fn original_options(state: &AppState, image: &Image) -> PutOptions {
     let mut attributes = Attributes::new();
-    if state.settings.objects.backend == ObjectBackend::Gcs {
+    if state.capabilities.tag_originals {
         attributes.insert(Attribute::ContentType, image.content_type.clone().into());
         for (name, value) in [
             ("customer-id", image.customer_id.to_string()),

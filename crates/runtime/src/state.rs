@@ -16,9 +16,36 @@ use crate::{
     settings::{MetadataBackend, ObjectBackend, QueueBackend, Settings},
 };
 
+/// What the configured backends can do, decided once when the state is assembled, so the
+/// upload path asks about abilities rather than backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// A duplicate lookup is cheap (a local database), so it is worth making before writing the
+    /// bytes; where it is a network round trip (Firestore), the insert's own check suffices.
+    pub precheck_duplicates: bool,
+    /// The record's insert also queues its processing (the embedded queue); otherwise the
+    /// bucket's notification of the new object is the job.
+    pub enqueue_with_record: bool,
+    /// Originals carry their customer and image ids and content type as object metadata,
+    /// which the bucket's notification carries to the worker (GCS).
+    pub tag_originals: bool,
+}
+
+impl Capabilities {
+    pub fn of(settings: &Settings) -> Self {
+        Self {
+            precheck_duplicates: settings.metadata.backend == MetadataBackend::Sqlite,
+            enqueue_with_record: !settings.work_from_notifications(),
+            tag_originals: settings.objects.backend == ObjectBackend::Gcs,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
+    /// What the backends can do (see [`Capabilities`]).
+    pub capabilities: Capabilities,
     pub objects: Arc<dyn ObjectStore>,
     pub store: Arc<dyn MetadataStore>,
     pub queue: Arc<dyn WorkQueue>,
@@ -113,6 +140,7 @@ impl AppState {
         // `Settings::check` refuses what does not parse; unchecked settings (tests) trust no one.
         let trusted_proxies = Arc::new(settings.parsed_trusted_proxies().unwrap_or_default());
         Self {
+            capabilities: Capabilities::of(&settings),
             settings: Arc::new(settings),
             objects,
             store,
