@@ -244,17 +244,16 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     );
     let listen = settings.listen;
     let state = AppState::from_settings(settings).await?;
-    let running = imagelake_server::serve::start_role(state.clone(), listen, role).await?;
-    let mut stream = stream::start(&state, plan);
+    let kafka = stream::tasks(&state, plan)?;
+    let running = imagelake_server::serve::start_role(state, listen, role, kafka).await?;
     let failed = tokio::select! {
         () = imagelake_server::serve::shutdown_signal() => None,
-        e = stream.failure() => Some(e),
+        e = running.failure() => Some(e),
     };
     match &failed {
         None => tracing::info!("shutdown requested"),
         Some(e) => tracing::error!(error = format!("{e:#}"), "stopping"),
     }
-    stream.stop().await;
     running.shutdown().await?;
     failed.map_or(Ok(()), Err)
 }

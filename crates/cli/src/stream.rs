@@ -1,51 +1,13 @@
-//! Starting and stopping the Kafka side of a role: the image stream consumer (in `serve` when
-//! `kafka.brokers` is set, and always in `kafka-ingest`) and the event publisher (in `serve` and
-//! `worker` when `kafka.brokers` is set).
+//! The Kafka side of a role, as tasks for the role's supervisor: the image stream consumer (in
+//! `serve` when `kafka.brokers` is set, and always in `kafka-ingest`) and the event publisher
+//! (in `serve` and `worker` when `kafka.brokers` is set).
 
-use imagelake_runtime::{AppState, settings::Settings};
-use imagelake_server::serve::Role;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-
-type Task = JoinHandle<anyhow::Result<()>>;
-
-/// The running Kafka tasks, if any.
-pub struct Stream {
-    stop: CancellationToken,
-    tasks: Vec<(&'static str, Task)>,
-}
-
-impl Stream {
-    /// Waits until a task ends without being asked to, and says why; pending forever when none
-    /// runs. The process then stops with that error, so a supervisor restarts it rather than
-    /// leaving a consumer that no longer consumes behind a healthy port.
-    pub async fn failure(&mut self) -> anyhow::Error {
-        if self.tasks.is_empty() {
-            return std::future::pending().await;
-        }
-        let (ended, index, _) =
-            futures::future::select_all(self.tasks.iter_mut().map(|(_, task)| task)).await;
-        let (name, _) = self.tasks.remove(index);
-        match ended {
-            Ok(Ok(())) => anyhow::anyhow!("the {name} stopped on its own"),
-            Ok(Err(e)) => e.context(format!("the {name} failed")),
-            Err(e) => anyhow::anyhow!("the {name} panicked: {e}"),
-        }
-    }
-
-    /// Stops taking messages, commits the offsets of what was stored, and flushes the events
-    /// already handed to the producer.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        for (name, task) in self.tasks {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "{name} failed"),
-                Err(e) => tracing::error!(error = %e, "{name} panicked"),
-            }
-        }
-    }
-}
+use imagelake_runtime::{
+    AppState,
+    settings::Settings,
+    tasks::{OnFailure, Stage, TaskSpec},
+};
+use imagelake_server::serve::{Role, Spawn};
 
 /// Which Kafka tasks a role runs, decided before anything starts.
 #[derive(Clone, Copy)]
@@ -79,39 +41,58 @@ pub fn plan(settings: &Settings, role: Role) -> anyhow::Result<Plan> {
     })
 }
 
-pub fn start(state: &AppState, plan: Plan) -> Stream {
-    let stop = CancellationToken::new();
+/// The Kafka tasks of `plan`. A consumer that fails stops the process (a consumer that no longer
+/// consumes must not sit behind a healthy port); with `required` (a `kafka-ingest`) the process
+/// is not ready while it fails. The publisher is never required, and a failed round is tried
+/// again.
+pub fn tasks(state: &AppState, plan: Plan) -> anyhow::Result<Vec<Spawn>> {
     let mut tasks = Vec::new();
     if plan.consume {
-        tasks.push((
-            "image stream consumer",
-            consumer(state, &stop, plan.required),
-        ));
+        let spec = TaskSpec {
+            name: "stream-consumer",
+            required: plan.required,
+            on_failure: OnFailure::StopProcess,
+            stage: Stage::Intake,
+        };
+        tasks.push((spec, consumer(state, plan.required)?));
     }
     if plan.publish {
-        tasks.push(("event publisher", publisher(state, &stop)));
+        let spec = TaskSpec {
+            name: "event-publisher",
+            required: false,
+            on_failure: OnFailure::Retry,
+            stage: Stage::Flush,
+        };
+        tasks.push((spec, publisher(state)?));
     }
-    Stream { stop, tasks }
-}
-
-/// The consumer as a task; with `required`, the process is unready while Kafka is out of reach.
-#[cfg(feature = "kafka")]
-fn consumer(state: &AppState, stop: &CancellationToken, required: bool) -> Task {
-    tokio::spawn(imagelake_kafka::run(state.clone(), stop.clone(), required))
+    Ok(tasks)
 }
 
 #[cfg(feature = "kafka")]
-fn publisher(state: &AppState, stop: &CancellationToken) -> Task {
-    tokio::spawn(imagelake_kafka::publish_events(state.clone(), stop.clone()))
+fn consumer(
+    state: &AppState,
+    required: bool,
+) -> anyhow::Result<Box<dyn imagelake_runtime::tasks::Task>> {
+    Ok(Box::new(imagelake_kafka::ImageStream::connect(
+        state.clone(),
+        required,
+    )?))
+}
+
+#[cfg(feature = "kafka")]
+fn publisher(state: &AppState) -> anyhow::Result<Box<dyn imagelake_runtime::tasks::Task>> {
+    Ok(Box::new(imagelake_kafka::Publisher::connect(
+        state.clone(),
+    )?))
 }
 
 // Never called: `plan` refuses brokers in a build without the feature.
 #[cfg(not(feature = "kafka"))]
-fn consumer(_: &AppState, _: &CancellationToken, _: bool) -> Task {
+fn consumer(_: &AppState, _: bool) -> anyhow::Result<Box<dyn imagelake_runtime::tasks::Task>> {
     unreachable!("plan refuses kafka.brokers without the kafka feature")
 }
 
 #[cfg(not(feature = "kafka"))]
-fn publisher(_: &AppState, _: &CancellationToken) -> Task {
+fn publisher(_: &AppState) -> anyhow::Result<Box<dyn imagelake_runtime::tasks::Task>> {
     unreachable!("plan refuses kafka.brokers without the kafka feature")
 }

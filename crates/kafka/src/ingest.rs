@@ -8,6 +8,7 @@ use imagelake_runtime::{
     ingest::{self, Accepted, Upload},
     metrics::STREAM_RATE_WINDOW,
     settings::Kafka,
+    tasks::{Step, Task},
 };
 use object_store::ObjectStoreExt;
 use rdkafka::{
@@ -187,53 +188,95 @@ impl ConsumerContext for StreamContext {
     }
 }
 
-/// Consumes the images topic until `cancel`; stored offsets are committed before it returns.
+/// The image stream consumer as a task: each step takes one message to its end (stored, or on
+/// the dead-letter topic) and stores its offset for commit; `finish` commits what was stored.
 /// With `required`, the process is not ready while the brokers are out of reach.
-pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> anyhow::Result<()> {
-    let settings = state.settings.kafka.clone();
-    let max_body = state.settings.limits.max_body_bytes;
-    state.health.report("kafka", "connecting", required);
-    let context = StreamContext {
-        state: state.clone(),
-        required,
-        samples: Default::default(),
-    };
-    let consumer: StreamConsumer<StreamContext> =
-        consumer_config(&settings, max_body)?.create_with_context(context)?;
-    let producer: FutureProducer = producer_config(&settings, max_body)?.create()?;
-    consumer.subscribe(&[&settings.images_topic])?;
-    tracing::info!(topic = %settings.images_topic, group = %settings.group_id, "image stream consumer started");
-    loop {
+pub struct ImageStream {
+    state: AppState,
+    settings: Kafka,
+    consumer: StreamConsumer<StreamContext>,
+    producer: FutureProducer,
+}
+
+impl ImageStream {
+    /// Creates the consumer and the dead-letter producer and subscribes to the images topic.
+    pub fn connect(state: AppState, required: bool) -> anyhow::Result<Self> {
+        let settings = state.settings.kafka.clone();
+        let max_body = state.settings.limits.max_body_bytes;
+        state.health.report("kafka", "connecting", required);
+        let context = StreamContext {
+            state: state.clone(),
+            required,
+            samples: Default::default(),
+        };
+        let consumer: StreamConsumer<StreamContext> =
+            consumer_config(&settings, max_body)?.create_with_context(context)?;
+        let producer: FutureProducer = producer_config(&settings, max_body)?.create()?;
+        consumer.subscribe(&[&settings.images_topic])?;
+        tracing::info!(topic = %settings.images_topic, group = %settings.group_id, "image stream consumer started");
+        Ok(Self {
+            state,
+            settings,
+            consumer,
+            producer,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for ImageStream {
+    async fn step(&mut self, stop: &CancellationToken) -> anyhow::Result<Step> {
         let received = tokio::select! {
-            _ = cancel.cancelled() => break,
-            received = consumer.recv() => received,
+            () = stop.cancelled() => return Ok(Step::Idle),
+            received = self.consumer.recv() => received,
         };
         let message = match received {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(error = %e, "image stream: broker error");
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
+                return Ok(Step::Idle);
             }
         };
-        if settle(&state, &producer, &settings, &message, &cancel).await
-            && let Err(e) = consumer.store_offset_from_message(&message)
+        if settle(&self.state, &self.producer, &self.settings, &message, stop).await
+            && let Err(e) = self.consumer.store_offset_from_message(&message)
         {
             // The partition moved to another consumer meanwhile; it gets the message again and
             // replays its idempotency key.
             tracing::warn!(error = %e, offset = message.offset(), "image stream: offset not stored");
         }
+        Ok(Step::Busy)
     }
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => {}
-        // Nothing was stored since the last commit.
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "image stream: final commit failed; the last messages come again");
+
+    /// After a broker error: a second before the next message.
+    async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+
+    async fn finish(&mut self) {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            // Nothing was stored since the last commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "image stream: final commit failed; the last messages come again");
+            }
+        }
+    }
+}
+
+/// Consumes the images topic until `cancel` without a supervisor (tools and benchmarks); stored
+/// offsets are committed before it returns.
+pub async fn run(state: AppState, cancel: CancellationToken, required: bool) -> anyhow::Result<()> {
+    let mut stream = ImageStream::connect(state, required)?;
+    while !cancel.is_cancelled() {
+        if stream.step(&cancel).await? == Step::Idle {
+            stream.wait(&cancel).await;
+        }
+    }
+    stream.finish().await;
     Ok(())
 }
 

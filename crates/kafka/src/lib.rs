@@ -22,8 +22,8 @@ mod publish;
 mod reach;
 
 pub use admin::{Created, Layout, create_topics};
-pub use ingest::{check_config, consumer_config, run};
+pub use ingest::{ImageStream, check_config, consumer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};
-pub use publish::run as publish_events;
+pub use publish::Publisher;
 pub use reach::REACH_TIMEOUT;

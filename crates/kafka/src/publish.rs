@@ -18,7 +18,11 @@ use std::{
 };
 
 use imagelake_core::events::Event;
-use imagelake_runtime::{AppState, settings::Kafka};
+use imagelake_runtime::{
+    AppState,
+    settings::Kafka,
+    tasks::{Step, Task},
+};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -45,11 +49,11 @@ const RENEW_BELOW: Duration = Duration::from_secs(10);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a replica without the lease tries to take it.
 const STANDBY: Duration = Duration::from_secs(3);
-const RETRY_MAX: Duration = Duration::from_secs(30);
 /// The record header carrying the event id, which the read-back looks for.
 const EVENT_ID_HEADER: &str = "event-id";
 
 /// What a round did, which decides how long to wait before the next.
+#[derive(PartialEq, Eq)]
 enum Round {
     /// A full batch went out; there may be more.
     Full,
@@ -59,7 +63,7 @@ enum Round {
     Standby,
 }
 
-struct Publisher {
+pub struct Publisher {
     state: AppState,
     producer: FutureProducer,
     settings: Kafka,
@@ -67,54 +71,69 @@ struct Publisher {
     held_until: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether the topic's tail was read back since this publisher took over.
     reconciled: bool,
+    /// How long to wait after the last round: the outbox was drained, or another replica holds
+    /// the lease.
+    pause: Duration,
 }
 
-/// Publishes the outbox until `cancel`. Settings librdkafka refuses were refused at start
-/// ([`crate::check_config`]), so a round never fails on them.
-pub async fn run(state: AppState, cancel: CancellationToken) -> anyhow::Result<()> {
-    let settings = state.settings.kafka.clone();
-    let mut config = producer_config(&settings, 1 << 20)?;
-    config
-        .set("compression.type", "zstd")
-        .set("linger.ms", "10")
-        .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string());
-    let mut publisher = Publisher {
-        producer: config.create()?,
-        holder: format!("{}-{}", std::process::id(), Uuid::now_v7()),
-        held_until: None,
-        reconciled: false,
-        settings,
-        state,
-    };
-    tracing::info!(topic = %publisher.settings.events_topic, "event publisher started");
-    let mut backoff = IDLE;
-    loop {
-        let pause = match publisher.round().await {
+impl Publisher {
+    /// The publisher of the outbox. Settings librdkafka refuses were refused at start
+    /// ([`crate::check_config`]), so a round never fails on them.
+    pub fn connect(state: AppState) -> anyhow::Result<Self> {
+        let settings = state.settings.kafka.clone();
+        let mut config = producer_config(&settings, 1 << 20)?;
+        config
+            .set("compression.type", "zstd")
+            .set("linger.ms", "10")
+            .set("message.timeout.ms", SEND_TIMEOUT.as_millis().to_string());
+        tracing::info!(topic = %settings.events_topic, "event publisher started");
+        Ok(Self {
+            producer: config.create()?,
+            holder: format!("{}-{}", std::process::id(), Uuid::now_v7()),
+            held_until: None,
+            reconciled: false,
+            pause: Duration::ZERO,
+            settings,
+            state,
+        })
+    }
+}
+
+/// The event publisher as a task: each step is one round (take or renew the lease, read the
+/// outbox, send, mark); a failed round leaves the events in the outbox and is tried again by the
+/// supervisor with backoff. `finish` gives up the lease, so another replica takes over at once.
+#[async_trait::async_trait]
+impl Task for Publisher {
+    async fn step(&mut self, _: &CancellationToken) -> anyhow::Result<Step> {
+        match self.round().await {
+            Ok(Round::Full) => Ok(Step::Busy),
             Ok(round) => {
-                backoff = IDLE;
-                match round {
-                    Round::Full => Duration::ZERO,
-                    Round::Drained => IDLE,
-                    Round::Standby => STANDBY,
-                }
+                self.pause = if round == Round::Standby {
+                    STANDBY
+                } else {
+                    IDLE
+                };
+                Ok(Step::Idle)
             }
             Err(e) => {
-                publisher.reconciled = false;
-                publisher.state.health.report("events", "failing", false);
-                tracing::warn!(error = %e, retry_in = ?backoff, "event publisher: round failed; the events stay in the outbox");
-                let pause = backoff;
-                backoff = (backoff * 2).min(RETRY_MAX);
-                pause
+                self.reconciled = false;
+                self.state.health.report("events", "failing", false);
+                Err(e.context("the events stay in the outbox"))
             }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(pause) => {}
         }
     }
-    // Every send was awaited to its delivery report; nothing is left in the producer.
-    publisher.release_lease().await;
-    Ok(())
+
+    async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(self.pause) => {}
+        }
+    }
+
+    /// Every send was awaited to its delivery report; nothing is left in the producer.
+    async fn finish(&mut self) {
+        self.release_lease().await;
+    }
 }
 
 impl Publisher {

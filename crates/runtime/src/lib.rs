@@ -8,7 +8,8 @@
 //!   [`WorkQueue`](imagelake_metadata::WorkQueue), the [`Clock`](imagelake_core::Clock), the
 //!   limits and the metrics, assembled from the settings.
 //! - [`ingest`]: the one upload path, with typed outcomes.
-//! - [`worker`] and [`sweeper`]: processing and retention.
+//! - [`worker`] and [`sweeper`]: processing and retention, as [`tasks`] of the one
+//!   [`Supervisor`](tasks::Supervisor) every role runs its background work on.
 //! - [`budget`], [`ratelimit`], [`keys`]: the limits and the keys.
 //! - [`direct`]: direct-to-bucket uploads.
 //! - [`health`], [`metrics`]: what `/readyz` and `/metrics` show.
@@ -27,6 +28,7 @@ pub mod ratelimit;
 pub mod settings;
 pub mod state;
 pub mod sweeper;
+pub mod tasks;
 pub mod worker;
 
 pub use error::Error;

@@ -37,6 +37,11 @@ pub struct Metrics {
     pub event_publish_failures: Counter,
     pub expired: Counter,
     pub queue_depth: Gauge,
+    /// 1 for each background task's current state (`running`, `idle`, `failing`), 0 for the
+    /// others.
+    pub task_state: Family<Labels, Gauge>,
+    /// Steps of a task tried again after a failure.
+    pub task_restarts: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +68,8 @@ impl Default for Metrics {
             event_publish_failures: Counter::default(),
             expired: Counter::default(),
             queue_depth: Gauge::default(),
+            task_state: Family::default(),
+            task_restarts: Family::default(),
         };
         let r = &mut m.registry;
         r.register("uploads", "Uploads by outcome", m.uploads.clone());
@@ -138,6 +145,16 @@ impl Default for Metrics {
             "Jobs waiting or in progress",
             m.queue_depth.clone(),
         );
+        r.register(
+            "task_state",
+            "Background tasks by state: 1 for the state a task is in",
+            m.task_state.clone(),
+        );
+        r.register(
+            "task_restarts",
+            "Steps of a background task tried again after a failure",
+            m.task_restarts.clone(),
+        );
         m
     }
 }
@@ -161,6 +178,26 @@ impl Metrics {
             .get_or_create(&vec![("outcome", outcome.to_owned())])
             .inc();
         self.stream_settled.inc();
+    }
+
+    /// Copies the task board into `task_state` and `task_restarts`.
+    pub fn tasks(&self, board: &crate::tasks::TaskBoard) {
+        let (tasks, _) = board.snapshot();
+        for (name, status) in tasks {
+            for state in crate::tasks::TaskState::ALL {
+                let labels = vec![
+                    ("task", name.to_owned()),
+                    ("state", state.as_str().to_owned()),
+                ];
+                self.task_state
+                    .get_or_create(&labels)
+                    .set(i64::from(state == status.state));
+            }
+            let restarts = self
+                .task_restarts
+                .get_or_create(&vec![("task", name.to_owned())]);
+            restarts.inc_by(status.restarts.saturating_sub(restarts.get()));
+        }
     }
 
     pub fn failure(&self, code: &str) {

@@ -70,6 +70,8 @@ pub struct AppState {
     pub processing_slots: Arc<Semaphore>,
     /// What the other parts of this process (the Kafka consumer) report for `/readyz`.
     pub health: Arc<crate::health::Health>,
+    /// What each background task is doing (`/readyz`, `/metrics`).
+    pub tasks: Arc<crate::tasks::TaskBoard>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
     pub upload_urls: Option<Arc<dyn UploadUrls>>,
     /// Checks the tokens of pushed work, when `push.enabled`.
@@ -158,6 +160,7 @@ impl AppState {
             processing_slots: Arc::new(Semaphore::new(workers)),
             upload_urls: None,
             health: Arc::default(),
+            tasks: Arc::default(),
             #[cfg(feature = "gcp")]
             push: None,
         }

@@ -16,7 +16,10 @@ use imagelake_metadata::Removal;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::{
+    state::AppState,
+    tasks::{Schedule, Step, Task},
+};
 
 const BATCH: usize = 200;
 /// Idempotency keys are remembered at least 24 hours; twice that before they are purged.
@@ -118,20 +121,30 @@ async fn fail_abandoned_uploads(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sweeps every `sweep_interval` until cancelled.
-pub async fn run(state: AppState, cancel: CancellationToken) {
-    let interval = state.settings.sweep_interval.0;
-    loop {
-        match sweep_once(&state).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(removed = n, "retention sweep finished"),
-            Err(e) => {
-                tracing::error!(error = %e, "retention sweep failed; will retry next interval")
-            }
+/// The retention sweep as a task: a pass every `sweep_interval`, the first at start.
+pub struct Sweeper {
+    state: AppState,
+    schedule: Schedule,
+}
+
+impl Sweeper {
+    pub fn new(state: AppState) -> Self {
+        let schedule = Schedule::Every(state.settings.sweep_interval.0);
+        Self { state, schedule }
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for Sweeper {
+    async fn step(&mut self, _: &CancellationToken) -> anyhow::Result<Step> {
+        let removed = sweep_once(&self.state).await?;
+        if removed > 0 {
+            tracing::info!(removed, "retention sweep finished");
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
+        Ok(Step::Idle)
+    }
+
+    async fn wait(&mut self, stop: &CancellationToken) {
+        self.schedule.wait(stop).await;
     }
 }

@@ -25,56 +25,81 @@ use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::AppState;
+use crate::{
+    state::AppState,
+    tasks::{Step, Task},
+};
 
 /// How often idle workers look for work that was not announced (retries, other processes).
 const POLL: Duration = Duration::from_millis(250);
 
-/// Runs workers until `cancel`; in-flight images are finished before it returns.
-pub async fn run(state: AppState, cancel: CancellationToken) {
-    let slots = Arc::clone(&state.processing_slots);
-    let mut tasks = JoinSet::new();
-    while !cancel.is_cancelled() {
-        while tasks.try_join_next().is_some() {}
-        let free = slots.available_permits();
-        let jobs = if free == 0 {
-            Vec::new()
-        } else {
-            let lease = state.settings.processing.lease.0;
-            match state.queue.lease(state.clock.now(), lease, free).await {
-                Ok(jobs) => {
-                    state.health.report("queue", "ok", true);
-                    jobs
-                }
-                Err(e) => {
-                    // Workers without their queue do nothing: say so in /readyz.
-                    state.health.report("queue", "unreachable", true);
-                    tracing::error!(error = %e, "could not lease work");
-                    Vec::new()
-                }
+/// The processing workers as one task: each step leases as many jobs as there are free
+/// slots and starts them; waiting ends when work is announced in this process, a job ends, or
+/// [`POLL`] passes (work from elsewhere: retries, other processes). At shutdown, the images in
+/// hand are finished; queued work stays for the next start.
+pub struct Workers {
+    state: AppState,
+    jobs: JoinSet<()>,
+}
+
+impl Workers {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            jobs: JoinSet::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Task for Workers {
+    async fn step(&mut self, _: &CancellationToken) -> anyhow::Result<Step> {
+        while self.jobs.try_join_next().is_some() {}
+        let state = &self.state;
+        let free = state.processing_slots.available_permits();
+        if free == 0 {
+            return Ok(Step::Idle);
+        }
+        let lease = state.settings.processing.lease.0;
+        let jobs = match state.queue.lease(state.clock.now(), lease, free).await {
+            Ok(jobs) => {
+                state.health.report("queue", "ok", true);
+                jobs
+            }
+            Err(e) => {
+                // Workers without their queue do nothing: say so in /readyz.
+                state.health.report("queue", "unreachable", true);
+                return Err(anyhow::Error::new(e).context("could not lease work"));
             }
         };
         if jobs.is_empty() {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = state.work_ready.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            }
-            continue;
+            return Ok(Step::Idle);
         }
         for job in jobs {
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&state.processing_slots).try_acquire_owned() else {
                 break;
             };
             let state = state.clone();
-            tasks.spawn(async move {
+            self.jobs.spawn(async move {
                 handle(&state, job).await;
                 drop(permit);
             });
         }
+        Ok(Step::Busy)
     }
-    while tasks.join_next().await.is_some() {}
+
+    async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = self.state.work_ready.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+            Some(_) = self.jobs.join_next(), if !self.jobs.is_empty() => {}
+        }
+    }
+
+    async fn finish(&mut self) {
+        while self.jobs.join_next().await.is_some() {}
+    }
 }
 
 /// Processes one leased job to its end: completed, retried later or dead-lettered.

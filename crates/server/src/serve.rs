@@ -1,12 +1,17 @@
-//! Runs the API, the workers and the sweeper, all in one process (`serve`) or as separate roles
-//! (`api`, `worker`) that scale apart, and stops them in order.
+//! Runs the parts of a role (`serve` for all of them, or `api`, `worker` and `kafka-ingest` apart,
+//! so they scale apart): HTTP, and every background task on one [`Supervisor`]; and stops them
+//! in order.
 
 use std::net::SocketAddr;
 
+use imagelake_runtime::{
+    AppState,
+    sweeper::Sweeper,
+    tasks::{OnFailure, Stage, Supervisor, Task, TaskSpec},
+    worker::Workers,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-
-use imagelake_runtime::{AppState, sweeper, worker};
 
 use crate::{
     api,
@@ -17,16 +22,29 @@ use crate::{
 pub struct Running {
     pub addr: SocketAddr,
     pub state: AppState,
-    stop: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    http_stop: CancellationToken,
+    http: JoinHandle<()>,
+    supervisor: Supervisor,
 }
 
 impl Running {
-    /// Stops taking requests and finishes the ones in flight, then lets the workers finish the
-    /// images they hold (queued work stays durable for the next start), then stops the sweeper.
+    /// Resolves when a task whose failure stops the process failed (the stream consumer), with
+    /// its error; pending forever otherwise.
+    pub async fn failure(&self) -> anyhow::Error {
+        self.supervisor.failure().await
+    }
+
+    /// Stops in order: HTTP stops taking requests and finishes the ones in flight; then the
+    /// tasks stop stage by stage: intake (the stream consumer commits what it stored), work (the
+    /// workers finish the images they hold; queued work stays durable for the next start), and
+    /// flush (the event publisher gives up its lease).
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await?
+        self.http_stop.cancel();
+        self.http.await?;
+        tracing::info!("http stopped; stopping the tasks");
+        self.supervisor.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
     }
 }
 
@@ -43,16 +61,47 @@ pub enum Role {
     Ingest,
 }
 
-/// Binds `listen` (port 0 picks a free one) and starts every role of the embedded system.
-pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Running> {
-    start_role(state, listen, Role::All).await
+/// A background task and how to run it.
+pub type Spawn = (TaskSpec, Box<dyn Task>);
+
+/// The tasks of `role` that this crate knows: the workers (required: a worker that cannot
+/// reach its queue is not ready) and the sweeper (optional).
+pub fn role_tasks(state: &AppState, role: Role) -> Vec<Spawn> {
+    let mut tasks: Vec<Spawn> = Vec::new();
+    let runs_work = matches!(role, Role::All | Role::Worker);
+    if runs_work && state.settings.queue.pull {
+        let spec = TaskSpec {
+            name: "workers",
+            required: true,
+            on_failure: OnFailure::Retry,
+            stage: Stage::Work,
+        };
+        tasks.push((spec, Box::new(Workers::new(state.clone()))));
+    }
+    if runs_work {
+        let spec = TaskSpec {
+            name: "sweeper",
+            required: false,
+            on_failure: OnFailure::Retry,
+            stage: Stage::Work,
+        };
+        tasks.push((spec, Box::new(Sweeper::new(state.clone()))));
+    }
+    tasks
 }
 
-/// Binds `listen` and starts the parts of `role`.
+/// Binds `listen` (port 0 picks a free one) and starts every role of the embedded system.
+pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Running> {
+    start_role(state, listen, Role::All, Vec::new()).await
+}
+
+/// Binds `listen` and starts the parts of `role`, with `extra` tasks (the Kafka ones) on the
+/// same supervisor.
 pub async fn start_role(
     state: AppState,
     listen: SocketAddr,
     role: Role,
+    extra: Vec<Spawn>,
 ) -> anyhow::Result<Running> {
     if role == Role::All {
         // A lone process owns the queue: no lease can belong to a live worker elsewhere, so work
@@ -70,13 +119,10 @@ pub async fn start_role(
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let workers_stop = CancellationToken::new();
-    let processing = matches!(role, Role::All | Role::Worker) && state.settings.queue.pull;
-    let sweeping = matches!(role, Role::All | Role::Worker);
-    let workers =
-        processing.then(|| tokio::spawn(worker::run(state.clone(), workers_stop.clone())));
-    let sweeper = sweeping.then(|| tokio::spawn(sweeper::run(state.clone(), workers_stop.clone())));
+    let mut supervisor = Supervisor::new(state.tasks.clone());
+    for (spec, task) in role_tasks(&state, role).into_iter().chain(extra) {
+        supervisor.spawn(spec, task);
+    }
     let router = match role {
         Role::Worker | Role::Ingest => api::ops_router(state.clone()),
         Role::All | Role::Api => api::router(state.clone()),
@@ -87,23 +133,20 @@ pub async fn start_role(
         body_idle: limits.body_idle_timeout.0,
         body_total: limits.body_timeout.0,
     };
-    let http = connections::serve(listener, router, timeouts, stop.clone());
-    let task = tokio::spawn(async move {
-        http.await;
-        tracing::info!("http stopped; finishing in-flight processing");
-        workers_stop.cancel();
-        for task in [workers, sweeper].into_iter().flatten() {
-            task.await?;
-        }
-        tracing::info!("stopped");
-        Ok(())
-    });
+    let http_stop = CancellationToken::new();
+    let http = tokio::spawn(connections::serve(
+        listener,
+        router,
+        timeouts,
+        http_stop.clone(),
+    ));
     tracing::info!(%addr, ?role, "imagelake is listening");
     Ok(Running {
         addr,
         state,
-        stop,
-        task,
+        http_stop,
+        http,
+        supervisor,
     })
 }
 

@@ -24,8 +24,11 @@ pub struct Health {
 pub struct Readiness {
     /// `ready` or `unavailable`.
     status: String,
-    /// `metadata`, and where they run `queue`, `kafka`, `events`: `ok` or what is wrong.
-    checks: std::collections::BTreeMap<String, String>,
+    /// `metadata`, and where they run `queue`, `kafka`, `events`: `ok` or what is wrong; and
+    /// `tasks`: each background task's `state` (`running`, `idle`, `failing`), `last_error`
+    /// and `restarts`.
+    #[schema(value_type = Object)]
+    checks: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// The process is up.
@@ -34,9 +37,10 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The process can serve: the metadata store answers, and so does every part its role needs
-/// (the Kafka brokers for `kafka-ingest`). Parts a role can do without (Kafka in `serve`) show
-/// in the body without making the process unready.
+/// The process can serve: the metadata store answers, so does every part its role needs (the
+/// Kafka brokers for `kafka-ingest`), and no required background task is failing. Parts and
+/// tasks a role can do without (Kafka in `serve`, the sweeper) show in the body without making
+/// the process unready.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "ready", body = Readiness), (status = 503, description = "a part the role needs is down", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (parts, parts_ready) = state.health.snapshot();
@@ -55,7 +59,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     for (part, part_state) in parts {
         checks.insert(part.into(), json!(part_state));
     }
-    let (status, word) = if metadata && parts_ready {
+    let (tasks, tasks_ready) = state.tasks.snapshot();
+    if !tasks.is_empty() {
+        checks.insert("tasks".into(), json!(tasks));
+    }
+    let (status, word) = if metadata && parts_ready && tasks_ready {
         (StatusCode::OK, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -69,6 +77,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"),
         (status = 404, body = super::ErrorBody, description = "called with a customer key: metrics are for the admin")))]
 pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
+    state.metrics.tasks(&state.tasks);
     if let Ok(Some(depth)) = state.queue.depth().await {
         state
             .metrics
