@@ -10,7 +10,7 @@ pub struct HumanDuration(pub Duration);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "invalid duration {input:?}: expected a number followed by s, m, h or d (e.g. 30s, 12h, 7d)"
+    "invalid duration {input:?}: expected a number above 0 followed by s, m, h or d (e.g. 30s, 12h, 7d)"
 )]
 pub struct ParseDurationError {
     input: String,

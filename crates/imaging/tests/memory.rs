@@ -35,6 +35,11 @@ fn processing_stays_within_its_estimate() {
             60_000 * 60 * 8,
         ),
         (
+            "16-bit RGBA PNG, 1500000 px wide, 8 rows",
+            fixtures::deep_png(1_500_000, 8),
+            1_500_000 * 8 * 8,
+        ),
+        (
             "interlaced PNG, 6 MP",
             fixtures::interlaced_png(3000, 2000),
             3000 * 2000 * 3,

@@ -219,6 +219,10 @@ pub enum ObjectBackend {
     Gcs,
 }
 
+/// The decode budget beyond an image's own bytes that every image may need: the renditions'
+/// working memory and the decoders' metadata allowance (see `imaging::header`).
+pub const MIN_DECODE_ROOM: u64 = 128 << 20;
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -255,6 +259,28 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Refuses limits that would refuse every request or every image.
+    pub fn check(&self) -> Result<(), String> {
+        if self.requests_per_second <= 0.0 || self.burst == 0 {
+            return Err(
+                "limits.requests_per_second must be above 0 and limits.burst at least 1".into(),
+            );
+        }
+        if self.auth_failures_per_second <= 0.0 || self.auth_failure_burst == 0 {
+            return Err(
+                "limits.auth_failures_per_second must be above 0 and limits.auth_failure_burst at least 1"
+                    .into(),
+            );
+        }
+        let least = self.max_body_bytes.saturating_add(MIN_DECODE_ROOM);
+        if self.max_decode_bytes < least {
+            return Err(format!(
+                "limits.max_decode_bytes must be at least limits.max_body_bytes + 128 MiB ({least} bytes): an image's own bytes and the working memory of its renditions"
+            ));
+        }
+        Ok(())
+    }
+
     /// The upload budget one API key may hold, in bytes.
     pub fn per_key_upload_bytes(&self) -> u64 {
         self.max_inflight_upload_bytes_per_key
@@ -406,6 +432,7 @@ impl Settings {
             );
         }
         self.parsed_trusted_proxies()?;
+        self.limits.check()?;
         let needs_project =
             self.metadata.backend == MetadataBackend::Firestore || self.work_from_notifications();
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {
@@ -472,5 +499,24 @@ impl Kafka {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_that_refuse_everything_are_refused() {
+        assert_eq!(Settings::default().check(), Ok(()));
+        let with = |change: fn(&mut Limits)| {
+            let mut settings = Settings::default();
+            change(&mut settings.limits);
+            settings.check().unwrap_err()
+        };
+        assert!(with(|l| l.max_decode_bytes = 50_000_000).contains("max_decode_bytes"));
+        assert!(with(|l| l.requests_per_second = 0.0).contains("requests_per_second"));
+        assert!(with(|l| l.burst = 0).contains("burst"));
+        assert!(with(|l| l.auth_failure_burst = 0).contains("auth_failure_burst"));
     }
 }

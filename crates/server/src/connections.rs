@@ -12,8 +12,11 @@
 //!   fails a read when no byte came for `limits.body_idle_timeout` or the whole body took longer
 //!   than `limits.body_timeout`; the handler answers `408 request_timeout` and closes the
 //!   connection (see `error`).
+//! - **Clients that stop reading**: a write that makes no progress for `body_idle_timeout` (the
+//!   client does not read its answer) ends the connection, so a slow reader holds neither a
+//!   socket nor its send buffer for ever.
 //! - **Graceful shutdown**: stop accepting, let requests in flight finish, close idle
-//!   connections.
+//!   connections; wait for them at most `body_idle_timeout`.
 
 use std::{
     net::SocketAddr,
@@ -77,6 +80,9 @@ pub async fn serve(
             () = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(timeouts.body_idle));
+        let stream = Box::pin(stream);
         let service = router.clone().map_request(move |mut request: Request<_>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request.map(|body| Body::new(TimedBody::new(Body::new(body), timeouts)))
@@ -91,7 +97,12 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(timeouts.body_idle, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight at shutdown were cut off");
+    }
 }
 
 /// Why a request body was cut off.

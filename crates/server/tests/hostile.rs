@@ -294,6 +294,45 @@ async fn crawling_bodies_and_heads_time_out() {
     server.stop().await;
 }
 
+/// A client that asks for an original and never reads it does not hold its connection: the
+/// write stalls, and after `body_idle_timeout` the server gives up on it.
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off() {
+    let server = TestServer::with(|s| s.limits.body_idle_timeout = "1s".parse().unwrap()).await;
+    let (_, key) = server.customer("never-reads").await;
+    let photo = corpus()
+        .into_iter()
+        .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .unwrap();
+    let bytes = std::fs::read(&photo).unwrap();
+    let (status, body) = server.upload(&key, bytes.clone(), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut socket = socket
+        .connect(server.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /v1/images/{id}/original HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    // Longer than the idle timeout without reading a byte: what the scenario is.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut received));
+    read.await.expect("the connection ends").ok();
+    assert!(
+        received.len() < bytes.len(),
+        "the server stopped writing to a client that did not read: {} of {} bytes",
+        received.len(),
+        bytes.len()
+    );
+    assert_eq!(server.get(&key, "/healthz").await.0, StatusCode::OK);
+    server.stop().await;
+}
+
 /// An upload that finds no room in the budget within `body_idle_timeout` is answered at once
 /// (`429` when its own key's uploads hold the share) instead of holding its connection.
 #[tokio::test]

@@ -28,7 +28,7 @@ use imagelake_runtime::Settings;
         customers::create_key, customers::list_keys, customers::revoke_key,
         images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
         admin::dead_letters, admin::retry_dead_letter,
-        ops::healthz, ops::readyz, ops::metrics,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ImageRecord, ErrorBody, super::images::RenditionName)),
     modifiers(&BearerAuth),

@@ -94,6 +94,8 @@ pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// This document: the OpenAPI 3.1 description of every operation this process serves.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "the OpenAPI document", body = Object)))]
 pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(super::docs::document(&state.settings))
 }

@@ -202,13 +202,16 @@ impl TestServer {
     }
 }
 
-/// Re-checks `probe` until it yields a value or the deadline passes.
+/// Re-checks `probe` until it yields a value or the deadline passes. The pause between checks
+/// grows to 100 ms, so a probe that polls the API stays under a key's default rate (20/s) and
+/// never spends the burst the test itself needs.
 pub async fn wait_for<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
     let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(10);
     loop {
         if let Some(v) = probe().await {
             return Some(v);
@@ -216,7 +219,8 @@ where
         if Instant::now() > end {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
