@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use imagelake_kafka::{ImageProducer, Outgoing};
-use object_store::{ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use object_store::{ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 
 use crate::client::collect_files;
@@ -148,8 +148,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
             (Some(objects), true) => {
                 let safe = imagelake_runtime::ingest::clean_filename(&name)
                     .unwrap_or_else(|| "image".to_owned());
-                let object = format!("{}{}/{safe}", kafka.claims_prefix, claim_folder(&key));
-                let location = ObjectPath::from(object.as_str());
+                let location = kafka.claims_prefix.claim(claim_folder(&key), &safe);
                 let stored = objects
                     .put(&location, PutPayload::from(bytes.clone()))
                     .await;

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::signing::ServiceAccountKey;
+use crate::{
+    error::{Error, Result},
+    signing::ServiceAccountKey,
+};
 
 const METADATA_TOKEN_URL: &str =
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token";
@@ -26,6 +29,8 @@ pub enum TokenSource {
     ServiceAccount(Box<ServiceAccountKey>, Mutex<Option<(String, Instant)>>),
 }
 
+const METADATA: &str = "the metadata server";
+
 /// The scope every imagelake backend needs.
 const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
@@ -36,7 +41,7 @@ impl TokenSource {
 
     /// Google's application default credentials, as far as a server needs them: the key file
     /// named by `GOOGLE_APPLICATION_CREDENTIALS` when set, the metadata server otherwise.
-    pub fn application_default() -> Result<Self, String> {
+    pub fn application_default() -> Result<Self> {
         match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS") {
             Some(path) if !path.is_empty() => Ok(Self::ServiceAccount(
                 Box::new(ServiceAccountKey::from_file(std::path::Path::new(&path))?),
@@ -47,7 +52,7 @@ impl TokenSource {
     }
 
     /// The bearer token to send, if any.
-    pub async fn token(&self, client: &reqwest::Client) -> Result<Option<String>, String> {
+    pub async fn token(&self, client: &reqwest::Client) -> Result<Option<String>> {
         match self {
             Self::Anonymous => Ok(None),
             Self::Static(token) => Ok(Some(token.clone())),
@@ -67,8 +72,8 @@ impl TokenSource {
 /// only runs when needed).
 async fn cached(
     cache: &Mutex<Option<(String, Instant)>>,
-    fetch: impl Future<Output = Result<(String, Duration), String>>,
-) -> Result<Option<String>, String> {
+    fetch: impl Future<Output = Result<(String, Duration)>>,
+) -> Result<Option<String>> {
     let mut cached = cache.lock().await;
     if let Some((token, until)) = cached.as_ref()
         && Instant::now() < *until
@@ -81,7 +86,7 @@ async fn cached(
     Ok(Some(token))
 }
 
-async fn fetch_metadata_token(client: &reqwest::Client) -> Result<(String, Duration), String> {
+async fn fetch_metadata_token(client: &reqwest::Client) -> Result<(String, Duration)> {
     #[derive(serde::Deserialize)]
     struct Token {
         access_token: String,
@@ -92,13 +97,38 @@ async fn fetch_metadata_token(client: &reqwest::Client) -> Result<(String, Durat
         .header("Metadata-Flavor", "Google")
         .send()
         .await
-        .map_err(|e| format!("metadata server unreachable: {e}"))?;
+        .map_err(|e| Error::unreachable(METADATA, e))?;
     if !response.status().is_success() {
-        return Err(format!("metadata server answered {}", response.status()));
+        return Err(Error::from_status(
+            METADATA,
+            response.status(),
+            "an access token",
+            "",
+        ));
     }
     let token: Token = response
         .json()
         .await
-        .map_err(|e| format!("bad token from the metadata server: {e}"))?;
+        .map_err(|e| Error::malformed("access token from the metadata server", e))?;
     Ok((token.access_token, Duration::from_secs(token.expires_in)))
+}
+
+/// Where a Google API is reached and with which credentials: the emulator named by
+/// `emulator_var` (Google's own convention, `host:port` or a URL) without credentials, or
+/// `production` with application default credentials.
+pub(crate) fn endpoint_from_env(
+    emulator_var: &str,
+    production: &str,
+) -> Result<(String, TokenSource)> {
+    Ok(match std::env::var(emulator_var) {
+        Ok(host) if !host.is_empty() => {
+            let endpoint = if host.contains("://") {
+                host
+            } else {
+                format!("http://{host}")
+            };
+            (endpoint, TokenSource::Anonymous)
+        }
+        _ => (production.to_owned(), TokenSource::application_default()?),
+    })
 }

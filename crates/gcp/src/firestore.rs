@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::auth::TokenSource;
+use crate::auth::{TokenSource, endpoint_from_env};
 
 /// How often a transaction that lost a race is tried; the waits between tries grow from
 /// [`RETRY_FIRST`] to [`RETRY_MAX`], each a random part of that (full jitter).
@@ -79,14 +79,11 @@ pub struct FirestoreConfig {
 impl FirestoreConfig {
     /// Production Firestore with application default credentials, or the emulator named by
     /// `FIRESTORE_EMULATOR_HOST` without credentials.
-    pub fn from_env(project: impl Into<String>) -> Result<Self, String> {
-        let (endpoint, tokens) = match std::env::var("FIRESTORE_EMULATOR_HOST") {
-            Ok(host) if !host.is_empty() => (format!("http://{host}"), TokenSource::Anonymous),
-            _ => (
-                "https://firestore.googleapis.com".to_owned(),
-                TokenSource::application_default()?,
-            ),
-        };
+    pub fn from_env(project: impl Into<String>) -> crate::Result<Self> {
+        let (endpoint, tokens) = endpoint_from_env(
+            "FIRESTORE_EMULATOR_HOST",
+            "https://firestore.googleapis.com",
+        )?;
         Ok(Self {
             project: project.into(),
             database: "(default)".to_owned(),

@@ -20,7 +20,7 @@ use object_store::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::auth::TokenSource;
+use crate::auth::{TokenSource, endpoint_from_env};
 
 const STORE: &str = "GCS";
 /// Resumable upload chunks must be multiples of 256 KiB.
@@ -38,22 +38,13 @@ pub struct GcsConfig {
 impl GcsConfig {
     /// Real GCS with application default credentials, or the emulator named by
     /// `STORAGE_EMULATOR_HOST` (Google's own convention) without credentials.
-    pub fn from_env(bucket: impl Into<String>) -> Result<Self, String> {
-        Ok(match std::env::var("STORAGE_EMULATOR_HOST") {
-            Ok(host) if !host.is_empty() => Self {
-                bucket: bucket.into(),
-                endpoint: if host.contains("://") {
-                    host
-                } else {
-                    format!("http://{host}")
-                },
-                tokens: TokenSource::Anonymous,
-            },
-            _ => Self {
-                bucket: bucket.into(),
-                endpoint: "https://storage.googleapis.com".to_owned(),
-                tokens: TokenSource::application_default()?,
-            },
+    pub fn from_env(bucket: impl Into<String>) -> crate::Result<Self> {
+        let (endpoint, tokens) =
+            endpoint_from_env("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com")?;
+        Ok(Self {
+            bucket: bucket.into(),
+            endpoint,
+            tokens,
         })
     }
 }
@@ -140,10 +131,10 @@ impl Object {
     }
 }
 
-fn generic(message: impl Into<String>) -> object_store::Error {
+fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
     object_store::Error::Generic {
         store: STORE,
-        source: message.into().into(),
+        source: source.into(),
     }
 }
 

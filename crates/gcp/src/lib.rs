@@ -9,6 +9,7 @@
 //! holding an `Arc<dyn ObjectStore>` and does not know which store it has.
 
 mod auth;
+mod error;
 mod firestore;
 mod gcs;
 pub mod oidc;
@@ -17,6 +18,7 @@ mod queue;
 pub mod signing;
 
 pub use auth::TokenSource;
+pub use error::{Error, Result};
 pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
 pub use pubsub::{DeadLetter, ObjectEvent, PubSub, Received};

@@ -13,7 +13,12 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::TokenSource;
+use crate::{
+    auth::{TokenSource, endpoint_from_env},
+    error::{Error, Result},
+};
+
+const PUBSUB: &str = "Pub/Sub";
 
 /// A Pub/Sub project and how to reach it.
 #[derive(Debug)]
@@ -65,17 +70,12 @@ struct WireReceived {
 impl PubSub {
     /// Production Pub/Sub with application default credentials, or the emulator named by
     /// `PUBSUB_EMULATOR_HOST` without credentials.
-    pub fn from_env(project: impl Into<String>) -> Result<Self, String> {
-        let (endpoint, tokens) = match std::env::var("PUBSUB_EMULATOR_HOST") {
-            Ok(host) if !host.is_empty() => (format!("http://{host}"), TokenSource::Anonymous),
-            _ => (
-                "https://pubsub.googleapis.com".to_owned(),
-                TokenSource::application_default()?,
-            ),
-        };
+    pub fn from_env(project: impl Into<String>) -> Result<Self> {
+        let (endpoint, tokens) =
+            endpoint_from_env("PUBSUB_EMULATOR_HOST", "https://pubsub.googleapis.com")?;
         let client = reqwest::Client::builder()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::Credentials(e.to_string()))?;
         Ok(Self {
             client,
             endpoint,
@@ -92,12 +92,7 @@ impl PubSub {
         format!("projects/{}/subscriptions/{subscription}", self.project)
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Value,
-    ) -> Result<(StatusCode, Value), String> {
+    async fn call(&self, method: Method, path: &str, body: Value) -> Result<(StatusCode, Value)> {
         let mut request = self
             .client
             .request(method, format!("{}/v1/{path}", self.endpoint))
@@ -108,30 +103,38 @@ impl PubSub {
         let response = request
             .send()
             .await
-            .map_err(|e| format!("Pub/Sub unreachable: {e}"))?;
+            .map_err(|e| Error::unreachable(PUBSUB, e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| e.to_string())?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Error::unreachable(PUBSUB, e))?;
         Ok((
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         ))
     }
 
-    async fn ok(&self, method: Method, path: &str, body: Value) -> Result<Value, String> {
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Result<Value> {
         match self.call(method, path, body).await? {
             (status, answer) if status.is_success() => Ok(answer),
-            (status, answer) => Err(format!("{path}: {status} {answer}")),
+            (status, answer) => Err(Error::from_status(PUBSUB, status, path, answer)),
         }
     }
 
     /// Creates a topic; an existing one is fine.
-    pub async fn ensure_topic(&self, topic: &str) -> Result<(), String> {
+    pub async fn ensure_topic(&self, topic: &str) -> Result<()> {
         match self
             .call(Method::PUT, &self.topic_path(topic), json!({}))
             .await?
         {
             (s, _) if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
-            (s, answer) => Err(format!("creating topic {topic}: {s} {answer}")),
+            (s, answer) => Err(Error::from_status(
+                PUBSUB,
+                s,
+                &format!("creating topic {topic}"),
+                answer,
+            )),
         }
     }
 
@@ -142,7 +145,7 @@ impl PubSub {
         topic: &str,
         ack_deadline_seconds: u32,
         dead_letter: Option<&DeadLetter>,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let mut body =
             json!({"topic": self.topic_path(topic), "ackDeadlineSeconds": ack_deadline_seconds});
         if let Some(dl) = dead_letter {
@@ -153,8 +156,11 @@ impl PubSub {
             .await?
         {
             (s, _) if s.is_success() || s == StatusCode::CONFLICT => Ok(()),
-            (s, answer) => Err(format!(
-                "creating subscription {subscription}: {s} {answer}"
+            (s, answer) => Err(Error::from_status(
+                PUBSUB,
+                s,
+                &format!("creating subscription {subscription}"),
+                answer,
             )),
         }
     }
@@ -165,7 +171,7 @@ impl PubSub {
         topic: &str,
         data: &[u8],
         attributes: &HashMap<String, String>,
-    ) -> Result<String, String> {
+    ) -> Result<String> {
         let body = json!({"messages": [{"data": STANDARD.encode(data), "attributes": attributes}]});
         let answer = self
             .ok(
@@ -178,11 +184,11 @@ impl PubSub {
             .pointer("/messageIds/0")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| format!("publish answered without an id: {answer}"))
+            .ok_or_else(|| Error::malformed("publish answer", answer))
     }
 
     /// Up to `max` messages that are ready now (none is not an error).
-    pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Received>, String> {
+    pub async fn pull(&self, subscription: &str, max: u32) -> Result<Vec<Received>> {
         let body = json!({"maxMessages": max, "returnImmediately": true});
         let answer = self
             .ok(
@@ -192,9 +198,8 @@ impl PubSub {
             )
             .await?;
         let wire: Vec<WireReceived> = match answer.get("receivedMessages") {
-            Some(list) => {
-                serde_json::from_value(list.clone()).map_err(|e| format!("bad pull answer: {e}"))?
-            }
+            Some(list) => serde_json::from_value(list.clone())
+                .map_err(|e| Error::malformed("pull answer", e))?,
             None => Vec::new(),
         };
         wire.into_iter()
@@ -204,7 +209,7 @@ impl PubSub {
                     message_id: r.message.message_id,
                     data: STANDARD
                         .decode(r.message.data)
-                        .map_err(|e| format!("bad message data: {e}"))?,
+                        .map_err(|e| Error::malformed("message data", e))?,
                     attributes: r.message.attributes,
                     delivery_attempt: r.delivery_attempt,
                 })
@@ -212,7 +217,7 @@ impl PubSub {
             .collect()
     }
 
-    pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<(), String> {
+    pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {
         let path = format!("{}:acknowledge", self.subscription_path(subscription));
         self.ok(Method::POST, &path, json!({"ackIds": ack_ids}))
             .await
@@ -225,7 +230,7 @@ impl PubSub {
         subscription: &str,
         ack_ids: &[String],
         seconds: u32,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         let path = format!("{}:modifyAckDeadline", self.subscription_path(subscription));
         self.ok(
             Method::POST,
@@ -253,22 +258,23 @@ pub struct ObjectEvent {
 
 impl ObjectEvent {
     /// Reads a notification message; anything that is not one is an error to dead-letter.
-    pub fn parse(message: &Received) -> Result<Self, String> {
+    pub fn parse(message: &Received) -> Result<Self> {
+        let malformed = |message: String| Error::malformed("bucket notification", message);
         let attr = |name: &str| {
             message
                 .attributes
                 .get(name)
                 .cloned()
-                .ok_or_else(|| format!("notification without {name}"))
+                .ok_or_else(|| malformed(format!("no {name}")))
         };
         if let Some(format) = message.attributes.get("payloadFormat")
             && format != "JSON_API_V1"
         {
-            return Err(format!("unsupported notification payload format {format}"));
+            return Err(malformed(format!("unsupported payload format {format}")));
         }
         let generation = attr("objectGeneration")?
             .parse()
-            .map_err(|_| "objectGeneration is not a number".to_owned())?;
+            .map_err(|_| malformed("objectGeneration is not a number".to_owned()))?;
         let overwrote_generation = message
             .attributes
             .get("overwroteGeneration")

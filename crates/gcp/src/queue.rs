@@ -79,10 +79,6 @@ pub enum Work {
     Malformed(String),
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
 /// The job id of a message: stable across redeliveries, so logs and dead letters agree.
 fn job_id(message_id: &str) -> JobId {
     let digest = Sha256::digest(format!("pubsub:{message_id}").as_bytes());
@@ -128,7 +124,7 @@ pub fn work_of(m: &Received, bucket: Option<&str>) -> Work {
     }
     let event = match ObjectEvent::parse(m) {
         Ok(event) => event,
-        Err(e) => return Work::Malformed(e),
+        Err(e) => return Work::Malformed(e.to_string()),
     };
     if event.event_type != "OBJECT_FINALIZE" {
         return Work::Ignore("not a new object");
@@ -167,10 +163,10 @@ impl PubSubQueue {
     pub async fn ensure(&self) -> Result<()> {
         let c = &self.config;
         let ps = &self.pubsub;
-        ps.ensure_topic(&c.topic).await.map_err(backend)?;
+        ps.ensure_topic(&c.topic).await.map_err(StoreError::from)?;
         ps.ensure_topic(&c.dead_letter_topic)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         let dead_letter = pubsub::DeadLetter {
             topic: c.dead_letter_topic.clone(),
             max_delivery_attempts: c.max_delivery_attempts.clamp(5, 100),
@@ -182,10 +178,10 @@ impl PubSubQueue {
             Some(&dead_letter),
         )
         .await
-        .map_err(backend)?;
+        .map_err(StoreError::from)?;
         ps.ensure_subscription(&c.dead_letter_subscription, &c.dead_letter_topic, 60, None)
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     fn take(&self, job: JobId) -> Option<Received> {
@@ -202,7 +198,7 @@ impl PubSubQueue {
         self.pubsub
             .acknowledge(subscription, &ack_ids)
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     async fn nack(&self, subscription: &str, ack_ids: Vec<String>) -> Result<()> {
@@ -212,7 +208,7 @@ impl PubSubQueue {
         self.pubsub
             .modify_ack_deadline(subscription, &ack_ids, 0)
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     /// Publishes a message to the dead-letter topic with why it failed.
@@ -230,7 +226,7 @@ impl PubSubQueue {
             .publish(&self.config.dead_letter_topic, &m.data, &attributes)
             .await
             .map(drop)
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     /// Turns pulled messages into leased jobs; everything else is settled here.
@@ -264,7 +260,7 @@ impl PubSubQueue {
             self.pubsub
                 .modify_ack_deadline(&self.config.subscription, &held, seconds)
                 .await
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
         }
         Ok(jobs)
     }
@@ -307,7 +303,7 @@ impl WorkQueue for PubSubQueue {
             .pubsub
             .publish(&self.config.topic, b"", &attributes)
             .await
-            .map_err(backend)?;
+            .map_err(StoreError::from)?;
         Ok(job_id(&id))
     }
 
@@ -321,7 +317,7 @@ impl WorkQueue for PubSubQueue {
                 .pubsub
                 .pull(&self.config.subscription, max)
                 .await
-                .map_err(backend)?;
+                .map_err(StoreError::from)?;
             if messages.is_empty() {
                 break;
             }
@@ -345,7 +341,7 @@ impl WorkQueue for PubSubQueue {
         self.pubsub
             .modify_ack_deadline(&self.config.subscription, &[m.ack_id], deadline_until(at))
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     async fn dead_letter(&self, job: JobId, error: &str, _: Timestamp) -> Result<()> {
@@ -364,7 +360,7 @@ impl WorkQueue for PubSubQueue {
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
         let sub = &self.config.dead_letter_subscription;
         let max = u32::try_from(limit).unwrap_or(1000).clamp(1, 1000);
-        let messages = self.pubsub.pull(sub, max).await.map_err(backend)?;
+        let messages = self.pubsub.pull(sub, max).await.map_err(StoreError::from)?;
         let dead = messages.iter().map(Self::dead_letter_of).collect();
         self.nack(sub, messages.into_iter().map(|m| m.ack_id).collect())
             .await?;
@@ -378,7 +374,11 @@ impl WorkQueue for PubSubQueue {
         let mut held = Vec::new();
         let mut found = None;
         for _ in 0..REDRIVE_PULLS {
-            let messages = self.pubsub.pull(&sub, 100).await.map_err(backend)?;
+            let messages = self
+                .pubsub
+                .pull(&sub, 100)
+                .await
+                .map_err(StoreError::from)?;
             if messages.is_empty() {
                 break;
             }
@@ -410,7 +410,7 @@ impl WorkQueue for PubSubQueue {
                 self.pubsub
                     .publish(&self.config.topic, &m.data, &attributes)
                     .await
-                    .map_err(backend)?;
+                    .map_err(StoreError::from)?;
                 self.ack(&sub, vec![m.ack_id.clone()]).await?;
                 true
             }

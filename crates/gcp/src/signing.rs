@@ -24,7 +24,10 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::auth::TokenSource;
+use crate::{
+    auth::TokenSource,
+    error::{Error, Result},
+};
 
 /// The longest validity GCS accepts for a V4 signed URL.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 86_400);
@@ -44,19 +47,23 @@ impl std::fmt::Debug for ServiceAccountKey {
 }
 
 impl ServiceAccountKey {
-    pub fn from_json(text: &str) -> Result<Self, String> {
+    pub fn from_json(text: &str) -> Result<Self> {
         #[derive(Deserialize)]
         struct File {
             client_email: String,
             private_key: String,
             private_key_id: Option<String>,
         }
-        let file: File =
-            serde_json::from_str(text).map_err(|e| format!("not a service-account key: {e}"))?;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(file.private_key.as_bytes())
-            .map_err(|e| format!("the key file's private_key is not a PKCS#8 PEM key: {e}"))?;
-        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-            .map_err(|e| format!("the key file's private_key is not an RSA key: {e}"))?;
+        let file: File = serde_json::from_str(text)
+            .map_err(|e| Error::Credentials(format!("not a service-account key: {e}")))?;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(file.private_key.as_bytes()).map_err(|e| {
+            Error::Credentials(format!(
+                "the key file's private_key is not a PKCS#8 PEM key: {e}"
+            ))
+        })?;
+        let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|e| {
+            Error::Credentials(format!("the key file's private_key is not an RSA key: {e}"))
+        })?;
         Ok(Self {
             client_email: file.client_email,
             private_key_id: file.private_key_id,
@@ -64,14 +71,14 @@ impl ServiceAccountKey {
         })
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, String> {
+    pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            .map_err(|e| Error::Credentials(format!("reading {}: {e}", path.display())))?;
         Self::from_json(&text)
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         let mut signature = vec![0; self.key.public().modulus_len()];
         self.key
             .sign(
@@ -80,7 +87,7 @@ impl ServiceAccountKey {
                 message,
                 &mut signature,
             )
-            .map_err(|_| "RSA signing failed".to_owned())?;
+            .map_err(|_| Error::Credentials("RSA signing failed".to_owned()))?;
         Ok(signature)
     }
 
@@ -94,7 +101,7 @@ impl ServiceAccountKey {
     }
 
     /// A self-signed JWT that Google APIs accept as an access token for `scope`.
-    pub fn access_token(&self, scope: &str, now: DateTime<Utc>) -> Result<String, String> {
+    pub fn access_token(&self, scope: &str, now: DateTime<Utc>) -> Result<String> {
         let iat = now.timestamp();
         self.jwt(&json!({
             "iss": self.client_email, "sub": self.client_email, "scope": scope,
@@ -103,7 +110,7 @@ impl ServiceAccountKey {
     }
 
     /// An RS256 JWT of `claims`, with this key's id as `kid`.
-    pub fn jwt(&self, claims: &serde_json::Value) -> Result<String, String> {
+    pub fn jwt(&self, claims: &serde_json::Value) -> Result<String> {
         let mut header = json!({"alg": "RS256", "typ": "JWT"});
         if let Some(kid) = &self.private_key_id {
             header["kid"] = json!(kid);
@@ -148,7 +155,7 @@ impl Signer {
         }
     }
 
-    pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+    pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
         match self {
             Self::Key(key) => key.sign(message),
             Self::Iam {
@@ -161,13 +168,15 @@ impl Signer {
     }
 }
 
+const IAM: &str = "IAM Credentials";
+
 async fn sign_blob(
     client: &reqwest::Client,
     tokens: &TokenSource,
     endpoint: &str,
     email: &str,
     message: &[u8],
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Signed {
@@ -183,16 +192,19 @@ async fn sign_blob(
     let response = request
         .send()
         .await
-        .map_err(|e| format!("IAM Credentials unreachable: {e}"))?;
+        .map_err(|e| Error::unreachable(IAM, e))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
-        return Err(format!("signBlob answered {status}: {body}"));
+        return Err(Error::from_status(IAM, status, "signBlob", body));
     }
-    let signed: Signed = response.json().await.map_err(|e| e.to_string())?;
+    let signed: Signed = response
+        .json()
+        .await
+        .map_err(|e| Error::malformed("signBlob answer", e))?;
     STANDARD
         .decode(signed.signed_blob)
-        .map_err(|e| format!("signBlob answered a bad signature: {e}"))
+        .map_err(|e| Error::malformed("signBlob signature", e))
 }
 
 /// What a signed URL allows.
@@ -302,11 +314,7 @@ pub fn canonical(endpoint: &str, email: &str, request: &UrlRequest) -> Canonical
 }
 
 /// A V4 signed URL for `request`.
-pub async fn signed_url(
-    signer: &Signer,
-    endpoint: &str,
-    request: &UrlRequest,
-) -> Result<String, String> {
+pub async fn signed_url(signer: &Signer, endpoint: &str, request: &UrlRequest) -> Result<String> {
     let canonical = canonical(endpoint, signer.email(), request);
     let signature = signer.sign(canonical.to_sign().as_bytes()).await?;
     Ok(canonical.url(&signature))

@@ -309,7 +309,7 @@ async fn settle(
             Err(refused) if refused.code != ErrorCode::Internal => {
                 dead_letter(state, producer, settings, message, &refused).await
             }
-            Err(transient) => Err(transient.message),
+            Err(transient) => Err(transient),
         };
         match result {
             Ok(()) => return true,
@@ -403,7 +403,7 @@ async fn dead_letter(
     settings: &Kafka,
     message: &BorrowedMessage<'_>,
     refused: &Error,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let mut headers = OwnedHeaders::new();
     if let Some(original) = message.headers() {
         for h in original.iter() {
@@ -436,7 +436,7 @@ async fn dead_letter(
     producer
         .send(record, Duration::from_secs(30))
         .await
-        .map_err(|(e, _)| format!("dead-letter topic unreachable: {e}"))?;
+        .map_err(|(e, _)| Error::internal(&format!("dead-letter topic unreachable: {e}")))?;
     state.metrics.stream("dead_letter");
     tracing::info!(partition = message.partition(), offset = message.offset(), code = %refused.code, reason = %refused.message, "image stream: message moved to the dead letters");
     Ok(())

@@ -1,7 +1,7 @@
 //! Reading one stream message: its headers, and the claim-check form for images larger than a
 //! Kafka record may be.
 
-use imagelake_core::{CustomerId, ErrorCode};
+use imagelake_core::{CustomerId, ErrorCode, paths::ClaimsPrefix};
 use imagelake_runtime::Error;
 use object_store::path::Path as ObjectPath;
 use rdkafka::message::{Headers, Message};
@@ -48,7 +48,7 @@ fn header<'a>(message: &'a impl Message, name: &str) -> Result<Option<&'a str>, 
 }
 
 /// Reads a message; a refusal is what goes to the dead letters.
-pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, Error> {
+pub fn parse(message: &impl Message, claims_prefix: &ClaimsPrefix) -> Result<Request, Error> {
     let customer = header(message, "customer-id")?
         .ok_or_else(|| Error::invalid("the customer-id header is missing"))?;
     let customer: CustomerId = customer
@@ -81,28 +81,18 @@ pub fn parse(message: &impl Message, claims_prefix: &str) -> Result<Request, Err
 }
 
 /// The object a claim names, if it lies under the claims prefix and nowhere else.
-pub fn claim_location(payload: &[u8], claims_prefix: &str) -> Result<ObjectPath, Error> {
+pub fn claim_location(payload: &[u8], claims_prefix: &ClaimsPrefix) -> Result<ObjectPath, Error> {
     let claim: Claim = serde_json::from_slice(payload)
         .map_err(|e| Error::invalid(format!("a claim-check must be {{\"object\": KEY}}: {e}")))?;
-    let refused = || {
+    claims_prefix.locate(&claim.object).ok_or_else(|| {
         Error::new(
             ErrorCode::InvalidRequest,
             format!(
-                "claim object {:?} is not under {claims_prefix:?}",
+                "claim object {:?} is not under \"{claims_prefix}\"",
                 claim.object
             ),
         )
-    };
-    let path = ObjectPath::parse(&claim.object).map_err(|_| refused())?;
-    let prefix = claims_prefix.trim_end_matches('/');
-    let inside = path
-        .as_ref()
-        .strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
-    if !inside || path.as_ref() != claim.object {
-        return Err(refused());
-    }
-    Ok(path)
+    })
 }
 
 #[cfg(test)]
@@ -111,7 +101,8 @@ mod tests {
 
     #[test]
     fn claims_stay_under_their_prefix() {
-        let ok = claim_location(br#"{"object": "claims/batch-1/cat.jpg"}"#, "claims/").unwrap();
+        let claims = ClaimsPrefix::default();
+        let ok = claim_location(br#"{"object": "claims/batch-1/cat.jpg"}"#, &claims).unwrap();
         assert_eq!(ok.as_ref(), "claims/batch-1/cat.jpg");
         for bad in [
             r#"{"object": "originals/c/i"}"#,
@@ -123,7 +114,7 @@ mod tests {
             r#"{"key": "claims/a"}"#,
             "not json",
         ] {
-            assert!(claim_location(bad.as_bytes(), "claims/").is_err(), "{bad}");
+            assert!(claim_location(bad.as_bytes(), &claims).is_err(), "{bad}");
         }
     }
 }

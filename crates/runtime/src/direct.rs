@@ -10,14 +10,19 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use imagelake_core::{
-    CustomerId, ImageId, Timestamp, paths,
+    CustomerId, Timestamp, paths,
     records::{Image, ImageStatus},
 };
 use imagelake_metadata::{InsertOutcome, NewImage};
+use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{error::Error, ingest::clean_filename, state::AppState};
+use crate::{
+    error::Error,
+    ingest::{clean_filename, new_image},
+    state::AppState,
+};
 
 /// Signs URLs for one object each; the GCS implementation lives with the GCP backends.
 #[async_trait]
@@ -25,11 +30,11 @@ pub trait UploadUrls: Send + Sync + 'static {
     /// A URL that allows `PUT` of `object` with exactly `headers`, until `now + expires`.
     async fn put_url(
         &self,
-        object: &str,
+        object: &ObjectPath,
         headers: &BTreeMap<String, String>,
         expires: Duration,
         now: Timestamp,
-    ) -> Result<String, String>;
+    ) -> Result<String, Error>;
 }
 
 /// What the customer is about to upload.
@@ -118,30 +123,18 @@ pub async fn issue(
         return Err(Error::too_large(state.settings.limits.max_body_bytes));
     }
     let now = state.clock.now();
-    let retention =
-        chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
-    let image = Image {
-        id: ImageId::new(),
-        customer_id: customer,
-        status: ImageStatus::PendingUpload,
-        bytes: request.bytes,
-        sha256: String::new(),
-        content_type: format.content_type().to_owned(),
-        filename: request.filename.as_deref().and_then(clean_filename),
-        uploaded_at: now,
-        expires_at: now + retention,
-        facts: None,
-        error: None,
-        processed_at: None,
-        generation: None,
-    };
+    let image = new_image(
+        state,
+        customer,
+        ImageStatus::PendingUpload,
+        format,
+        request.bytes,
+        request.filename.as_deref().and_then(clean_filename),
+    );
     let headers = signed_headers(&image);
     let ttl = state.settings.objects.upload_url_ttl.0;
     let object = paths::original(customer, image.id);
-    let upload_url = urls
-        .put_url(&object, &headers, ttl, now)
-        .await
-        .map_err(|e| Error::internal(&e))?;
+    let upload_url = urls.put_url(&object, &headers, ttl, now).await?;
     let new = NewImage {
         image: image.clone(),
         idempotency: None,

@@ -203,24 +203,18 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error>
     {
         return duplicate(state, &request, &existing).await;
     }
-    let retention =
-        chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
     let image = Image {
-        id: ImageId::new(),
-        customer_id: upload.customer,
-        status: ImageStatus::Received,
-        bytes: upload.bytes.len() as u64,
         sha256,
-        content_type: format.content_type().to_owned(),
-        filename: upload.filename,
-        uploaded_at: now,
-        expires_at: now + retention,
-        facts: None,
-        error: None,
-        processed_at: None,
-        generation: None,
+        ..new_image(
+            state,
+            upload.customer,
+            ImageStatus::Received,
+            format,
+            upload.bytes.len() as u64,
+            upload.filename,
+        )
     };
-    let location = ObjectPath::from(paths::original(image.customer_id, image.id));
+    let location = paths::original(image.customer_id, image.id);
     state
         .objects
         .put_opts(
@@ -336,6 +330,36 @@ pub fn replayed(state: &AppState, previous: &IdempotencyRecord) -> Accepted {
         status: previous.status,
         body: previous.body.clone(),
     })
+}
+
+/// The record of a new upload, as every door makes it: a new id, received now, kept for the
+/// retention window. Its `sha256` is known once the bytes are (empty until then).
+pub(crate) fn new_image(
+    state: &AppState,
+    customer: CustomerId,
+    status: ImageStatus,
+    format: imagelake_imaging::Format,
+    bytes: u64,
+    filename: Option<String>,
+) -> Image {
+    let now = state.clock.now();
+    let retention =
+        chrono::Duration::from_std(state.settings.retention.0).unwrap_or(chrono::Duration::days(7));
+    Image {
+        id: ImageId::new(),
+        customer_id: customer,
+        status,
+        bytes,
+        sha256: String::new(),
+        content_type: format.content_type().to_owned(),
+        filename,
+        uploaded_at: now,
+        expires_at: now + retention,
+        facts: None,
+        error: None,
+        processed_at: None,
+        generation: None,
+    }
 }
 
 /// Removes an object written for an upload that did not become a record.

@@ -13,6 +13,7 @@
 //! - [`budget`], [`ratelimit`], [`keys`]: the limits and the keys.
 //! - [`direct`]: direct-to-bucket uploads.
 //! - [`health`], [`metrics`]: what `/readyz` and `/metrics` show.
+//! - [`objects`]: object-store verbs the domain repeats.
 //! - [`error`]: the one [`Error`], in the vocabulary clients see.
 //!
 //! Nothing here knows HTTP: the doors turn outcomes and errors into their own answers.
@@ -24,6 +25,7 @@ pub mod health;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod objects;
 pub mod ratelimit;
 pub mod settings;
 pub mod state;

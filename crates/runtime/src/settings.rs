@@ -56,7 +56,7 @@ pub struct Kafka {
     pub events_topic: String,
     pub group_id: String,
     /// Claim-check objects must live under this prefix of the object store.
-    pub claims_prefix: String,
+    pub claims_prefix: imagelake_core::paths::ClaimsPrefix,
     /// Any librdkafka setting, passed through (security, timeouts, ...).
     pub config: std::collections::BTreeMap<String, String>,
 }
@@ -69,7 +69,7 @@ impl Default for Kafka {
             dead_letter_topic: "imagelake.images.dlq".to_owned(),
             events_topic: "imagelake.events".to_owned(),
             group_id: "imagelake-ingest".to_owned(),
-            claims_prefix: "claims/".to_owned(),
+            claims_prefix: Default::default(),
             config: std::collections::BTreeMap::new(),
         }
     }

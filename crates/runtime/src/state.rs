@@ -186,7 +186,7 @@ fn gcs(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
         .bucket
         .clone()
         .ok_or_else(|| anyhow::anyhow!("objects.backend = \"gcs\" needs objects.bucket"))?;
-    let config = imagelake_gcp::GcsConfig::from_env(bucket).map_err(anyhow::Error::msg)?;
+    let config = imagelake_gcp::GcsConfig::from_env(bucket)?;
     Ok(Arc::new(imagelake_gcp::GcsJsonStore::new(config)?))
 }
 
@@ -213,8 +213,7 @@ async fn metadata_and_queue(settings: &Settings) -> anyhow::Result<Backends> {
 #[cfg(feature = "gcp")]
 fn firestore(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
     let project = settings.gcp.project.clone().unwrap_or_default();
-    let mut config =
-        imagelake_gcp::FirestoreConfig::from_env(project).map_err(anyhow::Error::msg)?;
+    let mut config = imagelake_gcp::FirestoreConfig::from_env(project)?;
     config.database = settings.metadata.database.clone();
     Ok(Arc::new(imagelake_gcp::FirestoreStore::new(config)?))
 }
@@ -223,7 +222,7 @@ fn firestore(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
 async fn pubsub(settings: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
     let q = &settings.queue;
     let project = settings.gcp.project.clone().unwrap_or_default();
-    let pubsub = imagelake_gcp::PubSub::from_env(project).map_err(anyhow::Error::msg)?;
+    let pubsub = imagelake_gcp::PubSub::from_env(project)?;
     let config = imagelake_gcp::QueueConfig {
         bucket: settings.objects.bucket.clone(),
         topic: q.topic.clone(),
@@ -249,15 +248,11 @@ fn upload_urls(settings: &Settings) -> anyhow::Result<Option<Arc<dyn UploadUrls>
         return Ok(None);
     };
     let signer = match (&o.signing_key_file, &o.signing_email) {
-        (Some(path), _) => {
-            Signer::Key(ServiceAccountKey::from_file(path).map_err(anyhow::Error::msg)?)
-        }
+        (Some(path), _) => Signer::Key(ServiceAccountKey::from_file(path)?),
         (None, Some(email)) => Signer::iam(email.clone()),
         (None, None) => return Ok(None),
     };
-    let endpoint = imagelake_gcp::GcsConfig::from_env(bucket.clone())
-        .map_err(anyhow::Error::msg)?
-        .endpoint;
+    let endpoint = imagelake_gcp::GcsConfig::from_env(bucket.clone())?.endpoint;
     Ok(Some(Arc::new(GcsUploadUrls {
         signer,
         endpoint,
@@ -287,8 +282,7 @@ fn push_verifier(
         push.audience.clone().unwrap_or_default(),
         push.service_account_email.clone(),
         source,
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     Ok(Some(Arc::new(verifier)))
 }
 
@@ -305,20 +299,22 @@ struct GcsUploadUrls {
 impl UploadUrls for GcsUploadUrls {
     async fn put_url(
         &self,
-        object: &str,
+        object: &object_store::path::Path,
         headers: &std::collections::BTreeMap<String, String>,
         expires: std::time::Duration,
         now: imagelake_core::Timestamp,
-    ) -> Result<String, String> {
+    ) -> Result<String, crate::Error> {
         let request = imagelake_gcp::signing::UrlRequest {
             method: "PUT".to_owned(),
             bucket: self.bucket.clone(),
-            object: object.to_owned(),
+            object: object.to_string(),
             headers: headers.clone(),
             expires,
             now,
         };
-        imagelake_gcp::signing::signed_url(&self.signer, &self.endpoint, &request).await
+        imagelake_gcp::signing::signed_url(&self.signer, &self.endpoint, &request)
+            .await
+            .map_err(|e| crate::Error::internal(&e))
     }
 }
 

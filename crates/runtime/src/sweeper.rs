@@ -8,8 +8,7 @@
 use chrono::Duration;
 use futures::TryStreamExt;
 use imagelake_core::{
-    ErrorCode,
-    paths::{self, RenditionKind},
+    ErrorCode, paths,
     records::{ErrorInfo, Image, ImageStatus},
 };
 use imagelake_metadata::Removal;
@@ -17,6 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    objects::delete_if_present,
     state::AppState,
     tasks::{Schedule, Step, Task},
 };
@@ -28,13 +28,8 @@ const IDEMPOTENCY_WINDOW: Duration = Duration::hours(48);
 /// Deletes an image's objects and then its record (with its `image.deleted` or `image.expired`
 /// event). Missing objects are fine (a second run after a crash finds some already gone).
 pub async fn remove_image(state: &AppState, image: &Image, removal: Removal) -> anyhow::Result<()> {
-    let mut keys = vec![paths::original(image.customer_id, image.id)];
-    keys.extend(RenditionKind::ALL.map(|k| paths::rendition(image.customer_id, image.id, k)));
-    for key in keys {
-        match state.objects.delete(&ObjectPath::from(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    for location in paths::image_objects(image.customer_id, image.id) {
+        delete_if_present(state.objects.as_ref(), &location).await?;
     }
     let now = state.clock.now();
     state.store.delete_image(image, removal, now).await?;
@@ -75,20 +70,16 @@ async fn purge_stale_claims(
     state: &AppState,
     before: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    let prefix = ObjectPath::from(state.settings.kafka.claims_prefix.trim_end_matches('/'));
     let stale: Vec<ObjectPath> = state
         .objects
-        .list(Some(&prefix))
+        .list(Some(state.settings.kafka.claims_prefix.path()))
         .try_filter_map(
             |meta| async move { Ok((meta.last_modified < before).then_some(meta.location)) },
         )
         .try_collect()
         .await?;
     for location in stale {
-        match state.objects.delete(&location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_if_present(state.objects.as_ref(), &location).await?;
         tracing::info!(%location, "stale claim-check removed");
     }
     Ok(())
@@ -103,7 +94,7 @@ async fn fail_abandoned_uploads(state: &AppState) -> anyhow::Result<()> {
     let waited = settings.objects.upload_url_ttl.0 + settings.processing.orphan_grace.0;
     let before = now - Duration::from_std(waited).unwrap_or(Duration::days(1));
     for mut image in state.store.pending_uploads(before, BATCH).await? {
-        let original = ObjectPath::from(paths::original(image.customer_id, image.id));
+        let original = paths::original(image.customer_id, image.id);
         match state.objects.head(&original).await {
             Err(object_store::Error::NotFound { .. }) => {}
             Ok(_) => continue,

@@ -20,12 +20,13 @@ use imagelake_core::{
     records::{ErrorInfo, Image, ImageStatus, Job, ProcessedFacts, RenditionInfo},
 };
 use imagelake_imaging::{ImagingError, Processed};
-use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, path::Path as ObjectPath};
+use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    objects::delete_if_present,
     state::AppState,
     tasks::{Step, Task},
 };
@@ -102,6 +103,20 @@ impl Task for Workers {
     }
 }
 
+/// Why a job could not finish now. Each is worth another attempt (the stores come back, the
+/// record arrives); attempts are bounded by `max_attempts`, then the job is a dead letter.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("metadata store: {0}")]
+    Store(#[from] imagelake_metadata::StoreError),
+    #[error("object store: {0}")]
+    Objects(#[from] object_store::Error),
+    #[error("the image record is not there yet")]
+    RecordNotYet,
+    #[error("processing was interrupted: {0}")]
+    Interrupted(#[from] tokio::task::JoinError),
+}
+
 /// Processes one leased job to its end: completed, retried later or dead-lettered.
 pub async fn handle(state: &AppState, job: Job) {
     let result = process_job(state, &job).await;
@@ -111,7 +126,9 @@ pub async fn handle(state: &AppState, job: Job) {
         Err(error) if job.attempts >= state.settings.processing.max_attempts => {
             tracing::error!(job_id = %job.id, image_id = %job.image_id, attempts = job.attempts, %error, "job moved to the dead letters");
             state.metrics.dead_letters.inc();
-            queue.dead_letter(job.id, &error, state.clock.now()).await
+            queue
+                .dead_letter(job.id, &error.to_string(), state.clock.now())
+                .await
         }
         Err(error) => {
             let backoff = state.settings.processing.retry_backoff.get()
@@ -120,7 +137,7 @@ pub async fn handle(state: &AppState, job: Job) {
             tracing::warn!(job_id = %job.id, image_id = %job.image_id, attempts = job.attempts, %error, ?backoff, "job will be retried");
             state.metrics.retries.inc();
             let at = state.clock.now() + chrono::Duration::from_std(backoff).unwrap_or_default();
-            queue.retry_at(job.id, &error, at).await
+            queue.retry_at(job.id, &error.to_string(), at).await
         }
     };
     if let Err(e) = settled {
@@ -130,12 +147,8 @@ pub async fn handle(state: &AppState, job: Job) {
 }
 
 /// The work itself; an `Err` is a transient failure worth retrying.
-pub async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
-    let found = state
-        .store
-        .get_image(job.image_id)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn process_job(state: &AppState, job: &Job) -> Result<(), JobError> {
+    let found = state.store.get_image(job.image_id).await?;
     let Some(mut image) = (match found {
         Some(image) => Some(image),
         None => record_missing(state, job).await?,
@@ -187,11 +200,7 @@ pub async fn process_job(state: &AppState, job: &Job) -> Result<(), String> {
     }
     let now = state.clock.now();
     image.processed_at = Some(now);
-    state
-        .store
-        .update_image(&image)
-        .await
-        .map_err(|e| e.to_string())?;
+    state.store.update_image(&image).await?;
     let latency = (now - image.uploaded_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
     state.metrics.end_to_end_seconds.observe(latency.max(0.0));
     tracing::info!(image_id = %image.id, status = image.status.as_str(), "image settled");
@@ -219,16 +228,16 @@ async fn fetch_original(
     state: &AppState,
     image: &Image,
     generation: Option<i64>,
-) -> Result<Option<Bytes>, String> {
-    let location = ObjectPath::from(paths::original(image.customer_id, image.id));
+) -> Result<Option<Bytes>, JobError> {
+    let location = paths::original(image.customer_id, image.id);
     let options = GetOptions {
         version: generation.map(|g| g.to_string()),
         ..GetOptions::default()
     };
     match state.objects.get_opts(&location, options).await {
-        Ok(found) => found.bytes().await.map(Some).map_err(|e| e.to_string()),
+        Ok(found) => Ok(Some(found.bytes().await?)),
         Err(object_store::Error::NotFound { .. }) if generation.is_some() => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -238,15 +247,14 @@ async fn duplicate_of(
     state: &AppState,
     image: &Image,
     learned: bool,
-) -> Result<Option<ErrorInfo>, String> {
+) -> Result<Option<ErrorInfo>, JobError> {
     if !learned {
         return Ok(None);
     }
     let existing = state
         .store
         .find_live_duplicate(image.customer_id, &image.sha256, state.clock.now())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(existing.filter(|e| e.id != image.id).map(|e| ErrorInfo {
         code: ErrorCode::Conflict,
         message: format!("the same image is already stored as {}", e.id),
@@ -259,7 +267,7 @@ async fn duplicate_of(
 async fn run_imaging(
     state: &AppState,
     bytes: Bytes,
-) -> Result<Result<Processed, ErrorInfo>, String> {
+) -> Result<Result<Processed, ErrorInfo>, JobError> {
     let options = state.settings.imaging_options();
     let refused = |e: ImagingError| {
         Ok(Err(ErrorInfo {
@@ -285,8 +293,7 @@ async fn run_imaging(
             imagelake_imaging::process(&bytes, &options)
         }))
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
     .unwrap_or_else(|_| {
         Err(ImagingError::Corrupt(
             "the decoder could not read this image".to_owned(),
@@ -311,22 +318,17 @@ const RECORD_WAIT: Duration = Duration::from_secs(3);
 /// later. An original that has waited longer than `orphan_grace` by the last attempt belongs to
 /// an upload whose API call died before its record; it is removed. If the original is gone too,
 /// the image was deleted and there is nothing to do (`Ok(None)`).
-async fn record_missing(state: &AppState, job: &Job) -> Result<Option<Image>, String> {
-    let location = ObjectPath::from(paths::original(job.customer_id, job.image_id));
+async fn record_missing(state: &AppState, job: &Job) -> Result<Option<Image>, JobError> {
+    let location = paths::original(job.customer_id, job.image_id);
     let meta = match state.objects.head(&location).await {
         Ok(meta) => meta,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let deadline = tokio::time::Instant::now() + RECORD_WAIT;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Some(image) = state
-            .store
-            .get_image(job.image_id)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(image) = state.store.get_image(job.image_id).await? {
             return Ok(Some(image));
         }
     }
@@ -335,28 +337,25 @@ async fn record_missing(state: &AppState, job: &Job) -> Result<Option<Image>, St
         .to_std()
         .unwrap_or_default();
     if job.attempts < processing.max_attempts || age < processing.orphan_grace.0 {
-        return Err("the image record is not there yet".to_owned());
+        return Err(JobError::RecordNotYet);
     }
     tracing::warn!(image_id = %job.image_id, customer_id = %job.customer_id, ?age, "removing an original that never got its record");
-    match state.objects.delete(&location).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e.to_string()),
-    }
+    delete_if_present(state.objects.as_ref(), &location).await?;
+    Ok(None)
 }
 
 async fn store_renditions(
     state: &AppState,
     image: &Image,
     processed: &Processed,
-) -> Result<ProcessedFacts, String> {
+) -> Result<ProcessedFacts, JobError> {
     let mut renditions = std::collections::BTreeMap::new();
     for r in &processed.renditions {
-        let location = ObjectPath::from(paths::rendition(image.customer_id, image.id, r.kind));
+        let location = paths::rendition(image.customer_id, image.id, r.kind);
         state
             .objects
             .put(&location, PutPayload::from(r.bytes.clone()))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         renditions.insert(
             r.kind.as_str().to_owned(),
             RenditionInfo {

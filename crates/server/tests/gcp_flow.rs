@@ -97,7 +97,7 @@ async fn notifications_drive_processing_and_repeats_do_nothing() {
         ("payloadFormat".to_owned(), "JSON_API_V1".to_owned()),
         ("eventType".to_owned(), "OBJECT_FINALIZE".to_owned()),
         ("bucketId".to_owned(), bucket.clone()),
-        ("objectId".to_owned(), object.clone()),
+        ("objectId".to_owned(), object.to_string()),
         ("objectGeneration".to_owned(), generation.to_string()),
     ]);
     pubsub.publish(TOPIC, b"{}", &attributes).await.unwrap();
@@ -115,10 +115,7 @@ async fn notifications_drive_processing_and_repeats_do_nothing() {
     server
         .state
         .objects
-        .put(
-            &ObjectPath::from(object),
-            PutPayload::from(replacement.clone()),
-        )
+        .put(&object, PutPayload::from(replacement.clone()))
         .await
         .unwrap();
     let sha = hex::encode(Sha256::digest(&replacement));
@@ -155,7 +152,7 @@ async fn failing_work_reaches_the_dead_letter_topic_and_can_be_redriven() {
     let mut record = server.state.store.get_image(image).await.unwrap().unwrap();
     record.status = imagelake_core::records::ImageStatus::Received;
     server.state.store.update_image(&record).await.unwrap();
-    let original = ObjectPath::from(paths::original(customer, image));
+    let original = paths::original(customer, image);
     let bytes = server
         .state
         .objects

@@ -362,7 +362,7 @@ async fn failing_jobs_end_in_the_dead_letters_and_can_be_redriven() {
     assert!(!dead[0]["last_error"].as_str().unwrap().is_empty());
 
     let bytes = fixtures::jpeg(300, 200);
-    let location = ObjectPath::from(imagelake_core::paths::original(customer, image.id));
+    let location = imagelake_core::paths::original(customer, image.id);
     server
         .state
         .objects
@@ -496,7 +496,7 @@ async fn put_original(
     customer: CustomerId,
     id: imagelake_core::ImageId,
 ) -> ObjectPath {
-    let location = ObjectPath::from(imagelake_core::paths::original(customer, id));
+    let location = imagelake_core::paths::original(customer, id);
     server
         .state
         .objects

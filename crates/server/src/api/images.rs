@@ -453,7 +453,7 @@ pub async fn rendition(
 
 async fn serve_object(
     state: &AppState,
-    key: &str,
+    key: &ObjectPath,
     content_type: &str,
     etag: &str,
     headers: &HeaderMap,
@@ -476,11 +476,7 @@ async fn serve_object(
     if matches {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let result = match state
-        .objects
-        .get_opts(&ObjectPath::from(key), GetOptions::default())
-        .await
-    {
+    let result = match state.objects.get_opts(key, GetOptions::default()).await {
         Ok(result) => result,
         Err(object_store::Error::NotFound { .. }) => {
             return Err(ApiError::not_found("no such image"));

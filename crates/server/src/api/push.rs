@@ -94,7 +94,7 @@ pub async fn push(
             tracing::warn!(job_id = %job.id, image_id = %job.image_id, attempts = job.attempts, %error, "pushed work failed; Pub/Sub delivers it again");
             Ok((
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": {"code": "internal", "message": error}})),
+                Json(json!({"error": {"code": "internal", "message": error.to_string()}})),
             )
                 .into_response())
         }
