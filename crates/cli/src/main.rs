@@ -6,9 +6,11 @@ mod bench;
 #[cfg(feature = "kafka")]
 mod bench_kafka;
 mod client;
-mod config;
+mod events;
 #[cfg(feature = "kafka")]
 mod produce;
+mod serve;
+mod settings;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -28,14 +30,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the processing workers and the retention sweeper in one process.
-    Serve(config::ServeArgs),
+    Serve(settings::ServeArgs),
     /// Run only the HTTP API (scale it apart from the workers).
-    Api(config::ServeArgs),
+    Api(settings::ServeArgs),
     /// Run only processing and the retention sweeper, with /healthz, /readyz and /metrics.
-    Worker(config::ServeArgs),
+    Worker(settings::ServeArgs),
     /// Run only the Kafka image stream consumer (a consumer group member), with /healthz,
     /// /readyz and /metrics.
-    KafkaIngest(config::ServeArgs),
+    KafkaIngest(settings::ServeArgs),
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
@@ -46,9 +48,9 @@ enum Command {
     #[command(subcommand)]
     Kafka(produce::KafkaCommand),
     /// Print the embedded deployment's lifecycle events (its SQLite event log) as JSON lines.
-    Events(config::EventsArgs),
+    Events(events::EventsArgs),
     /// Print the GCS bucket lifecycle rule that matches the configured retention.
-    Lifecycle(config::ServeArgs),
+    Lifecycle(settings::ServeArgs),
     /// Measure processing speed and end-to-end upload throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -63,16 +65,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => config::serve(args, Role::All).await,
-            Command::Api(args) => config::serve(args, Role::Api).await,
-            Command::Worker(args) => config::serve(args, Role::Worker).await,
-            Command::KafkaIngest(args) => config::serve(args, Role::Ingest).await,
+            Command::Serve(args) => serve::serve(args, Role::All).await,
+            Command::Api(args) => serve::serve(args, Role::Api).await,
+            Command::Worker(args) => serve::serve(args, Role::Worker).await,
+            Command::KafkaIngest(args) => serve::serve(args, Role::Ingest).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Upload(args) => client::upload(args).await,
             #[cfg(feature = "kafka")]
             Command::Kafka(cmd) => produce::run(cmd).await,
-            Command::Events(args) => config::events(args).await,
-            Command::Lifecycle(args) => config::lifecycle(args),
+            Command::Events(args) => events::events(args).await,
+            Command::Lifecycle(args) => settings::lifecycle(args),
             Command::Bench(cmd) => bench::run(cmd).await,
         }
     })

@@ -77,7 +77,7 @@ fn brokers(
 }
 
 async fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<()> {
-    let settings = crate::config::file_settings(args.config.as_deref())?;
+    let settings = crate::settings::file_settings(args.config.as_deref())?;
     let brokers = brokers(&args.brokers, &settings)?;
     let layout = imagelake_kafka::Layout {
         partitions: args.partitions,
@@ -101,7 +101,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         )
     })?;
     let customer = customer.to_string();
-    let settings = crate::config::file_settings(args.config.as_deref())?;
+    let settings = crate::settings::file_settings(args.config.as_deref())?;
     let kafka = &settings.kafka;
     let brokers = brokers(&args.brokers, &settings)?;
     let topic = args

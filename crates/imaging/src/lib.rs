@@ -17,6 +17,7 @@
 //! ever reach them.
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fixtures;
 
 mod color;

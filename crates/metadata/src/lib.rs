@@ -20,9 +20,11 @@
 //! no event without its change.
 //!
 //! Firestore and Pub/Sub
-//! implement the same traits for the cloud deployment, and [`conformance`] holds the one suite
+//! implement the same traits for the cloud deployment, and `conformance` (feature `testing`, for
+//! test builds only) holds the one suite
 //! every backend must pass.
 
+#[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod sqlite;
 

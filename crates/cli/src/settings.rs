@@ -1,18 +1,16 @@
-//! Settings for `serve`: defaults, then the TOML file (`--config`), then `IMAGELAKE_*`
-//! environment variables and flags (a flag wins over its variable).
+//! The settings every command that runs the system reads: defaults, then the TOML file
+//! (`--config`), then `IMAGELAKE_*` environment variables and flags (a flag wins over its
+//! variable); and `lifecycle`, which prints the bucket rule they imply.
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use crate::stream;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use imagelake_core::duration::HumanDuration;
-use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
-    AppState, Settings,
-    settings::{HumanDurationMs, MetadataBackend, Secret},
+    Settings,
+    settings::{HumanDurationMs, Secret},
 };
-use imagelake_server::serve::Role;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -95,17 +93,17 @@ pub struct ServeArgs {
     keep_gps: Option<bool>,
     /// Log format.
     #[arg(long, env = "IMAGELAKE_LOG_FORMAT", default_value = "text")]
-    log_format: LogFormat,
+    pub log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
 
 impl ServeArgs {
-    fn settings(&self) -> anyhow::Result<Settings> {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
         let mut s = file_settings(self.config.as_deref())?;
         macro_rules! set {
             ($field:expr, $flag:expr) => {
@@ -170,18 +168,6 @@ pub fn file_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings>
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,tower_http=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 /// Prints the bucket lifecycle rule for the configured retention.
 pub fn lifecycle(args: ServeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
@@ -190,72 +176,6 @@ pub fn lifecycle(args: ServeArgs) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&settings.lifecycle_rule())?
     );
     Ok(())
-}
-
-#[derive(Args)]
-pub struct EventsArgs {
-    #[command(flatten)]
-    serve: ServeArgs,
-    /// Only events after this position (the `seq` of the last line read).
-    #[arg(long, default_value_t = 0)]
-    after: u64,
-    /// At most this many events.
-    #[arg(long, default_value_t = 1000)]
-    limit: usize,
-}
-
-/// Prints the embedded deployment's event log as JSON lines: `{"seq", "published_at", "event"}`.
-pub async fn events(args: EventsArgs) -> anyhow::Result<()> {
-    let settings = args.serve.settings()?;
-    anyhow::ensure!(
-        settings.metadata.backend == MetadataBackend::Sqlite,
-        "the local event log belongs to the SQLite store; with Firestore, read the events topic"
-    );
-    let path = settings.sqlite_path();
-    anyhow::ensure!(path.exists(), "no database at {}", path.display());
-    let store = SqliteStore::open(&path)?;
-    for logged in store.event_log(args.after, args.limit).await? {
-        let line = serde_json::json!({
-            "seq": logged.seq,
-            "published_at": logged.published_at,
-            "event": logged.event,
-        });
-        println!("{line}");
-    }
-    Ok(())
-}
-
-/// Runs `role` until Ctrl-C or SIGTERM.
-pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
-    init_logging(args.log_format);
-    let settings = args.settings()?;
-    let plan = stream::plan(&settings, role)?;
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    tracing::info!(
-        ?role,
-        data_dir = %settings.data_dir.display(),
-        retention = %settings.retention,
-        workers = settings.processing.worker_count(),
-        objects = ?settings.objects.backend,
-        metadata = ?settings.metadata.backend,
-        queue = ?settings.queue.backend,
-        "starting imagelake"
-    );
-    let listen = settings.listen;
-    let state = AppState::from_settings(settings).await?;
-    let kafka = stream::tasks(&state, plan)?;
-    let running = imagelake_server::serve::start_role(state, listen, role, kafka).await?;
-    let failed = tokio::select! {
-        () = imagelake_server::serve::shutdown_signal() => None,
-        e = running.failure() => Some(e),
-    };
-    match &failed {
-        None => tracing::info!("shutdown requested"),
-        Some(e) => tracing::error!(error = format!("{e:#}"), "stopping"),
-    }
-    running.shutdown().await?;
-    failed.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -1,144 +1,31 @@
-//! The embedded default: one SQLite file in WAL mode holding records and the work queue.
-//!
-//! One connection behind a mutex, used from `spawn_blocking`: SQLite serialises writers anyway,
-//! each statement takes microseconds, and a single connection makes every "check, then write"
-//! (duplicates, idempotency keys) a plain `BEGIN IMMEDIATE` transaction with no race.
-//! `synchronous=FULL` makes every commit durable before the API answers 201.
-//!
-//! The `events` table is the outbox and, in the embedded deployment, the event log itself: rows
-//! are numbered in commit order (`seq`), an `event_id` is written once (`INSERT OR IGNORE`), and
-//! `published_at` records delivery to Kafka when a publisher runs.
-
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+//! [`MetadataStore`] on SQLite: each method one transaction on the one connection.
 
 use async_trait::async_trait;
 use imagelake_core::{
-    CustomerId, ImageId, JobId, KeyId, Timestamp,
-    clock::{from_micros, to_micros},
+    CustomerId, ImageId, KeyId, Timestamp,
+    clock::to_micros,
     events::{Event, EventType},
-    records::{ApiKey, Customer, DeadLetter, ErrorInfo, Image, ImageStatus, Job, ProcessedFacts},
+    records::{ApiKey, Customer, Image},
 };
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use crate::{
     IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal, Result,
-    StoreError, WorkQueue,
+    StoreError,
 };
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS customers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    email TEXT NOT NULL,
-    email_key TEXT,
-    plan TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    customer_id TEXT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
-    prefix TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS api_keys_by_customer ON api_keys(customer_id);
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY,
-    customer_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    filename TEXT,
-    uploaded_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    facts TEXT,
-    error TEXT,
-    processed_at INTEGER,
-    generation INTEGER
-);
-CREATE INDEX IF NOT EXISTS images_by_customer ON images(customer_id, uploaded_at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS images_by_sha ON images(customer_id, sha256);
-CREATE INDEX IF NOT EXISTS images_by_expiry ON images(expires_at);
-CREATE TABLE IF NOT EXISTS idempotency (
-    customer_id TEXT NOT NULL,
-    key TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    PRIMARY KEY (customer_id, key)
-);
-CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency(created_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    image_id TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    available_at INTEGER NOT NULL,
-    leased_until INTEGER,
-    last_error TEXT,
-    dead_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(dead_at, available_at);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    customer_id TEXT NOT NULL,
-    occurred_at INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    published_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS events_unpublished ON events(seq) WHERE published_at IS NULL;
-CREATE INDEX IF NOT EXISTS events_by_time ON events(occurred_at);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    until INTEGER NOT NULL
-);
-"#;
-
-/// Brings a database made by an earlier version up to [`SCHEMA`].
-fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
-    let has_column = |table: &str, column: &str| {
-        conn.prepare(&format!(
-            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
-        ))?
-        .exists([])
-    };
-    if !has_column("images", "generation")? {
-        conn.execute("ALTER TABLE images ADD COLUMN generation INTEGER", [])?;
-    }
-    if !has_column("customers", "email_key")? {
-        conn.execute("ALTER TABLE customers ADD COLUMN email_key TEXT", [])?;
-    }
-    // Keys are folded in Rust (Unicode lower case), the same on every backend.
-    let unkeyed: Vec<Customer> = conn
-        .prepare("SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE email_key IS NULL")?
-        .query_map([], customer_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    for customer in unkeyed {
-        conn.execute(
-            "UPDATE customers SET email_key = ?2 WHERE id = ?1",
-            params![customer.id.to_string(), customer.email_key()],
-        )?;
-    }
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email_key)",
-        [],
-    )?;
-    Ok(())
-}
+use super::{
+    SqliteStore, backend,
+    queue::enqueue_row,
+    rows::{
+        IMAGE_COLUMNS, customer_from_row, idempotency_from_row, image_from_row, key_from_row,
+        parse_id, to_json,
+    },
+};
 
 /// Refuses an email that a customer other than `customer` has, case aside.
-fn check_email_free(conn: &Connection, customer: &Customer) -> Result<()> {
+pub(super) fn check_email_free(conn: &Connection, customer: &Customer) -> Result<()> {
     let taken = conn
         .prepare("SELECT 1 FROM customers WHERE email_key = ?1 AND id != ?2")?
         .exists(params![customer.email_key(), customer.id.to_string()])?;
@@ -150,110 +37,7 @@ fn check_email_free(conn: &Connection, customer: &Customer) -> Result<()> {
     Ok(())
 }
 
-/// Image columns in the order [`image_from_row`] reads them.
-const IMAGE_COLUMNS: &str = "id, customer_id, status, bytes, sha256, content_type, filename, \
-                             uploaded_at, expires_at, facts, error, processed_at, generation";
-
-/// One row of the local event log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoggedEvent {
-    /// Position in commit order; read on after the last one seen.
-    pub seq: u64,
-    pub published_at: Option<Timestamp>,
-    pub event: Event,
-}
-
-/// Records and work queue in one SQLite database.
-#[derive(Clone)]
-pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteStore")
-    }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        backend(e)
-    }
-}
-
-fn parse_id<T: std::str::FromStr>(s: String) -> rusqlite::Result<T> {
-    s.parse()
-        .map_err(|_| rusqlite::Error::InvalidColumnType(0, s, rusqlite::types::Type::Text))
-}
-
-fn json_column<T: serde::de::DeserializeOwned>(raw: Option<String>) -> rusqlite::Result<Option<T>> {
-    raw.map(|s| serde_json::from_str(&s))
-        .transpose()
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
-        })
-}
-
-fn image_from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
-    let status: String = row.get(2)?;
-    Ok(Image {
-        id: parse_id(row.get(0)?)?,
-        customer_id: parse_id(row.get(1)?)?,
-        status: ImageStatus::parse(&status).unwrap_or(ImageStatus::Received),
-        bytes: row.get::<_, i64>(3)? as u64,
-        sha256: row.get(4)?,
-        content_type: row.get(5)?,
-        filename: row.get(6)?,
-        uploaded_at: from_micros(row.get(7)?),
-        expires_at: from_micros(row.get(8)?),
-        facts: json_column::<ProcessedFacts>(row.get(9)?)?,
-        error: json_column::<ErrorInfo>(row.get(10)?)?,
-        processed_at: row.get::<_, Option<i64>>(11)?.map(from_micros),
-        generation: row.get(12)?,
-    })
-}
-
-fn customer_from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
-    Ok(Customer {
-        id: parse_id(row.get(0)?)?,
-        name: row.get(1)?,
-        email: row.get(2)?,
-        plan: row.get(3)?,
-        created_at: from_micros(row.get(4)?),
-        updated_at: from_micros(row.get(5)?),
-    })
-}
-
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
-    Ok(ApiKey {
-        id: parse_id(row.get(0)?)?,
-        customer_id: parse_id(row.get(1)?)?,
-        prefix: row.get(2)?,
-        hash: row.get(3)?,
-        created_at: from_micros(row.get(4)?),
-        revoked_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
-    })
-}
-
-fn idempotency_from_row(row: &Row<'_>) -> rusqlite::Result<IdempotencyRecord> {
-    Ok(IdempotencyRecord {
-        key: row.get(0)?,
-        request_hash: row.get(1)?,
-        status: row.get(2)?,
-        body: row.get(3)?,
-        created_at: from_micros(row.get(4)?),
-    })
-}
-
-fn to_json<T: serde::Serialize>(value: &Option<T>) -> Option<String> {
-    value.as_ref().and_then(|v| serde_json::to_string(v).ok())
-}
-
-fn insert_key_row(conn: &Connection, key: &ApiKey) -> rusqlite::Result<()> {
+pub(super) fn insert_key_row(conn: &Connection, key: &ApiKey) -> rusqlite::Result<()> {
     conn.execute(
         "INSERT INTO api_keys (id, customer_id, prefix, hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -268,7 +52,7 @@ fn insert_key_row(conn: &Connection, key: &ApiKey) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn live_duplicate(
+pub(super) fn live_duplicate(
     conn: &Connection,
     customer: CustomerId,
     sha256: &str,
@@ -285,7 +69,7 @@ fn live_duplicate(
     .optional()
 }
 
-fn idempotent(
+pub(super) fn idempotent(
     conn: &Connection,
     customer: CustomerId,
     key: &str,
@@ -299,7 +83,7 @@ fn idempotent(
 }
 
 /// Writes `event` into the outbox; an event written before (a retried change) is left as it is.
-fn record_event(conn: &Connection, event: &Event) -> Result<()> {
+pub(super) fn record_event(conn: &Connection, event: &Event) -> Result<()> {
     let payload = serde_json::to_string(event).map_err(backend)?;
     conn.execute(
         "INSERT OR IGNORE INTO events (event_id, customer_id, occurred_at, payload) VALUES (?1, ?2, ?3, ?4)",
@@ -313,7 +97,10 @@ fn record_event(conn: &Connection, event: &Event) -> Result<()> {
     Ok(())
 }
 
-fn customer_row(conn: &Connection, id: CustomerId) -> rusqlite::Result<Option<Customer>> {
+pub(super) fn customer_row(
+    conn: &Connection,
+    id: CustomerId,
+) -> rusqlite::Result<Option<Customer>> {
     conn.query_row(
         "SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE id = ?1",
         [id.to_string()],
@@ -322,7 +109,7 @@ fn customer_row(conn: &Connection, id: CustomerId) -> rusqlite::Result<Option<Cu
     .optional()
 }
 
-fn image_row(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<Image>> {
+pub(super) fn image_row(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<Image>> {
     conn.query_row(
         &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = ?1"),
         [id.to_string()],
@@ -333,7 +120,7 @@ fn image_row(conn: &Connection, id: ImageId) -> rusqlite::Result<Option<Image>> 
 
 /// Deletes a record as read in this transaction, with its queued work, and writes its removal
 /// event.
-fn delete_image_row(
+pub(super) fn delete_image_row(
     conn: &Connection,
     image: &Image,
     removal: Removal,
@@ -345,88 +132,6 @@ fn delete_image_row(
     )?;
     conn.execute("DELETE FROM images WHERE id = ?1", [image.id.to_string()])?;
     record_event(conn, &Event::image(removal.event_type(), image, at))
-}
-
-fn enqueue_row(
-    conn: &Connection,
-    image: ImageId,
-    customer: CustomerId,
-    now: Timestamp,
-) -> rusqlite::Result<JobId> {
-    let id = JobId::new();
-    conn.execute(
-        "INSERT INTO jobs (id, image_id, customer_id, available_at) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            id.to_string(),
-            image.to_string(),
-            customer.to_string(),
-            to_micros(now)
-        ],
-    )?;
-    Ok(id)
-}
-
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        Self::init(Connection::open(path)?)
-    }
-
-    /// A private in-memory database, for tests.
-    pub fn in_memory() -> Result<Self> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(conn: Connection) -> Result<Self> {
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        add_missing_columns(&conn)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// Up to `limit` events of the log after position `after`, oldest first, published or not.
-    pub async fn event_log(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT seq, published_at, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows: Vec<(i64, Option<i64>, String)> = stmt
-                .query_map(params![after as i64, limit as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            rows.into_iter()
-                .map(|(seq, published_at, payload)| {
-                    Ok(LoggedEvent {
-                        seq: seq as u64,
-                        published_at: published_at.map(from_micros),
-                        event: serde_json::from_str(&payload).map_err(backend)?,
-                    })
-                })
-                .collect()
-        })
-        .await
-    }
-
-    /// Runs `f` on the connection off the async runtime.
-    async fn call<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(backend)?
-    }
 }
 
 #[async_trait]
@@ -864,128 +569,5 @@ impl MetadataStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.call(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
-    }
-}
-
-#[async_trait]
-impl WorkQueue for SqliteStore {
-    async fn enqueue(&self, image: ImageId, customer: CustomerId, now: Timestamp) -> Result<JobId> {
-        self.call(move |conn| Ok(enqueue_row(conn, image, customer, now)?))
-            .await
-    }
-
-    async fn lease(&self, now: Timestamp, lease_for: Duration, max: usize) -> Result<Vec<Job>> {
-        let until = to_micros(now) + i64::try_from(lease_for.as_micros()).unwrap_or(i64::MAX / 2);
-        self.call(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE jobs SET attempts = attempts + 1, leased_until = ?2
-                 WHERE id IN (
-                     SELECT id FROM jobs
-                     WHERE dead_at IS NULL AND available_at <= ?1 AND (leased_until IS NULL OR leased_until <= ?1)
-                     ORDER BY available_at LIMIT ?3)
-                 RETURNING id, image_id, customer_id, attempts",
-            )?;
-            let jobs = stmt
-                .query_map(params![to_micros(now), until, max as i64], |r| {
-                    Ok(Job {
-                        id: parse_id(r.get(0)?)?,
-                        image_id: parse_id(r.get(1)?)?,
-                        customer_id: parse_id(r.get(2)?)?,
-                        attempts: r.get(3)?,
-                        generation: None,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(jobs)
-        })
-        .await
-    }
-
-    async fn complete(&self, job: JobId) -> Result<()> {
-        self.call(move |conn| {
-            conn.execute("DELETE FROM jobs WHERE id = ?1", [job.to_string()])?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn retry_at(&self, job: JobId, error: &str, at: Timestamp) -> Result<()> {
-        let error = error.to_owned();
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE jobs SET leased_until = NULL, available_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![job.to_string(), to_micros(at), error],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn dead_letter(&self, job: JobId, error: &str, now: Timestamp) -> Result<()> {
-        let error = error.to_owned();
-        self.call(move |conn| {
-            conn.execute(
-                "UPDATE jobs SET leased_until = NULL, dead_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![job.to_string(), to_micros(now), error],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn depth(&self) -> Result<Option<u64>> {
-        self.call(|conn| {
-            Ok(Some(
-                conn.query_row("SELECT COUNT(*) FROM jobs WHERE dead_at IS NULL", [], |r| {
-                    r.get::<_, i64>(0)
-                })? as u64,
-            ))
-        })
-        .await
-    }
-
-    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
-        self.call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, image_id, customer_id, attempts, COALESCE(last_error, ''), dead_at FROM jobs
-                 WHERE dead_at IS NOT NULL ORDER BY dead_at DESC LIMIT ?1",
-            )?;
-            let rows = stmt
-                .query_map([limit as i64], |r| {
-                    Ok(DeadLetter {
-                        id: parse_id(r.get(0)?)?,
-                        image_id: parse_id(r.get(1)?)?,
-                        customer_id: parse_id(r.get(2)?)?,
-                        attempts: r.get(3)?,
-                        last_error: r.get(4)?,
-                        failed_at: from_micros(r.get(5)?),
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    async fn redrive(&self, job: JobId, now: Timestamp) -> Result<bool> {
-        self.call(move |conn| {
-            let n = conn.execute(
-                "UPDATE jobs SET dead_at = NULL, attempts = 0, leased_until = NULL, available_at = ?2
-                 WHERE id = ?1 AND dead_at IS NOT NULL",
-                params![job.to_string(), to_micros(now)],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn release_leases(&self) -> Result<u64> {
-        self.call(|conn| {
-            Ok(conn.execute(
-                "UPDATE jobs SET leased_until = NULL WHERE leased_until IS NOT NULL",
-                [],
-            )? as u64)
-        })
-        .await
     }
 }

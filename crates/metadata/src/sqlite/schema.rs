@@ -1,0 +1,113 @@
+//! The tables, and bringing a database made by an earlier version up to date.
+
+use imagelake_core::records::Customer;
+use rusqlite::{Connection, params};
+
+use super::rows::customer_from_row;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS customers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    email_key TEXT,
+    plan TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL REFERENCES customers(id) ON DELETE CASCADE,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_customer ON api_keys(customer_id);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    filename TEXT,
+    uploaded_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    facts TEXT,
+    error TEXT,
+    processed_at INTEGER,
+    generation INTEGER
+);
+CREATE INDEX IF NOT EXISTS images_by_customer ON images(customer_id, uploaded_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS images_by_sha ON images(customer_id, sha256);
+CREATE INDEX IF NOT EXISTS images_by_expiry ON images(expires_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    customer_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (customer_id, key)
+);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency(created_at);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at INTEGER NOT NULL,
+    leased_until INTEGER,
+    last_error TEXT,
+    dead_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs(dead_at, available_at);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    customer_id TEXT NOT NULL,
+    occurred_at INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    published_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_unpublished ON events(seq) WHERE published_at IS NULL;
+CREATE INDEX IF NOT EXISTS events_by_time ON events(occurred_at);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+);
+"#;
+
+/// Brings a database made by an earlier version up to [`SCHEMA`].
+pub(super) fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column = |table: &str, column: &str| {
+        conn.prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"
+        ))?
+        .exists([])
+    };
+    if !has_column("images", "generation")? {
+        conn.execute("ALTER TABLE images ADD COLUMN generation INTEGER", [])?;
+    }
+    if !has_column("customers", "email_key")? {
+        conn.execute("ALTER TABLE customers ADD COLUMN email_key TEXT", [])?;
+    }
+    // Keys are folded in Rust (Unicode lower case), the same on every backend.
+    let unkeyed: Vec<Customer> = conn
+        .prepare("SELECT id, name, email, plan, created_at, updated_at FROM customers WHERE email_key IS NULL")?
+        .query_map([], customer_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for customer in unkeyed {
+        conn.execute(
+            "UPDATE customers SET email_key = ?2 WHERE id = ?1",
+            params![customer.id.to_string(), customer.email_key()],
+        )?;
+    }
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS customers_by_email ON customers(email_key)",
+        [],
+    )?;
+    Ok(())
+}
