@@ -1,4 +1,5 @@
-//! The conformance suite on SQLite files on disk (the embedded default).
+//! The metadata and work-queue conformance suites on SQLite files on disk (the embedded
+//! default).
 
 use imagelake_metadata::SqliteStore;
 
@@ -11,3 +12,4 @@ fn on_disk() -> SqliteStore {
 }
 
 imagelake_metadata::metadata_conformance!(on_disk());
+imagelake_metadata::work_queue_conformance!(on_disk());

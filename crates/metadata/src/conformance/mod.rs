@@ -4,6 +4,8 @@
 //! turns the list into one `#[tokio::test]` per check for a backend constructor, so SQLite and
 //! Firestore are held to exactly the same contract.
 
+pub mod queue;
+
 use std::time::Duration;
 
 use chrono::TimeZone;
