@@ -59,12 +59,50 @@ struct WireMessage {
     message_id: String,
 }
 
+/// A message as a pull answer lists it and as a push subscription posts it (where `ackId` is
+/// absent).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireReceived {
+    #[serde(default)]
     ack_id: String,
     message: WireMessage,
     delivery_attempt: Option<u32>,
+}
+
+impl TryFrom<WireReceived> for Received {
+    type Error = Error;
+
+    fn try_from(r: WireReceived) -> Result<Self> {
+        Ok(Self {
+            ack_id: r.ack_id,
+            message_id: r.message.message_id,
+            data: STANDARD
+                .decode(r.message.data)
+                .map_err(|_| Error::malformed("message", "message.data is not base64"))?,
+            attributes: r.message.attributes,
+            delivery_attempt: r.delivery_attempt,
+        })
+    }
+}
+
+impl Received {
+    /// The messages of a pull answer (`receivedMessages`, absent when there are none).
+    pub fn from_pull(answer: &Value) -> Result<Vec<Self>> {
+        let wire: Vec<WireReceived> = match answer.get("receivedMessages") {
+            Some(list) => serde_json::from_value(list.clone())
+                .map_err(|e| Error::malformed("pull answer", e))?,
+            None => Vec::new(),
+        };
+        wire.into_iter().map(Self::try_from).collect()
+    }
+
+    /// The message of a push subscription's request body (`{"message": ..., "subscription"}`).
+    pub fn from_push(body: &[u8]) -> Result<Self> {
+        let wire: WireReceived =
+            serde_json::from_slice(body).map_err(|e| Error::malformed("push message", e))?;
+        Self::try_from(wire)
+    }
 }
 
 impl PubSub {
@@ -197,24 +235,7 @@ impl PubSub {
                 body,
             )
             .await?;
-        let wire: Vec<WireReceived> = match answer.get("receivedMessages") {
-            Some(list) => serde_json::from_value(list.clone())
-                .map_err(|e| Error::malformed("pull answer", e))?,
-            None => Vec::new(),
-        };
-        wire.into_iter()
-            .map(|r| {
-                Ok(Received {
-                    ack_id: r.ack_id,
-                    message_id: r.message.message_id,
-                    data: STANDARD
-                        .decode(r.message.data)
-                        .map_err(|e| Error::malformed("message data", e))?,
-                    attributes: r.message.attributes,
-                    delivery_attempt: r.delivery_attempt,
-                })
-            })
-            .collect()
+        Received::from_pull(&answer)
     }
 
     pub async fn acknowledge(&self, subscription: &str, ack_ids: &[String]) -> Result<()> {

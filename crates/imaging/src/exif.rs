@@ -2,6 +2,7 @@
 
 use std::io::Cursor;
 
+use chrono::{NaiveDate, NaiveTime};
 use exif::{In, Reader, Tag, Value};
 use imagelake_core::records::{ExifFacts, Gps};
 
@@ -42,12 +43,17 @@ fn ascii(value: &Value) -> Option<String> {
         return None;
     };
     let raw = parts.first()?;
-    let s = String::from_utf8_lossy(raw);
-    let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    (!s.is_empty()).then(|| s.chars().filter(|c| !c.is_control()).collect())
+    // Control characters (NUL padding included) go first, so a text of nothing else is none.
+    let s: String = String::from_utf8_lossy(raw)
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// `2019:05:01 12:34:56` -> `2019-05-01T12:34:56`; anything else is dropped.
+/// `2019:05:01 12:34:56` -> `2019-05-01T12:34:56`; anything else is dropped, a day or a time
+/// that does not exist (`2023:02:29`, `24:00:00`) included.
 fn camera_time(raw: &str) -> Option<String> {
     let b = raw.as_bytes();
     if b.len() < 19 || b[4] != b':' || b[7] != b':' || b[13] != b':' || b[16] != b':' {
@@ -60,9 +66,10 @@ fn camera_time(raw: &str) -> Option<String> {
     {
         return None;
     }
-    if &raw[0..4] == "0000" {
-        return None;
-    }
+    let number = |r: std::ops::Range<usize>| raw[r].parse::<u32>().ok();
+    let year = i32::try_from(number(0..4)?).ok().filter(|y| *y > 0)?;
+    NaiveDate::from_ymd_opt(year, number(5..7)?, number(8..10)?)?;
+    NaiveTime::from_hms_opt(number(11..13)?, number(14..16)?, number(17..19)?)?;
     Some(format!(
         "{}-{}-{}T{}:{}:{}",
         &raw[0..4],
@@ -74,12 +81,20 @@ fn camera_time(raw: &str) -> Option<String> {
     ))
 }
 
+/// A UTC offset as EXIF writes it, `+HH:MM`, within the offsets in use (-12:00 to +14:00).
 fn valid_offset(o: &str) -> bool {
     let b = o.as_bytes();
-    b.len() == 6
-        && (b[0] == b'+' || b[0] == b'-')
-        && b[3] == b':'
-        && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+    if b.len() != 6
+        || !(b[0] == b'+' || b[0] == b'-')
+        || b[3] != b':'
+        || ![1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+    {
+        return false;
+    }
+    let (Ok(hours), Ok(minutes)) = (o[1..3].parse::<u32>(), o[4..6].parse::<u32>()) else {
+        return false;
+    };
+    minutes < 60 && hours * 60 + minutes <= if b[0] == b'+' { 14 * 60 } else { 12 * 60 }
 }
 
 fn gps(exif: &exif::Exif) -> Option<Gps> {
@@ -120,6 +135,38 @@ mod tests {
         assert_eq!(camera_time("yesterday"), None);
         assert!(valid_offset("+02:00"));
         assert!(!valid_offset("02:00"));
+    }
+
+    /// Found by the `exif` fuzz target: days and times that do not exist were kept.
+    #[test]
+    fn impossible_times_and_offsets_are_dropped() {
+        assert_eq!(
+            camera_time("2024:02:29 23:59:59").as_deref(),
+            Some("2024-02-29T23:59:59")
+        );
+        for impossible in [
+            "2023:02:29 23:59:58",
+            "2019:13:01 12:00:00",
+            "2019:04:31 12:00:00",
+            "2019:05:01 24:00:00",
+            "2019:05:01 12:60:00",
+            "2019:05:01 12:00:61",
+        ] {
+            assert_eq!(camera_time(impossible), None, "{impossible}");
+        }
+        assert!(valid_offset("+14:00") && valid_offset("-12:00") && valid_offset("+05:45"));
+        for impossible in ["+14:30", "-13:00", "+02:60", "+99:99"] {
+            assert!(!valid_offset(impossible), "{impossible}");
+        }
+    }
+
+    /// Found by the `exif` fuzz target: a text of control characters only became `""`.
+    #[test]
+    fn texts_of_control_characters_are_none() {
+        let text = |raw: &[u8]| ascii(&Value::Ascii(vec![raw.to_vec()]));
+        assert_eq!(text(b"\x01\x02"), None);
+        assert_eq!(text(b" \x01 \0"), None);
+        assert_eq!(text(b"Can\x07on \0\0").as_deref(), Some("Canon"));
     }
 
     #[test]

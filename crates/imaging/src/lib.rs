@@ -23,7 +23,7 @@ pub mod fixtures;
 mod color;
 mod decode;
 mod encode;
-mod exif;
+pub mod exif;
 mod hash;
 mod header;
 mod orient;

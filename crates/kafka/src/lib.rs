@@ -16,7 +16,7 @@
 
 mod admin;
 mod ingest;
-mod message;
+pub mod message;
 mod produce;
 mod publish;
 mod reach;

@@ -56,7 +56,10 @@ pub fn parse(message: &impl Message, claims_prefix: &ClaimsPrefix) -> Result<Req
         .parse()
         .map_err(|_| Error::invalid(format!("customer-id {customer:?} is not an id")))?;
     let idempotency_key = match header(message, "idempotency-key")? {
-        Some(key) => key.to_owned(),
+        Some(key) => {
+            imagelake_runtime::ingest::check_idempotency_key(key)?;
+            key.to_owned()
+        }
         None => format!(
             "kafka:{}:{}:{}",
             message.topic(),
@@ -115,6 +118,45 @@ mod tests {
             "not json",
         ] {
             assert!(claim_location(bad.as_bytes(), &claims).is_err(), "{bad}");
+        }
+    }
+
+    /// Found by the `kafka_message` fuzz target: a header with an empty value (or a null one, as
+    /// a producer may send) became an empty idempotency key instead of a refusal.
+    #[test]
+    fn idempotency_keys_are_checked_at_the_door() {
+        use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+        let message = |key: Option<&[u8]>| {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "customer-id",
+                    value: Some(CustomerId::new().to_string().as_bytes()),
+                })
+                .insert(Header {
+                    key: "idempotency-key",
+                    value: key,
+                });
+            OwnedMessage::new(
+                Some(b"bytes".to_vec()),
+                None,
+                "t".to_owned(),
+                Timestamp::NotAvailable,
+                0,
+                7,
+                Some(headers),
+            )
+        };
+        let claims = ClaimsPrefix::default();
+        let ok = parse(&message(Some(b"order-42")), &claims).unwrap();
+        assert_eq!(ok.idempotency_key, "order-42");
+        for bad in [
+            None,
+            Some(&b""[..]),
+            Some(b"has space"),
+            Some(&[b'k'; 256][..]),
+        ] {
+            let refused = parse(&message(bad), &claims).unwrap_err();
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{bad:?}");
         }
     }
 }

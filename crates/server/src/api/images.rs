@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::{
     Json,
     body::Body,
-    extract::{FromRequest, Multipart, Path, Query, Request, State, multipart::MultipartError},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -24,7 +24,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::parse_id;
+use super::{
+    multipart::{self, FileParts, MAX_PARTS},
+    parse_id,
+};
 use imagelake_runtime::{
     AppState, Error,
     ingest::{self, Accepted, Upload, clean_filename},
@@ -229,9 +232,6 @@ async fn read_body(mut body: Body, declared: Option<u64>, limit: u64) -> Result<
     Ok(buffer.freeze())
 }
 
-/// The `file` parts one multipart body may carry.
-pub const MAX_PARTS: usize = 100;
-
 /// A multipart body: every `file` part is one upload, read and accepted in turn, so one part is
 /// held in memory at a time. Each part after the first takes a request from the key's rate
 /// limit, as a single upload would. A part over the rate or beyond [`MAX_PARTS`], or a body
@@ -245,37 +245,31 @@ async fn upload_batch(
 ) -> Result<Response, ApiError> {
     let limit = state.settings.limits.max_body_bytes;
     let rate_key = request.extensions().get::<RateKey>().cloned();
-    let mut multipart = Multipart::from_request(request, state)
-        .await
-        .map_err(|e| ApiError::invalid(format!("invalid multipart body: {e}")))?;
-    let multipart_error = |e: MultipartError| {
-        let refused = ApiError::unreadable_body(&e, limit);
-        if refused.code == ErrorCode::InvalidRequest {
-            ApiError::invalid(format!("invalid multipart body: {e}"))
-        } else {
-            refused
-        }
-    };
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let multipart_error = |e: multipart::Error| multipart::refusal(&e, limit);
+    let mut parts = FileParts::new(&content_type, request.into_body()).map_err(multipart_error)?;
     let mut results = Vec::new();
     let mut ended = None;
     loop {
-        let mut field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
+        let part = match parts.next().await {
+            Ok(Some(part)) => part,
             Ok(None) => break,
             Err(e) => {
                 ended = Some((None, multipart_error(e)));
                 break;
             }
         };
-        if field.name() != Some("file") {
-            continue;
-        }
-        let filename = field.file_name().and_then(clean_filename);
+        let filename = part.filename();
         if let Err(refused) = next_part_allowed(state, results.len(), rate_key.as_ref()) {
             ended = Some((filename, refused));
             break;
         }
-        let bytes = match read_part(&mut field).await {
+        let bytes = match part.bytes().await {
             Ok(bytes) => bytes,
             Err(e) => {
                 ended = Some((filename, multipart_error(e)));
@@ -320,17 +314,6 @@ async fn upload_batch(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
-}
-
-/// One part's bytes.
-async fn read_part(
-    field: &mut axum::extract::multipart::Field<'_>,
-) -> Result<Bytes, MultipartError> {
-    let mut buffer = bytes::BytesMut::new();
-    while let Some(chunk) = field.chunk().await? {
-        buffer.extend_from_slice(&chunk);
-    }
-    Ok(buffer.freeze())
 }
 
 /// Whether the part after `parts` parts may be read.

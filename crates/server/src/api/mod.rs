@@ -5,6 +5,7 @@ mod admin;
 mod customers;
 pub mod docs;
 mod images;
+pub mod multipart;
 mod ops;
 #[cfg(feature = "gcp")]
 mod push;
@@ -18,7 +19,7 @@ use axum::{
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use docs::{ApiDoc, ErrorBody, ImageRecord};
-pub use images::MAX_PARTS;
+pub use multipart::MAX_PARTS;
 
 use imagelake_runtime::AppState;
 

@@ -2,7 +2,7 @@
 //! push subscription. The answer is the acknowledgement: 2xx acks, anything else makes Pub/Sub
 //! deliver again with backoff (and dead-letter after the subscription's limit).
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json,
@@ -11,9 +11,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use base64::{Engine, engine::general_purpose::STANDARD};
 use imagelake_gcp::{Received, Work, work_of};
-use serde::Deserialize;
 use serde_json::json;
 
 use imagelake_runtime::{AppState, worker};
@@ -23,23 +21,6 @@ use crate::{auth::BearerToken, error::ApiError};
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(push))]
 pub struct PushDoc;
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    message: Message,
-    delivery_attempt: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Message {
-    #[serde(default)]
-    attributes: HashMap<String, String>,
-    #[serde(default)]
-    data: String,
-    message_id: String,
-}
 
 /// Work pushed by Pub/Sub, authenticated by its OIDC token.
 #[utoipa::path(post, path = "/v1/pubsub/push", tag = "ops", security(("bearer" = [])), request_body(content = String, content_type = "application/json", description = "a Pub/Sub push envelope"),
@@ -63,17 +44,12 @@ pub async fn push(
             "the push token was refused: {reason}"
         )));
     }
-    let envelope: Envelope = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("not a Pub/Sub push message: {e}")))?;
-    let message = Received {
-        ack_id: String::new(),
-        data: STANDARD
-            .decode(&envelope.message.data)
-            .map_err(|_| ApiError::invalid("message.data is not base64"))?,
-        message_id: envelope.message.message_id,
-        attributes: envelope.message.attributes,
-        delivery_attempt: envelope.delivery_attempt,
-    };
+    let message = Received::from_push(&body).map_err(|e| match e {
+        imagelake_gcp::Error::Malformed { message, .. } => {
+            ApiError::invalid(format!("not a Pub/Sub push message: {message}"))
+        }
+        other => ApiError::internal(&other),
+    })?;
     let job = match work_of(&message, state.settings.objects.bucket.as_deref()) {
         Work::Job(job) => job,
         Work::Ignore(reason) => {

@@ -1,0 +1,94 @@
+//! Image bytes: sniffing and header inspection, the whole processing step, EXIF.
+
+use imagelake_core::paths::RenditionKind;
+use imagelake_imaging::{ImagingError, Options};
+
+/// Limits small enough that one input is processed in milliseconds, so the fuzzer explores
+/// rather than decodes; the code paths are those of the default limits.
+const OPTIONS: Options = Options {
+    max_pixels: 1 << 20,
+    max_decode_bytes: 48 << 20,
+    keep_gps: true,
+};
+
+/// Format sniffing and header inspection: an accepted image is within both limits, and its
+/// format is the one its magic bytes name.
+pub fn inspect(data: &[u8]) {
+    match imagelake_imaging::inspect(data, &OPTIONS) {
+        Ok(found) => {
+            assert_eq!(Ok(found.format), imagelake_imaging::sniff(data));
+            assert!(found.width > 0 && found.height > 0, "{found:?}");
+            assert!(u64::from(found.width) * u64::from(found.height) <= OPTIONS.max_pixels);
+            assert!(found.decode_bytes <= OPTIONS.max_decode_bytes, "{found:?}");
+            assert!(found.decode_bytes >= data.len() as u64, "{found:?}");
+        }
+        Err(e) => assert_clear(&e),
+    }
+}
+
+/// The whole processing step: it ends in facts or a clear error, and never allocates more than
+/// `inspect` promised the workers it would (the decode budget they reserve).
+pub fn process(data: &[u8]) {
+    let promised = imagelake_imaging::inspect(data, &OPTIONS);
+    let (outcome, peak) = crate::peak_of(|| imagelake_imaging::process(data, &OPTIONS));
+    let processed = match (promised, outcome) {
+        (_, Err(e)) => return assert_clear(&e),
+        (Err(e), Ok(_)) => panic!("inspect refused ({e}) what process accepted"),
+        (Ok(promised), Ok(processed)) => {
+            let held = (peak + data.len()) as u64;
+            assert!(
+                held <= promised.decode_bytes,
+                "processing held {held} bytes, over the {} promised",
+                promised.decode_bytes
+            );
+            processed
+        }
+    };
+    assert!(processed.width > 0 && processed.height > 0);
+    assert_eq!(
+        processed.average_color.len(),
+        7,
+        "{}",
+        processed.average_color
+    );
+    let kinds: Vec<_> = processed.renditions.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, [RenditionKind::Thumb, RenditionKind::Preview]);
+    for r in &processed.renditions {
+        assert!(r.width.max(r.height) <= r.kind.max_side(), "{:?}", r.kind);
+        assert!(r.width > 0 && r.height > 0 && !r.bytes.is_empty());
+    }
+}
+
+/// EXIF reading: what it finds is in range, or nothing is found.
+pub fn exif(data: &[u8]) {
+    let Some(facts) = imagelake_imaging::exif::read(data) else {
+        return;
+    };
+    if let Some(o) = facts.orientation {
+        assert!((1..=8).contains(&o), "orientation {o}");
+    }
+    if let Some(gps) = &facts.gps {
+        assert!(gps.lat.abs() <= 90.0 && gps.lon.abs() <= 180.0, "{gps:?}");
+    }
+    for text in [&facts.make, &facts.model, &facts.taken_at]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            !text.is_empty() && !text.chars().any(char::is_control),
+            "{text:?}"
+        );
+    }
+    if let Some(at) = &facts.taken_at {
+        let local = &at[..at.len().min(19)];
+        assert!(
+            chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%dT%H:%M:%S").is_ok(),
+            "taken_at {at:?}"
+        );
+    }
+}
+
+/// A refusal a client can act on: a message, and one of the imaging codes.
+fn assert_clear(e: &ImagingError) {
+    assert!(!e.to_string().trim().is_empty(), "{e:?}");
+}
