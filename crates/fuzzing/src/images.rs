@@ -7,7 +7,7 @@ use imagelake_imaging::{ImagingError, Options};
 /// rather than decodes; the code paths are those of the default limits.
 const OPTIONS: Options = Options {
     max_pixels: 1 << 20,
-    max_decode_bytes: 48 << 20,
+    max_decode_bytes: 256 << 20,
     keep_gps: true,
 };
 
@@ -91,4 +91,25 @@ pub fn exif(data: &[u8]) {
 /// A refusal a client can act on: a message, and one of the imaging codes.
 fn assert_clear(e: &ImagingError) {
     assert!(!e.to_string().trim().is_empty(), "{e:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use imagelake_imaging::fixtures;
+
+    use super::*;
+
+    /// The process target is only as strong as its limits: small ordinary images of every
+    /// format pass them and are processed, so the memory promise is checked on real decodes.
+    #[test]
+    fn small_images_pass_the_targets_limits() {
+        for image in [
+            fixtures::png(24, 16),
+            fixtures::jpeg(40, 30),
+            fixtures::gif(16, 12),
+            fixtures::webp(24, 16),
+        ] {
+            imagelake_imaging::process(&image, &OPTIONS).unwrap();
+        }
+    }
 }

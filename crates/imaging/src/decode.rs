@@ -15,7 +15,7 @@ use std::io::Cursor;
 
 use crate::{
     Format, ImagingError, Pixels, color,
-    header::{Header, METADATA, check_pixels},
+    header::{Header, METADATA, check_pixels, webp_tables},
     shrink::{self, Canvas},
 };
 
@@ -324,6 +324,8 @@ fn decode_webp(bytes: &[u8], target: u32) -> Result<Decoded, ImagingError> {
     let mut decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
     // The cap covers metadata chunks; the frame is what `Header::decode_bytes` counts.
     decoder.set_memory_limit(METADATA);
+    let tables = webp_tables(bytes.len());
+    decoder.set_huffman_memory_limit(usize::try_from(tables).unwrap_or(usize::MAX));
     let (width, height) = decoder.dimensions();
     check_pixels(width, height, u64::MAX)?;
     let channels: u8 = if decoder.has_alpha() { 4 } else { 3 };
@@ -331,7 +333,12 @@ fn decode_webp(bytes: &[u8], target: u32) -> Result<Decoded, ImagingError> {
         .output_buffer_size()
         .ok_or_else(|| corrupt("the WebP image is too large"))?;
     let mut data = vec![0u8; size];
-    decoder.read_image(&mut data).map_err(corrupt)?;
+    decoder.read_image(&mut data).map_err(|e| match e {
+        image_webp::DecodingError::MemoryLimitExceeded => {
+            ImagingError::TableLimit { limit: tables }
+        }
+        other => corrupt(other),
+    })?;
     let icc = decoder.icc_profile().ok().flatten();
     let whole = Pixels {
         width,

@@ -256,6 +256,87 @@ pub fn webp_frame_bomb(width: u16, height: u16) -> Vec<u8> {
     riff
 }
 
+/// Bits written least significant first, as VP8L reads them.
+#[derive(Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    used: u32,
+}
+
+impl BitWriter {
+    fn put(&mut self, value: u32, bits: u32) {
+        for i in 0..bits {
+            if self.used.is_multiple_of(8) {
+                self.bytes.push(0);
+            }
+            let bit = ((value >> i) & 1) as u8;
+            *self.bytes.last_mut().expect("a byte") |= bit << (self.used % 8);
+            self.used += 1;
+        }
+    }
+
+    /// A one-symbol ("simple") prefix code.
+    fn single_symbol(&mut self, symbol: u8) {
+        self.put(1, 1); // simple
+        self.put(0, 1); // one symbol
+        self.put(1, 1); // of 8 bits
+        self.put(u32::from(symbol), 8);
+    }
+}
+
+/// A 4x4 lossless WebP whose bitstream asks for `groups` Huffman groups (at most 65536), each
+/// with a green code of 2048 eleven-bit symbols: about 68 KiB of tables from 11 bytes of input
+/// per group. The groups' number comes from its one-pixel entropy image, so no header says it.
+/// The bitstream ends after the codes.
+pub fn webp_huffman_bomb(groups: u32) -> Vec<u8> {
+    let code = groups.clamp(1, 65536) - 1;
+    let mut w = BitWriter::default();
+    w.put(0x2f, 8); // VP8L signature
+    w.put(3, 14); // width - 1
+    w.put(3, 14); // height - 1
+    w.put(0, 1); // no alpha
+    w.put(0, 3); // version
+    w.put(0, 1); // no transform
+    w.put(1, 1); // a colour cache
+    w.put(11, 4); // of 2^11 entries: green's alphabet is 280 + 2048 symbols
+    w.put(1, 1); // meta prefix codes
+    w.put(0, 3); // in blocks of 4x4 pixels: a 1x1 entropy image
+    // The entropy image: no cache, five one-symbol codes, one pixel naming group `code`.
+    w.put(0, 1);
+    w.single_symbol((code & 0xff) as u8); // green: the group's low byte
+    w.single_symbol((code >> 8) as u8); // red: its high byte
+    for _ in 0..3 {
+        w.single_symbol(0); // blue, alpha, distance
+    }
+    for _ in 0..groups {
+        // Green: a normal code whose code-length code has the one symbol 11, so every length
+        // read costs no bits; 2048 symbols of length 11 make a complete code.
+        w.put(0, 1);
+        w.put(15 - 4, 4); // code-length code lengths for the first 15 in their order
+        for order in [17, 18, 0, 1, 2, 3, 4, 5, 16, 6, 7, 8, 9, 10, 11] {
+            w.put(u32::from(order == 11), 3);
+        }
+        w.put(1, 1); // the number of symbols is given:
+        w.put(5, 3); // in 2 + 2 * 5 = 12 bits,
+        w.put(2048 - 2, 12); // 2048
+        for _ in 0..4 {
+            w.single_symbol(0); // red, blue, alpha, distance
+        }
+    }
+    let mut vp8l = w.bytes;
+    if vp8l.len() % 2 == 1 {
+        vp8l.push(0);
+    }
+    let mut body = b"WEBP".to_vec();
+    body.extend_from_slice(b"VP8L");
+    body.extend_from_slice(&(vp8l.len() as u32).to_le_bytes());
+    body.extend_from_slice(&vp8l);
+    let mut riff = b"RIFF".to_vec();
+    riff.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    riff.extend_from_slice(&body);
+    riff
+}
+
 /// A GIF whose logical screen is 1x1 but whose one frame declares `width` x `height`, with a
 /// few bytes of image data: the frame, not the screen, is what a decoder allocates.
 pub fn gif_frame_bomb(width: u16, height: u16) -> Vec<u8> {

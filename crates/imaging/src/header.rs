@@ -136,7 +136,7 @@ impl Header {
                 let (fw, fh) = frames.largest;
                 let largest = (w * h).max(u64::from(fw) * u64::from(fh));
                 let per_pixel = if *animated { 20 } else { 12 };
-                per_pixel * largest + self.canvas_bytes(target)
+                per_pixel * largest + webp_tables(original_len) + self.canvas_bytes(target)
             }
         };
         original_len as u64 + decoder + FIXED
@@ -155,6 +155,16 @@ impl Header {
         };
         pixels * (canvas + 4 + 3 + 4 + 4)
     }
+}
+
+/// The most memory the Huffman tables of a lossless WebP stream may take: 8 MiB, and 64 bytes
+/// for each byte of the file, at most 128 MiB. The decoder (image-webp, patched: see
+/// `vendor/image-webp`) stops there. Their number comes from an entropy image inside the
+/// bitstream, up to 65536 groups of five trees, so only a cap can bound them: a crafted file of a
+/// few hundred KiB would otherwise ask for gigabytes, while real encoders' files use a small
+/// part of this.
+pub(crate) fn webp_tables(original_len: usize) -> u64 {
+    ((8 << 20) + 64 * original_len as u64).min(128 << 20)
 }
 
 pub(crate) fn check_pixels(width: u32, height: u32, limit: u64) -> Result<(), ImagingError> {

@@ -55,6 +55,10 @@ pub enum ImagingError {
         "processing this image would need {needed} bytes of memory, more than the decode budget of {limit} bytes; send it smaller, or with fewer bits per pixel"
     )]
     DecodeLimit { needed: u64, limit: u64 },
+    #[error(
+        "the lossless WebP's Huffman tables need more than {limit} bytes of memory, the most a file of this size may use; send it as lossy WebP, PNG or JPEG"
+    )]
+    TableLimit { limit: u64 },
 }
 
 impl ImagingError {
@@ -64,7 +68,7 @@ impl ImagingError {
             Self::Unsupported(_) => ErrorCode::UnsupportedMediaType,
             Self::PixelLimit { .. } => ErrorCode::PixelLimitExceeded,
             Self::Corrupt(_) => ErrorCode::CorruptImage,
-            Self::DecodeLimit { .. } => ErrorCode::DecodeLimitExceeded,
+            Self::DecodeLimit { .. } | Self::TableLimit { .. } => ErrorCode::DecodeLimitExceeded,
         }
     }
 }

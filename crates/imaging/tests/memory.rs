@@ -7,7 +7,8 @@
 //! `turbojpeg` feature (the test suite runs both builds). One test, so no other test's
 //! allocations fall into a measurement.
 
-use imagelake_imaging::{Options, fixtures, inspect, process};
+use imagelake_core::ErrorCode;
+use imagelake_imaging::{ImagingError, Options, fixtures, inspect, process};
 use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc, PeakMemAllocTrait};
 
 #[global_allocator]
@@ -72,6 +73,24 @@ fn processing_stays_within_its_estimate() {
             );
         }
     }
+
+    // A 4x4 lossless WebP whose bitstream asks for 4096 Huffman groups of about 68 KiB each
+    // (278 MB of tables from 45 KB): refused once its tables pass their allowance, within the
+    // estimate the workers reserved.
+    let bomb = fixtures::webp_huffman_bomb(4096);
+    let estimate = inspect(&bomb, &options).unwrap().decode_bytes;
+    let (outcome, peak) = peak_of(|| process(&bomb, &options));
+    let refused = outcome.expect_err("a Huffman bomb is refused");
+    assert!(
+        matches!(refused, ImagingError::TableLimit { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.code(), ErrorCode::DecodeLimitExceeded);
+    let held = (peak + bomb.len()) as u64;
+    assert!(
+        held <= estimate,
+        "the Huffman bomb held {held} bytes, more than the {estimate} estimated"
+    );
 
     // A 1x1 GIF whose frame declares 10000x10000 (at the pixel limit): fails as truncated,
     // without allocating the frame.
