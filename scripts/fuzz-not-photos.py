@@ -1,5 +1,5 @@
 """Removes, from the corpus files named on standard input, every one that carries 64 bytes in a
-row of a photograph under the folder given (the cut photographs the fuzzer also starts from are
+row of a photograph under the folder given (runs of fewer than 8 byte values aside) (the cut photographs the fuzzer also starts from are
 not the project's, so nothing derived from them is committed). Runs of bytes the project's own
 corpus already holds (standard JPEG tables, say) do not count. Prints what it removed."""
 
@@ -10,7 +10,12 @@ WINDOW = 64
 
 
 def windows(data: bytes) -> set[int]:
-    return {hash(data[i : i + WINDOW]) for i in range(0, max(len(data) - WINDOW + 1, 0))}
+    # Runs of few byte values (padding, fills) are in every file and no one's content.
+    return {
+        hash(data[i : i + WINDOW])
+        for i in range(0, max(len(data) - WINDOW + 1, 0))
+        if len(set(data[i : i + WINDOW])) >= 8
+    }
 
 
 def files(folder: pathlib.Path) -> list[pathlib.Path]:

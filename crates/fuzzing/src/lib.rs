@@ -10,9 +10,11 @@
 
 pub mod images;
 pub mod messages;
+#[allow(unsafe_code)]
+mod meter;
 pub mod requests;
 
-use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAllocTrait};
+pub use meter::{Meter, peak_of};
 
 /// A fuzz target: one input, run to its end; a broken promise panics.
 pub type Target = fn(&[u8]);
@@ -33,22 +35,6 @@ pub const TARGETS: &[(&str, Target)] = &[
 /// The target named `name`.
 pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
-}
-
-/// Bytes allocated at the peak of `f`, above what was allocated before it. Needs
-/// `peakmem_alloc::INSTRUMENTED_SYSTEM` as the binary's global allocator, and says so loudly
-/// when it is not: a meter that reads zero would pass every check.
-pub(crate) fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    INSTRUMENTED_SYSTEM.reset_peak_memory();
-    let probe = std::hint::black_box(Vec::<u8>::with_capacity(4096));
-    assert!(
-        INSTRUMENTED_SYSTEM.get_peak_memory() >= 4096,
-        "declare `#[global_allocator] static A: &PeakMemAlloc<System> = &INSTRUMENTED_SYSTEM;`"
-    );
-    drop(probe);
-    INSTRUMENTED_SYSTEM.reset_peak_memory();
-    let out = f();
-    (out, INSTRUMENTED_SYSTEM.get_peak_memory())
 }
 
 /// A `name: value` line of a framed input; the value is `None` when the line has no `:`.

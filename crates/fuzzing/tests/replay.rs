@@ -2,19 +2,16 @@
 //! `fuzz/regressions/<target>/` (every crash, hang or out-of-memory it ever found, fixed since)
 //! is run through its target, so the test suite catches a regression without a fuzzer. The local
 //! `fuzz/photos/` seeds replay too when they are there.
-//!
-//! One test: the process target measures allocations, and no other test may allocate during it.
 
 use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     path::{Path, PathBuf},
 };
 
-use imagelake_fuzzing::TARGETS;
-use peakmem_alloc::{INSTRUMENTED_SYSTEM, PeakMemAlloc};
+use imagelake_fuzzing::{Meter, TARGETS};
 
 #[global_allocator]
-static GLOBAL: &PeakMemAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+static METER: Meter = Meter;
 
 fn inputs(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
