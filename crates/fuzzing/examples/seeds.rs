@@ -88,6 +88,7 @@ fn images() -> Vec<Vec<u8>> {
         fixtures::gif_frame_bomb(64, 64),
         fixtures::webp_frame_bomb(64, 64),
         fixtures::webp_huffman_bomb(64),
+        fixtures::webp_huffman_bomb(256),
         fixtures::with_exif(&fixtures::jpeg(30, 20), &full_exif(6)),
     ]
 }

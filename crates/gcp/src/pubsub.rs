@@ -59,13 +59,11 @@ struct WireMessage {
     message_id: String,
 }
 
-/// A message as a pull answer lists it and as a push subscription posts it (where `ackId` is
-/// absent).
+/// A message as a pull answer lists it and as a push subscription posts it (without `ackId`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireReceived {
-    #[serde(default)]
-    ack_id: String,
+    ack_id: Option<String>,
     message: WireMessage,
     delivery_attempt: Option<u32>,
 }
@@ -75,7 +73,7 @@ impl TryFrom<WireReceived> for Received {
 
     fn try_from(r: WireReceived) -> Result<Self> {
         Ok(Self {
-            ack_id: r.ack_id,
+            ack_id: r.ack_id.unwrap_or_default(),
             message_id: r.message.message_id,
             data: STANDARD
                 .decode(r.message.data)
@@ -94,6 +92,9 @@ impl Received {
                 .map_err(|e| Error::malformed("pull answer", e))?,
             None => Vec::new(),
         };
+        if wire.iter().any(|r| r.ack_id.is_none()) {
+            return Err(Error::malformed("pull answer", "a message without ackId"));
+        }
         wire.into_iter().map(Self::try_from).collect()
     }
 

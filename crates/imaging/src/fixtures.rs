@@ -289,7 +289,8 @@ impl BitWriter {
 /// per group. The groups' number comes from its one-pixel entropy image, so no header says it.
 /// The bitstream ends after the codes.
 pub fn webp_huffman_bomb(groups: u32) -> Vec<u8> {
-    let code = groups.clamp(1, 65536) - 1;
+    let groups = groups.clamp(1, 65536);
+    let code = groups - 1;
     let mut w = BitWriter::default();
     w.put(0x2f, 8); // VP8L signature
     w.put(3, 14); // width - 1

@@ -40,6 +40,9 @@ pub enum Layout {
     },
     Webp {
         animated: bool,
+        /// Lossless data may be inside (a `VP8L` or `ALPH` chunk, or animation frames): its
+        /// Huffman tables take their allowance (`webp_tables`).
+        lossless: bool,
         /// The bitstreams' own sizes, which a decoder allocates before it compares them with
         /// the canvas.
         frames: Frames,
@@ -128,7 +131,11 @@ impl Header {
                 // One RGBA row of the frame and the decoder's tables, then the canvas.
                 8 * u64::from(frames.widest) + (1 << 20) + self.canvas_bytes(target)
             }
-            Layout::Webp { animated, frames } => {
+            Layout::Webp {
+                animated,
+                lossless,
+                frames,
+            } => {
                 // image-webp decodes the whole frame at its bitstream's size: RGBA output, YUV
                 // planes, the alpha plane and a copy while they are merged for lossy with alpha
                 // (measured: 9.8 bytes a pixel), a second RGBA buffer for lossless without
@@ -136,7 +143,12 @@ impl Header {
                 let (fw, fh) = frames.largest;
                 let largest = (w * h).max(u64::from(fw) * u64::from(fh));
                 let per_pixel = if *animated { 20 } else { 12 };
-                per_pixel * largest + webp_tables(original_len) + self.canvas_bytes(target)
+                let tables = if *lossless {
+                    webp_tables(original_len)
+                } else {
+                    0
+                };
+                per_pixel * largest + tables + self.canvas_bytes(target)
             }
         };
         original_len as u64 + decoder + FIXED
@@ -157,7 +169,7 @@ impl Header {
     }
 }
 
-/// The most memory the Huffman tables of a lossless WebP stream may take: 8 MiB, and 64 bytes
+/// The most memory the Huffman tables of a lossless WebP stream (or lossless alpha plane) may take: 8 MiB, and 64 bytes
 /// for each byte of the file, at most 128 MiB. The decoder (image-webp, patched: see
 /// `vendor/image-webp`) stops there. Their number comes from an entropy image inside the
 /// bitstream, up to 65536 groups of five trees, so only a cap can bound them: a crafted file of a
@@ -421,7 +433,22 @@ fn webp(bytes: &[u8]) -> Option<(u32, u32, Layout)> {
             (w, h, false)
         }
     };
-    Some((width, height, Layout::Webp { animated, frames }))
+    // Where the chunks are not followed exactly, any mention counts: the allowance is only ever
+    // added where it might not be needed, never left out.
+    let lossless = animated || find(bytes, b"VP8L") || find(bytes, b"ALPH");
+    Some((
+        width,
+        height,
+        Layout::Webp {
+            animated,
+            lossless,
+            frames,
+        },
+    ))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The size a `VP8 ` or `VP8L` chunk at `i` declares.

@@ -178,6 +178,7 @@ fn fallback_header(bytes: &[u8], format: Format) -> Result<Header, ImagingError>
         Format::Gif => Layout::Gif { frames },
         Format::Webp => Layout::Webp {
             animated: true,
+            lossless: true,
             frames,
         },
     };

@@ -6,6 +6,7 @@ use imagelake_runtime::Error;
 use object_store::path::Path as ObjectPath;
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The `content-type` of a claim-check message, whose value is a [`Claim`].
 pub const CLAIM_CONTENT_TYPE: &str = "application/vnd.imagelake.claim+json";
@@ -60,12 +61,7 @@ pub fn parse(message: &impl Message, claims_prefix: &ClaimsPrefix) -> Result<Req
             imagelake_runtime::ingest::check_idempotency_key(key)?;
             key.to_owned()
         }
-        None => format!(
-            "kafka:{}:{}:{}",
-            message.topic(),
-            message.partition(),
-            message.offset()
-        ),
+        None => position_key(message.topic(), message.partition(), message.offset()),
     };
     let payload = message.payload().unwrap_or_default();
     let body = if header(message, "content-type")?
@@ -81,6 +77,18 @@ pub fn parse(message: &impl Message, claims_prefix: &ClaimsPrefix) -> Result<Req
         idempotency_key,
         body,
     })
+}
+
+/// The idempotency key of a message that names none: its position, `kafka:{topic}:{partition}:
+/// {offset}`. A topic name may be 249 characters, which would pass the 255 a key may have; such
+/// a topic is named by the first 32 hex digits of its SHA-256 instead.
+fn position_key(topic: &str, partition: i32, offset: i64) -> String {
+    let key = format!("kafka:{topic}:{partition}:{offset}");
+    if key.len() <= 255 {
+        return key;
+    }
+    let digest = hex::encode(Sha256::digest(topic.as_bytes()));
+    format!("kafka:{}:{partition}:{offset}", &digest[..32])
 }
 
 /// The object a claim names, if it lies under the claims prefix and nowhere else.
@@ -119,6 +127,18 @@ mod tests {
         ] {
             assert!(claim_location(bad.as_bytes(), &claims).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn position_keys_stay_within_the_key_limit() {
+        assert_eq!(position_key("images", 3, 42), "kafka:images:3:42");
+        let long = "t".repeat(249);
+        let key = position_key(&long, i32::MAX, i64::MAX);
+        assert!(
+            imagelake_runtime::ingest::check_idempotency_key(&key).is_ok(),
+            "{key}"
+        );
+        assert_ne!(key, position_key(&"u".repeat(249), i32::MAX, i64::MAX));
     }
 
     /// Found by the `kafka_message` fuzz target: a header with an empty value (or a null one, as
