@@ -25,9 +25,9 @@ gcloud services enable storage.googleapis.com pubsub.googleapis.com firestore.go
   iamcredentials.googleapis.com --project="$PROJECT"
 gcloud iam service-accounts create "$SA_NAME" --project="$PROJECT" 2>/dev/null || true
 
-# Bucket: uniform access, no public access, and a lifecycle rule one day past the retention as a
-# backstop for the sweeper (`imagelake lifecycle --config gcp.toml` prints the rule for your
-# retention; deploy/lifecycle.json is the one for 7 days).
+# Bucket: uniform access, no public access, and lifecycle rules one day past each retention
+# (images and claims; the lake) as a backstop for the sweepers (`imagelake lifecycle --config
+# gcp.toml` prints the rules for your retentions; deploy/lifecycle.json is the one for 7 days).
 gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT" --location="$REGION" \
   --uniform-bucket-level-access --public-access-prevention 2>/dev/null || true
 gcloud storage buckets update "gs://$BUCKET" --lifecycle-file="$here/lifecycle.json"

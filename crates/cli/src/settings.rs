@@ -202,6 +202,7 @@ mod tests {
         assert_eq!(example.push, defaults.push);
         assert_eq!(example.gcp, defaults.gcp);
         assert_eq!(example.kafka, defaults.kafka);
+        assert_eq!(example.lake, defaults.lake);
         let gcp: Settings =
             toml::from_str(include_str!("../../../gcp.toml")).expect("gcp.toml parses");
         assert_eq!(gcp.check(), Ok(()), "gcp.toml is a working combination");
@@ -218,6 +219,24 @@ mod tests {
             ..Settings::default()
         };
         assert_eq!(short.lifecycle_rule()["rule"][0]["condition"]["age"], 3);
+        assert_eq!(short.lifecycle_rule()["rule"][1]["condition"]["age"], 3);
+        let long_lake = Settings {
+            lake: imagelake_runtime::settings::Lake {
+                retention: Some(HumanDuration(std::time::Duration::from_secs(30 * 86_400))),
+            },
+            ..Settings::default()
+        };
+        let rules = long_lake.lifecycle_rule();
+        assert_eq!(rules["rule"][0]["condition"]["age"], 8);
+        assert_eq!(
+            rules["rule"][0]["condition"]["matchesPrefix"],
+            serde_json::json!(["originals/", "renditions/", "claims/"])
+        );
+        assert_eq!(rules["rule"][1]["condition"]["age"], 31);
+        assert_eq!(
+            rules["rule"][1]["condition"]["matchesPrefix"],
+            serde_json::json!(["lake/"])
+        );
         for bad in [
             "[metadata]\nbackend = \"firestore\"\n[gcp]\nproject = \"p\"",
             "[queue]\nbackend = \"pubsub\"\n[gcp]\nproject = \"p\"",

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use imagelake_core::duration::HumanDuration;
+use imagelake_core::{duration::HumanDuration, paths};
 use serde::Deserialize;
 
 /// A secret that never prints.
@@ -40,6 +40,15 @@ pub struct Settings {
     pub push: Push,
     pub gcp: Gcp,
     pub kafka: Kafka,
+    pub lake: Lake,
+}
+
+/// The data lake under `lake/` in the object store.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lake {
+    /// How long lake data is kept; the image retention when unset.
+    pub retention: Option<HumanDuration>,
 }
 
 /// The internal image stream on Kafka (any Kafka-protocol broker).
@@ -335,6 +344,7 @@ impl Default for Settings {
             push: Push::default(),
             gcp: Gcp::default(),
             kafka: Kafka::default(),
+            lake: Lake::default(),
         }
     }
 }
@@ -387,12 +397,33 @@ impl Settings {
         self.data_dir.join("metadata.sqlite")
     }
 
-    /// The bucket lifecycle rule that backs up the sweeper: delete objects one day after the
-    /// retention (in whole days, rounded up) has passed. `gcloud storage buckets update
-    /// gs://BUCKET --lifecycle-file=...` takes it.
+    /// How long lake data is kept: `[lake] retention`, or the image retention.
+    pub fn lake_retention(&self) -> HumanDuration {
+        self.lake.retention.unwrap_or(self.retention)
+    }
+
+    /// The bucket lifecycle rules that back up the sweepers, one per owner of a prefix: images
+    /// (originals, renditions, claims) one day after the image retention has passed, in whole
+    /// days rounded up, and the lake one day after the lake retention, so a longer lake
+    /// retention is never cut by the image rule. `gcloud storage buckets update gs://BUCKET
+    /// --lifecycle-file=...` takes them.
     pub fn lifecycle_rule(&self) -> serde_json::Value {
-        let days = self.retention.0.as_secs().div_ceil(86_400) + 1;
-        serde_json::json!({"rule": [{"action": {"type": "Delete"}, "condition": {"age": days}}]})
+        let days = |d: &HumanDuration| d.0.as_secs().div_ceil(86_400) + 1;
+        let images = [
+            format!("{}/", paths::ORIGINALS),
+            format!("{}/", paths::RENDITIONS),
+            self.kafka.claims_prefix.to_string(),
+        ];
+        let delete = |age: u64, prefixes: &[String]| {
+            serde_json::json!({
+                "action": {"type": "Delete"},
+                "condition": {"age": age, "matchesPrefix": prefixes},
+            })
+        };
+        serde_json::json!({"rule": [
+            delete(days(&self.retention), &images),
+            delete(days(&self.lake_retention()), &[format!("{}/", paths::LAKE)]),
+        ]})
     }
 
     /// Whether processing work comes from the bucket's notifications rather than being queued
