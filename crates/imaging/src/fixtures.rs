@@ -242,14 +242,20 @@ pub fn webp_frame_bomb(width: u16, height: u16) -> Vec<u8> {
     vp8.extend_from_slice(&width.to_le_bytes());
     vp8.extend_from_slice(&height.to_le_bytes());
     vp8.extend_from_slice(&[0; 10]);
+    webp_file(&[(b"VP8X", &[0; 10]), (b"VP8 ", &vp8)])
+}
+
+/// A WebP file of these chunks (each padded to an even length).
+fn webp_file(chunks: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
     let mut body = b"WEBP".to_vec();
-    body.extend_from_slice(b"VP8X");
-    body.extend_from_slice(&10u32.to_le_bytes());
-    body.extend_from_slice(&[0; 4]);
-    body.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    body.extend_from_slice(b"VP8 ");
-    body.extend_from_slice(&(vp8.len() as u32).to_le_bytes());
-    body.extend_from_slice(&vp8);
+    for (fourcc, data) in chunks {
+        body.extend_from_slice(*fourcc);
+        body.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        body.extend_from_slice(data);
+        if data.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
     let mut riff = b"RIFF".to_vec();
     riff.extend_from_slice(&(body.len() as u32).to_le_bytes());
     riff.extend_from_slice(&body);
@@ -324,18 +330,7 @@ pub fn webp_huffman_bomb(groups: u32) -> Vec<u8> {
             w.single_symbol(0); // red, blue, alpha, distance
         }
     }
-    let mut vp8l = w.bytes;
-    if vp8l.len() % 2 == 1 {
-        vp8l.push(0);
-    }
-    let mut body = b"WEBP".to_vec();
-    body.extend_from_slice(b"VP8L");
-    body.extend_from_slice(&(vp8l.len() as u32).to_le_bytes());
-    body.extend_from_slice(&vp8l);
-    let mut riff = b"RIFF".to_vec();
-    riff.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    riff.extend_from_slice(&body);
-    riff
+    webp_file(&[(b"VP8L", &w.bytes)])
 }
 
 /// A GIF whose logical screen is 1x1 but whose one frame declares `width` x `height`, with a
