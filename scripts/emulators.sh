@@ -158,6 +158,20 @@ start_kafka_broker() {
 # (crates/cli/tests/openapi.rs), in its own virtualenv under .emulators/; exports
 # IMAGELAKE_SCHEMATHESIS, the path of its `st` command.
 SCHEMATHESIS_VERSION="4.32.5"
+# DuckDB and pyarrow: two readers of the lake, each independent of the writer.
+LAKE_READERS_VERSIONS="duckdb==2.0.1 pyarrow==26.0.1"
+
+install_lake_readers() {
+  local venv
+  venv="$(_emulators_dir)/lake-readers-$(echo "$LAKE_READERS_VERSIONS" | tr ' =' '-_')"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import duckdb, pyarrow" 2>/dev/null; then
+    python3 -m venv "$venv" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pip install --quiet $LAKE_READERS_VERSIONS >&2
+  fi
+  export IMAGELAKE_LAKE_PYTHON="$venv/bin/python"
+}
+
 install_schemathesis() {
   local venv
   venv="$(_emulators_dir)/schemathesis-$SCHEMATHESIS_VERSION"

@@ -28,9 +28,10 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
         "starting imagelake"
     );
     let listen = settings.listen;
-    let state = AppState::from_settings(settings).await?;
-    let kafka = stream::tasks(&state, plan)?;
-    let running = imagelake_server::serve::start_role(state, listen, role, kafka).await?;
+    let mut state = AppState::from_settings(settings).await?;
+    let mut tasks = stream::tasks(&state, plan)?;
+    tasks.extend(lake(&mut state, role).await?);
+    let running = imagelake_server::serve::start_role(state, listen, role, tasks).await?;
     let failed = tokio::select! {
         () = imagelake_server::serve::shutdown_signal() => None,
         e = running.failure() => Some(e),
@@ -41,6 +42,43 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     }
     running.shutdown().await?;
     failed.map_or(Ok(()), Err)
+}
+
+/// The lake of `serve`: its log takes the HTTP door's records, and the writer task copies the
+/// embedded event log and writes the hours.
+#[cfg(feature = "lake")]
+async fn lake(
+    state: &mut AppState,
+    role: Role,
+) -> anyhow::Result<Vec<imagelake_server::serve::Spawn>> {
+    use imagelake_runtime::{
+        settings::MetadataBackend,
+        tasks::{OnFailure, Stage, TaskSpec},
+    };
+    if role != Role::All {
+        return Ok(Vec::new());
+    }
+    let lake = imagelake_lake::Lake::open(state).await?;
+    state.lake = Some(lake.clone());
+    let events = match state.settings.metadata.backend {
+        MetadataBackend::Sqlite => Some(imagelake_metadata::SqliteStore::open(
+            &state.settings.sqlite_path(),
+        )?),
+        MetadataBackend::Firestore => None,
+    };
+    let spec = TaskSpec {
+        name: "lake-writer",
+        required: false,
+        on_failure: OnFailure::Retry,
+        stage: Stage::Flush,
+    };
+    let writer = imagelake_lake::Writer::new(lake, events).await;
+    Ok(vec![(spec, Box::new(writer))])
+}
+
+#[cfg(not(feature = "lake"))]
+async fn lake(_: &mut AppState, _: Role) -> anyhow::Result<Vec<imagelake_server::serve::Spawn>> {
+    Ok(Vec::new())
 }
 
 fn init_logging(format: LogFormat) {

@@ -223,6 +223,7 @@ mod tests {
         let long_lake = Settings {
             lake: imagelake_runtime::settings::Lake {
                 retention: Some(HumanDuration(std::time::Duration::from_secs(30 * 86_400))),
+                ..Default::default()
             },
             ..Settings::default()
         };

@@ -11,7 +11,6 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
-use uuid::Uuid;
 
 use crate::{CustomerId, ImageId};
 
@@ -200,14 +199,24 @@ pub fn lake_partition(table: &LakeTable, hour: DateTime<Utc>) -> Path {
     )
 }
 
-/// One Parquet file of a partition.
-pub fn lake_file(table: &LakeTable, hour: DateTime<Utc>, file: Uuid) -> Path {
-    lake_partition(table, hour).join(format!("{file}.parquet"))
+/// One Parquet file of a partition (of a table or of its quarantine).
+pub fn lake_file(partition: &Path, name: &str) -> Path {
+    partition.clone().join(format!("{name}.parquet"))
 }
 
 /// The marker written last, once a partition's files are complete.
-pub fn lake_success(table: &LakeTable, hour: DateTime<Utc>) -> Path {
-    lake_partition(table, hour).join("_SUCCESS")
+pub fn lake_success(partition: &Path) -> Path {
+    partition.clone().join("_SUCCESS")
+}
+
+/// The columns a table has had, kept beside its partitions (readers skip names starting `_`).
+pub fn lake_schema(table: &LakeTable) -> Path {
+    lake_table(table).join("_schema.json")
+}
+
+/// All of the records one table refused.
+pub fn quarantine_table(table: &LakeTable) -> Path {
+    Path::from_iter([LAKE, QUARANTINE, table.as_str()])
 }
 
 /// One hour of the records a table refused.
@@ -304,15 +313,19 @@ mod tests {
     fn lake_keys_are_hive_partitions_by_hour() {
         let table = LakeTable::parse("upload_events").unwrap();
         let hour = Utc.with_ymd_and_hms(2026, 11, 30, 7, 0, 0).unwrap();
-        let file = Uuid::nil();
+        let partition = lake_partition(&table, hour);
         assert_eq!(lake_table(&table).as_ref(), "lake/upload_events");
         assert_eq!(
-            lake_file(&table, hour, file).as_ref(),
-            format!("lake/upload_events/dt=2026-11-30/hour=07/{file}.parquet")
+            lake_file(&partition, "log-1").as_ref(),
+            "lake/upload_events/dt=2026-11-30/hour=07/log-1.parquet"
         );
         assert_eq!(
-            lake_success(&table, hour).as_ref(),
+            lake_success(&partition).as_ref(),
             "lake/upload_events/dt=2026-11-30/hour=07/_SUCCESS"
+        );
+        assert_eq!(
+            lake_schema(&table).as_ref(),
+            "lake/upload_events/_schema.json"
         );
         assert_eq!(
             quarantine_partition(&table, hour).as_ref(),

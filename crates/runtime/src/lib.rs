@@ -12,6 +12,7 @@
 //!   [`Supervisor`](tasks::Supervisor) every role runs its background work on.
 //! - [`budget`], [`ratelimit`], [`keys`]: the limits and the keys.
 //! - [`direct`]: direct-to-bucket uploads.
+//! - [`lake`]: appending to the lake ([`lake::LakeDoor`]; the writer is `imagelake-lake`).
 //! - [`health`], [`metrics`]: what `/readyz` and `/metrics` show.
 //! - [`objects`]: object-store verbs the domain repeats.
 //! - [`error`]: the one [`Error`], in the vocabulary clients see.
@@ -24,6 +25,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod keys;
+pub mod lake;
 pub mod metrics;
 pub mod objects;
 pub mod ratelimit;

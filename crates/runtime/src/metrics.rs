@@ -42,6 +42,73 @@ pub struct Metrics {
     pub task_state: Family<Labels, Gauge>,
     /// Steps of a task tried again after a failure.
     pub task_restarts: Family<Labels, Counter>,
+    /// The lake writer: what it wrote, by table.
+    pub lake: LakeMetrics,
+}
+
+/// What the lake writer and its doors report.
+#[derive(Default)]
+pub struct LakeMetrics {
+    /// Rows and Parquet bytes written, by table (`quarantine/<table>` for quarantined records).
+    pub rows: Family<Labels, Counter>,
+    pub bytes: Family<Labels, Counter>,
+    /// Hours closed (marked complete), by table.
+    pub hours_closed: Family<Labels, Counter>,
+    /// Seconds since the newest hour was closed.
+    pub since_close: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Records quarantined, by table.
+    pub quarantined: Family<Labels, Counter>,
+    /// Records dropped because a buffer was full, by table (`api_requests`).
+    pub dropped: Family<Labels, Counter>,
+    /// Records in the local log waiting for their hour to be written.
+    pub waiting: Gauge,
+    /// Records of the lake's topics not yet taken in, by topic and partition.
+    pub lag: Family<Labels, Gauge>,
+}
+
+impl LakeMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "lake_rows_written",
+            "Rows written to the lake, by table",
+            self.rows.clone(),
+        );
+        r.register(
+            "lake_bytes_written",
+            "Parquet bytes written to the lake, by table",
+            self.bytes.clone(),
+        );
+        r.register(
+            "lake_hours_closed",
+            "Hours of a table marked complete (_SUCCESS)",
+            self.hours_closed.clone(),
+        );
+        r.register(
+            "lake_seconds_since_close",
+            "Seconds since the lake writer last closed an hour",
+            self.since_close.clone(),
+        );
+        r.register(
+            "lake_records_quarantined",
+            "Records that did not fit their table, kept under lake/quarantine/",
+            self.quarantined.clone(),
+        );
+        r.register(
+            "lake_records_dropped",
+            "Records dropped because their buffer was full (never slowing a request)",
+            self.dropped.clone(),
+        );
+        r.register(
+            "lake_records_waiting",
+            "Records in the local log waiting for their hour to be written",
+            self.waiting.clone(),
+        );
+        r.register(
+            "lake_consumer_lag",
+            "Records of the lake's topics not yet taken in, by topic and partition",
+            self.lag.clone(),
+        );
+    }
 }
 
 impl Default for Metrics {
@@ -70,6 +137,7 @@ impl Default for Metrics {
             queue_depth: Gauge::default(),
             task_state: Family::default(),
             task_restarts: Family::default(),
+            lake: LakeMetrics::default(),
         };
         let r = &mut m.registry;
         r.register("uploads", "Uploads by outcome", m.uploads.clone());
@@ -155,6 +223,7 @@ impl Default for Metrics {
             "Steps of a background task tried again after a failure",
             m.task_restarts.clone(),
         );
+        m.lake.register(r);
         m
     }
 }

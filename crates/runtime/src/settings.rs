@@ -44,11 +44,73 @@ pub struct Settings {
 }
 
 /// The data lake under `lake/` in the object store.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lake {
     /// How long lake data is kept; the image retention when unset.
     pub retention: Option<HumanDuration>,
+    /// How long after its end an hour waits for late records before it is closed.
+    pub grace: HumanDuration,
+    /// The writer's memory for rows not yet written out, in bytes, whatever the backlog; it
+    /// writes out earlier rather than growing.
+    pub max_buffer_bytes: u64,
+    /// A Parquet file of an hour is closed and the next one begun past this size.
+    pub max_file_bytes: u64,
+    /// Largest record (one line of NDJSON) a table accepts; larger ones are quarantined.
+    pub max_record_bytes: u64,
+    /// Largest body of `POST /v1/lake/{table}/records`.
+    pub max_request_bytes: u64,
+    /// Buffered API request records waiting for the log; beyond them, records are dropped and
+    /// counted, never slowing a request.
+    pub request_buffer: usize,
+    /// The Kafka consumer group the lake writers share.
+    pub group_id: String,
+    /// Other company data: one entry per table.
+    pub tables: Vec<imagelake_core::lake::TableDecl>,
+}
+
+impl Default for Lake {
+    fn default() -> Self {
+        Self {
+            retention: None,
+            grace: HumanDuration(Duration::from_secs(300)),
+            max_buffer_bytes: 256 << 20,
+            max_file_bytes: 256 << 20,
+            max_record_bytes: 1 << 20,
+            max_request_bytes: 16 << 20,
+            request_buffer: 10_000,
+            group_id: "imagelake-lake".to_owned(),
+            tables: Vec::new(),
+        }
+    }
+}
+
+impl Lake {
+    /// Refuses a table the writer could not honour, and two tables of one name or topic.
+    pub fn check(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        let mut topics = std::collections::BTreeSet::new();
+        for table in &self.tables {
+            table.check()?;
+            if !names.insert(&table.name) {
+                return Err(format!("lake table {} is declared twice", table.name));
+            }
+            if let Some(topic) = &table.topic
+                && !topics.insert(topic)
+            {
+                return Err(format!("lake topic {topic} feeds two tables"));
+            }
+        }
+        if self.max_buffer_bytes < 16 << 20 {
+            return Err("lake.max_buffer_bytes must be at least 16 MiB".into());
+        }
+        Ok(())
+    }
+
+    /// The declared table called `name`.
+    pub fn table(&self, name: &str) -> Option<&imagelake_core::lake::TableDecl> {
+        self.tables.iter().find(|t| t.name == name)
+    }
 }
 
 /// The internal image stream on Kafka (any Kafka-protocol broker).
@@ -469,6 +531,7 @@ impl Settings {
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {
             return Err("Firestore and Pub/Sub need gcp.project".into());
         }
+        self.lake.check()?;
         self.kafka.check_topics()
     }
 }

@@ -72,6 +72,8 @@ pub struct AppState {
     pub health: Arc<crate::health::Health>,
     /// What each background task is doing (`/readyz`, `/metrics`).
     pub tasks: Arc<crate::tasks::TaskBoard>,
+    /// Where records for the lake are appended, when this process has a lake log.
+    pub lake: Option<Arc<dyn crate::lake::LakeDoor>>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
     pub upload_urls: Option<Arc<dyn UploadUrls>>,
     /// Checks the tokens of pushed work, when `push.enabled`.
@@ -159,6 +161,7 @@ impl AppState {
             decode_budget,
             processing_slots: Arc::new(Semaphore::new(workers)),
             upload_urls: None,
+            lake: None,
             health: Arc::default(),
             tasks: Arc::default(),
             #[cfg(feature = "gcp")]

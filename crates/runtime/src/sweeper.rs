@@ -58,7 +58,11 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         .purge_idempotency(now - IDEMPOTENCY_WINDOW)
         .await?;
     let retention = Duration::from_std(state.settings.retention.0).unwrap_or(Duration::days(7));
-    state.store.purge_events(now - retention).await?;
+    // The local event log is the lake's source of events: kept as long as the lake keeps them.
+    let lake_retention = state.settings.lake_retention().0;
+    let events_kept = Duration::from_std(state.settings.retention.0.max(lake_retention))
+        .unwrap_or(Duration::days(7));
+    state.store.purge_events(now - events_kept).await?;
     purge_stale_claims(state, now - retention).await?;
     Ok(removed)
 }

@@ -45,6 +45,9 @@ pub struct CustomerCaller(pub CustomerId);
 /// A caller authenticated with the admin token.
 pub struct Admin;
 
+/// A caller that may post lake records: the admin token, or a key of role `ingest`.
+pub struct LakeSender;
+
 /// The raw bearer token of a request that is not from a customer or the admin (Pub/Sub push).
 pub struct BearerToken(pub String);
 
@@ -181,6 +184,23 @@ impl FromRequestParts<AppState> for Admin {
             Caller::Admin => Ok(Self),
             // Admin endpoints do not exist for customers.
             Caller::Customer { .. } => Err(ApiError::not_found("no such resource")),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for LakeSender {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Admin => Ok(Self),
+            Caller::Customer { .. } => Err(ApiError::new(
+                imagelake_core::ErrorCode::Forbidden,
+                "lake records are posted with an ingest key or the admin token, not a customer key",
+            )),
         }
     }
 }

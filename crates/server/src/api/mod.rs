@@ -5,6 +5,7 @@ mod admin;
 mod customers;
 pub mod docs;
 mod images;
+mod lake;
 pub mod multipart;
 mod ops;
 #[cfg(feature = "gcp")]
@@ -85,6 +86,11 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/v1/images/{id}/original", get(images::original))
         .route("/v1/images/{id}/renditions/{kind}", get(images::rendition))
+        .route(
+            "/v1/lake/{table}/records",
+            // Read within `lake.max_request_bytes` by the handler.
+            post(lake::append).layer(DefaultBodyLimit::disable()),
+        )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
             "/v1/admin/dead-letters/{id}/retry",

@@ -77,9 +77,22 @@ impl TestServer {
     }
 
     async fn run(state: AppState, dir: tempfile::TempDir) -> Self {
-        let running = imagelake_server::start(state.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("server starts");
+        Self::run_tasks(state, dir, Vec::new()).await
+    }
+
+    async fn run_tasks(
+        state: AppState,
+        dir: tempfile::TempDir,
+        tasks: Vec<imagelake_server::serve::Spawn>,
+    ) -> Self {
+        let running = imagelake_server::serve::start_role(
+            state.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            imagelake_server::serve::Role::All,
+            tasks,
+        )
+        .await
+        .expect("server starts");
         Self {
             base: format!("http://{}", running.addr),
             state,
@@ -94,6 +107,35 @@ impl TestServer {
         clock: Arc<dyn Clock>,
         objects: Option<Arc<dyn ObjectStore>>,
     ) -> Self {
+        let (state, dir) = Self::assemble(tweak, clock, objects);
+        Self::run(state, dir).await
+    }
+
+    /// A server with the lake as `serve` runs it: the HTTP door and the hourly writer on the
+    /// embedded event log, on `clock`.
+    pub async fn with_lake(clock: Arc<ManualClock>, tweak: impl FnOnce(&mut Settings)) -> Self {
+        use imagelake_runtime::tasks::{OnFailure, Stage, TaskSpec};
+        let (mut state, dir) = Self::assemble(tweak, clock, None);
+        let lake = imagelake_lake::Lake::open(&state)
+            .await
+            .expect("lake opens");
+        state.lake = Some(lake.clone());
+        let events = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+        let writer = imagelake_lake::Writer::new(lake, Some(events)).await;
+        let spec = TaskSpec {
+            name: "lake-writer",
+            required: false,
+            on_failure: OnFailure::Retry,
+            stage: Stage::Flush,
+        };
+        Self::run_tasks(state, dir, vec![(spec, Box::new(writer))]).await
+    }
+
+    fn assemble(
+        tweak: impl FnOnce(&mut Settings),
+        clock: Arc<dyn Clock>,
+        objects: Option<Arc<dyn ObjectStore>>,
+    ) -> (AppState, tempfile::TempDir) {
         init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings {
@@ -115,7 +157,7 @@ impl TestServer {
             clock,
             AdminToken::from_secret(ADMIN),
         );
-        Self::run(state, dir).await
+        (state, dir)
     }
 
     pub async fn stop(mut self) {

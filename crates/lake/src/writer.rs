@@ -1,0 +1,346 @@
+//! The hourly writer, a task of the runtime: it copies new lifecycle events and API requests
+//! into the log, and on its own clock closes each hour `grace` after its end: every table's
+//! records of the hour are written as Parquet, sorted by time, then `_SUCCESS` marks the hour
+//! complete, whether records came or not. Records that arrive after their hour closed are
+//! written at the next close, in a file of their own, and the marker is rewritten.
+//!
+//! Writing a range of the log is the step that must happen once: [`RecordLog::begin`] records
+//! the range, the files are put under names made from it, and [`RecordLog::finish`] commits
+//! it. A range left unfinished by a crash is written again first at the next start, to the same
+//! names, with the same rows.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use futures::StreamExt;
+use imagelake_core::{Timestamp, lake as tables};
+use imagelake_metadata::SqliteStore;
+use imagelake_runtime::{
+    lake::ApiRequest,
+    tasks::{Step, Task},
+};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    Dataset, Lake,
+    log::{Entry, Hour, HourState, Pending, RecordLog, hour_of, hour_start},
+    parquet::{File, FileBuilder},
+};
+
+/// Events copied from the event log per step.
+const EVENT_BATCH: usize = 5_000;
+/// API requests taken from the buffer per step.
+const REQUEST_BATCH: usize = 5_000;
+/// How often the writer looks at the clock and the event log when idle.
+const POLL: Duration = Duration::from_secs(1);
+/// The log cursor of the events copied from the metadata store's event log.
+const EVENTS_CURSOR: &str = "source/events";
+
+/// The writer task.
+pub struct Writer {
+    lake: Arc<Lake>,
+    /// The metadata store's event log, where events come from without brokers.
+    events: Option<SqliteStore>,
+    requests: Option<mpsc::Receiver<ApiRequest>>,
+    /// The newest hour closed by this writer so far.
+    closed: Option<Hour>,
+    /// When the writer last closed an hour, for `lake_seconds_since_close`.
+    last_close: Option<Timestamp>,
+}
+
+impl Writer {
+    /// The writer of `lake`, copying events from `events` (the embedded event log) when given.
+    pub async fn new(lake: Arc<Lake>, events: Option<SqliteStore>) -> Self {
+        let requests = lake.requests_in.lock().await.take();
+        Self {
+            lake,
+            events,
+            requests,
+            closed: None,
+            last_close: None,
+        }
+    }
+
+    /// The newest hour whose grace has passed at `now`.
+    fn last_due(&self, now: Timestamp) -> Hour {
+        let grace = chrono::Duration::from_std(self.lake.limits.grace).unwrap_or_default();
+        hour_of(now - grace) - 1
+    }
+
+    /// Copies what the event log has after the cursor; true when there may be more.
+    async fn copy_events(&self) -> anyhow::Result<bool> {
+        let Some(events) = &self.events else {
+            return Ok(false);
+        };
+        let log = &self.lake.log;
+        let after = log.cursor(EVENTS_CURSOR).await?.unwrap_or(0);
+        let batch = events.event_log(after as u64, EVENT_BATCH).await?;
+        let Some(last) = batch.last().map(|e| e.seq as i64) else {
+            return Ok(false);
+        };
+        let dataset = self.lake.dataset(tables::EVENTS)?;
+        let now = self.lake.clock.now();
+        let entries = batch
+            .iter()
+            .map(|logged| {
+                let raw = serde_json::to_vec(&logged.event)?;
+                Ok(match self.lake.entry(dataset, &raw, logged.seq, now) {
+                    Ok(entry) | Err((entry, _)) => entry,
+                })
+            })
+            .collect::<anyhow::Result<Vec<Entry>>>()?;
+        self.lake
+            .store(entries, Some((EVENTS_CURSOR.to_owned(), last)))
+            .await?;
+        Ok(batch.len() == EVENT_BATCH)
+    }
+
+    /// Moves buffered API requests into the log; true when there may be more.
+    async fn copy_requests(&mut self) -> anyhow::Result<bool> {
+        let Some(requests) = &mut self.requests else {
+            return Ok(false);
+        };
+        let mut batch = Vec::new();
+        while batch.len() < REQUEST_BATCH {
+            match requests.try_recv() {
+                Ok(r) => batch.extend(self.lake.request_entry(&r)),
+                Err(_) => break,
+            }
+        }
+        let full = batch.len() == REQUEST_BATCH;
+        if !batch.is_empty() {
+            self.lake.store(batch, None).await?;
+        }
+        Ok(full)
+    }
+
+    /// Closes every hour that is due: writes what waits for it, marks it, and closes the hours
+    /// no record came for.
+    async fn close_due(&mut self, now: Timestamp) -> anyhow::Result<()> {
+        let last_due = self.last_due(now);
+        let log = &self.lake.log;
+        for (key, range) in log.unfinished().await? {
+            self.write_range(&key, range).await?;
+        }
+        for (key, hour) in log.hours_with_records(last_due).await? {
+            if let Some(range) = log.begin(&key, hour).await? {
+                self.write_range(&key, range).await?;
+            }
+        }
+        let earliest = hour_of(now - self.retention()) + 1;
+        let keys: Vec<String> = self
+            .lake
+            .datasets()
+            .filter(|d| !d.quarantine)
+            .map(|d| d.key.clone())
+            .collect();
+        for key in keys {
+            let cursor = format!("closed/{key}");
+            let from = log.cursor(&cursor).await?.map_or(last_due, |h| h + 1);
+            for hour in from.max(earliest)..=last_due {
+                if log.hour(&key, hour).await?.is_none() {
+                    let empty = Pending {
+                        hour,
+                        after: 0,
+                        through: 0,
+                    };
+                    let state = log.finish(&key, empty, 0, 0, now).await?;
+                    self.mark(&key, hour, &state).await?;
+                }
+            }
+            log.set_cursor(&cursor, last_due).await?;
+        }
+        self.closed = Some(last_due);
+        self.last_close = Some(now);
+        let waiting = log.waiting().await?;
+        self.lake.metrics.lake.waiting.set(waiting as i64);
+        Ok(())
+    }
+
+    fn retention(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lake.limits.retention).unwrap_or_default()
+    }
+
+    /// Writes one range of a dataset's hour as files, commits it, and marks the hour.
+    async fn write_range(&self, key: &str, range: Pending) -> anyhow::Result<()> {
+        let dataset = self.lake.dataset(key)?.clone();
+        let (files_out, mut files_in) = mpsc::channel::<File>(1);
+        let path = self.lake.log.path().to_owned();
+        let budget = self.lake.limits.budget;
+        let columns = dataset.columns.clone();
+        let key_owned = key.to_owned();
+        // Built on a thread of its own, from a connection of its own (the log is WAL: reading
+        // does not hold up the doors' appends); each file is put while the next one is built.
+        let build = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let conn = RecordLog::reader(&path)?;
+            let mut builder = FileBuilder::new(&columns, budget);
+            RecordLog::rows(&conn, &key_owned, range, |row| {
+                if let Some(file) = builder.push(row)? {
+                    files_out
+                        .blocking_send(file)
+                        .context("the writer stopped")?;
+                }
+                Ok(())
+            })?;
+            if let Some(file) = builder.finish()? {
+                files_out
+                    .blocking_send(file)
+                    .context("the writer stopped")?;
+            }
+            Ok(())
+        });
+        let partition = dataset.partition(hour_start(range.hour));
+        let (mut rows, mut files) = (0u64, 0u64);
+        while let Some(file) = files_in.recv().await {
+            let name = format!(
+                "log-{:012}-{:012}-{files:03}",
+                range.after + 1,
+                range.through
+            );
+            let location = imagelake_core::paths::lake_file(&partition, &name);
+            let size = file.bytes.len() as u64;
+            self.lake
+                .objects
+                .put(&location, PutPayload::from(file.bytes))
+                .await
+                .with_context(|| format!("writing {location}"))?;
+            rows += file.rows;
+            files += 1;
+            let metrics = &self.lake.metrics.lake;
+            crate::metrics_table(&metrics.rows, key).inc_by(file.rows);
+            crate::metrics_table(&metrics.bytes, key).inc_by(size);
+        }
+        build.await??;
+        let now = self.lake.clock.now();
+        let state = self.lake.log.finish(key, range, rows, files, now).await?;
+        tracing::info!(table = key, hour = %hour_start(range.hour), rows, files, "lake hour written");
+        self.mark(key, range.hour, &state).await
+    }
+
+    /// Writes (or rewrites) the hour's `_SUCCESS`.
+    async fn mark(&self, key: &str, hour: Hour, state: &HourState) -> anyhow::Result<()> {
+        let dataset = self.lake.dataset(key)?;
+        let marker = success(state);
+        let location = imagelake_core::paths::lake_success(&dataset.partition(hour_start(hour)));
+        self.lake
+            .objects
+            .put(&location, PutPayload::from(marker.to_string().into_bytes()))
+            .await
+            .with_context(|| format!("writing {location}"))?;
+        crate::metrics_table(&self.lake.metrics.lake.hours_closed, key).inc();
+        Ok(())
+    }
+
+    /// Deletes whole hours older than the retention, of every dataset: the marker first, so a
+    /// reader never takes a half-deleted hour for a complete one.
+    async fn expire(&self, now: Timestamp) -> anyhow::Result<()> {
+        let before = hour_of(now - self.retention());
+        let objects = self.lake.objects.as_ref();
+        for dataset in self.lake.datasets() {
+            for hour_folder in old_hours(objects, dataset, before).await? {
+                delete_hour(objects, &hour_folder).await?;
+            }
+        }
+        self.lake.log.expire(before).await
+    }
+}
+
+/// The marker of a closed hour.
+fn success(state: &HourState) -> Value {
+    json!({
+        "rows": state.rows,
+        "files": state.files,
+        "sources": [{
+            "source": "log",
+            "from": state.first_seq,
+            "through": state.through,
+        }],
+        "closed_at": state.closed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    })
+}
+
+/// The hour folders of `dataset` before hour `before`.
+async fn old_hours(
+    objects: &dyn ObjectStore,
+    dataset: &Dataset,
+    before: Hour,
+) -> anyhow::Result<Vec<Path>> {
+    let mut old = Vec::new();
+    let days = objects.list_with_delimiter(Some(&dataset.folder())).await?;
+    for day in days.common_prefixes {
+        let hours = objects.list_with_delimiter(Some(&day)).await?;
+        for hour in hours.common_prefixes {
+            if folder_hour(&hour).is_some_and(|h| h < before) {
+                old.push(hour);
+            }
+        }
+    }
+    Ok(old)
+}
+
+/// The hour of a `.../dt=YYYY-MM-DD/hour=HH` folder.
+fn folder_hour(folder: &Path) -> Option<Hour> {
+    let parts: Vec<_> = folder.parts().collect();
+    let [.., day, hour] = parts.as_slice() else {
+        return None;
+    };
+    let day = day.as_ref().strip_prefix("dt=")?;
+    let hour = hour.as_ref().strip_prefix("hour=")?;
+    let at = chrono::NaiveDateTime::parse_from_str(&format!("{day} {hour}"), "%Y-%m-%d %H").ok()?;
+    Some(hour_of(at.and_utc()))
+}
+
+async fn delete_hour(objects: &dyn ObjectStore, folder: &Path) -> anyhow::Result<()> {
+    let marker = imagelake_core::paths::lake_success(folder);
+    crate::ignore_missing(objects.delete(&marker).await)?;
+    let mut listing = objects.list(Some(folder));
+    while let Some(meta) = listing.next().await {
+        crate::ignore_missing(objects.delete(&meta?.location).await)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Task for Writer {
+    async fn step(&mut self, _stop: &CancellationToken) -> anyhow::Result<Step> {
+        let more_events = self.copy_events().await?;
+        let more_requests = self.copy_requests().await?;
+        let now = self.lake.clock.now();
+        if self.closed != Some(self.last_due(now)) {
+            self.close_due(now).await?;
+            self.expire(now).await?;
+        }
+        let metrics = &self.lake.metrics.lake;
+        if let Some(at) = self.last_close {
+            metrics
+                .since_close
+                .set((now - at).num_milliseconds() as f64 / 1000.0);
+        }
+        Ok(if more_events || more_requests {
+            Step::Busy
+        } else {
+            Step::Idle
+        })
+    }
+
+    async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+
+    async fn finish(&mut self) {
+        // What is buffered in memory (API requests) goes to the log; the log itself is durable.
+        if let Err(e) = self.copy_requests().await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "lake: buffered API requests not logged"
+            );
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The lake end to end on the embedded default: real photos uploaded, one deleted, others
+//! expired, records posted to a declared table with some bad lines; the hours close on an
+//! injected clock, and DuckDB and pyarrow, reading the files on their own, find exactly the
+//! rows the API's answers imply.
+
+mod common;
+
+use std::{collections::BTreeMap, path::Path, sync::Arc, time::Duration};
+
+use common::{ADMIN, TestServer, corpus, wait_for};
+use imagelake_core::{ManualClock, duration::HumanDuration, lake::TableDecl};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const HOUR_10: &str = "dt=2026-11-30/hour=10";
+const HOUR_11: &str = "dt=2026-11-30/hour=11";
+
+fn billing() -> TableDecl {
+    serde_json::from_value(json!({
+        "name": "billing_events", "topic": "billing.events", "time_field": "ts",
+        "id_field": "event_id", "customer_field": "customer_id",
+        "columns": {"event_id": "string", "ts": "timestamp", "customer_id": "string",
+                    "amount": "float64", "plan": "string", "meta": "json"}
+    }))
+    .unwrap()
+}
+
+/// Both readers' rows of `table`, checked to agree.
+fn read(objects: &Path, table: &str) -> Vec<Value> {
+    let python = std::env::var("IMAGELAKE_LAKE_PYTHON").expect(
+        "IMAGELAKE_LAKE_PYTHON is not set: run the tests through scripts/test, which installs DuckDB and pyarrow",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lake-read.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(objects)
+        .arg(table)
+        .output()
+        .expect("the lake reader runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let both: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        both["duckdb"], both["pyarrow"],
+        "DuckDB and pyarrow read {table} alike"
+    );
+    both["duckdb"].as_array().unwrap().clone()
+}
+
+fn marker(objects: &Path, table: &str, hour: &str) -> Option<Value> {
+    let path = objects.join("lake").join(table).join(hour).join("_SUCCESS");
+    let text = std::fs::read(path).ok()?;
+    Some(serde_json::from_slice(&text).unwrap())
+}
+
+async fn wait_marker(objects: &Path, table: &str, hour: &str) -> Value {
+    wait_for(Duration::from_secs(30), || async {
+        marker(objects, table, hour)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{table} {hour} was not closed in time"))
+}
+
+fn count_by<'a>(rows: &'a [Value], column: &str) -> BTreeMap<(&'a str, i64), usize> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        let key = (row[column].as_str().unwrap(), row["hour"].as_i64().unwrap());
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn the_lake_holds_what_happened_once() {
+    let start = "2026-11-30T10:05:00Z".parse().unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    let server = TestServer::with_lake(clock.clone(), |s| {
+        s.retention = HumanDuration(Duration::from_secs(3600));
+        s.sweep_interval = HumanDuration(Duration::from_secs(1));
+        s.lake.retention = Some(HumanDuration(Duration::from_secs(7 * 86_400)));
+        s.lake.tables = vec![billing()];
+    })
+    .await;
+    let objects = server.objects_dir();
+    let (customer, key) = server.customer("lake").await;
+
+    // Three real photos, one of them deleted; the other two expire an hour later.
+    let photos: Vec<_> = corpus().into_iter().take(3).collect();
+    let mut ids = Vec::new();
+    for photo in &photos {
+        let (status, body) = server
+            .upload(&key, std::fs::read(photo).unwrap(), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        server.wait_settled(&key, &id).await;
+        ids.push(id);
+    }
+    let deleted = server
+        .client
+        .delete(server.url(&format!("/v1/images/{}", ids[1])))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    // Records of a declared table: three good ones (one sent twice), three that do not fit.
+    let lines = [
+        json!({"event_id": "b1", "ts": "2026-11-30T10:01:00Z", "customer_id": customer, "amount": 9.5, "plan": "pro", "meta": {"seats": 3}}).to_string(),
+        json!({"event_id": "b2", "ts": "2026-11-30T10:02:00+01:00", "amount": 1}).to_string(),
+        "{not json".to_owned(),
+        json!({"event_id": "b3", "ts": "2026-11-30T10:03:00Z", "amount": "ten"}).to_string(),
+        json!({"event_id": "b4", "amount": 2.0}).to_string(),
+        json!({"event_id": "b1", "ts": "2026-11-30T10:01:00Z", "amount": 9.5}).to_string(),
+        json!({"event_id": "b5", "ts": "2026-11-30T10:04:59.999999Z", "plan": "free"}).to_string(),
+    ];
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .post(server.url("/v1/lake/billing_events/records"))
+                .bearer_auth(ADMIN)
+                .body(lines.join("\n")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["accepted"], 4, "{body}");
+    let quarantined: Vec<u64> = body["quarantined"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(quarantined, [3, 4, 5], "{body}");
+
+    // Hour 10 closes at 11:05; the sweeper then expires the two photos left (hour 11).
+    clock.set("2026-11-30T11:06:00Z".parse().unwrap());
+    let closed = wait_marker(&objects, "events", HOUR_10).await;
+    for id in [&ids[0], &ids[2]] {
+        let gone = wait_for(Duration::from_secs(30), || async {
+            let (status, _) = server.get(&key, &format!("/v1/images/{id}")).await;
+            (status == StatusCode::NOT_FOUND).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "image {id} expired");
+    }
+    clock.set("2026-11-30T12:06:00Z".parse().unwrap());
+    wait_marker(&objects, "events", HOUR_11).await;
+
+    let events = read(&objects, "events");
+    let by_type = count_by(&events, "type");
+    let expected: BTreeMap<(&str, i64), usize> = [
+        (("customer.created", 10), 1),
+        (("image.received", 10), 3),
+        (("image.processed", 10), 3),
+        (("image.deleted", 10), 1),
+        (("image.expired", 11), 2),
+    ]
+    .into();
+    assert_eq!(by_type, expected, "{events:#?}");
+    assert_eq!(closed["rows"], 8, "{closed}");
+    assert!(
+        events.iter().all(|e| e["customer_id"] == customer.as_str()),
+        "every event names its customer"
+    );
+    let mut event_ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    event_ids.dedup();
+    assert_eq!(event_ids.len(), events.len(), "no event twice");
+
+    let billing = read(&objects, "billing_events");
+    let mut kept: Vec<(&str, &str)> = billing
+        .iter()
+        .map(|r| (r["event_id"].as_str().unwrap(), r["ts"].as_str().unwrap()))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        [
+            ("b1", "2026-11-30T10:01:00Z"),
+            ("b2", "2026-11-30T09:02:00Z"),
+            ("b5", "2026-11-30T10:04:59.999999Z"),
+        ]
+    );
+    let b1 = billing.iter().find(|r| r["event_id"] == "b1").unwrap();
+    assert_eq!(b1["customer_id"], customer.as_str());
+    assert_eq!(b1["amount"], 9.5);
+    assert_eq!(b1["meta"], r#"{"seats":3}"#);
+
+    let refused = read(&objects, "quarantine/billing_events");
+    let reasons: Vec<(i64, &str)> = refused
+        .iter()
+        .map(|r| (r["line"].as_i64().unwrap(), r["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{refused:#?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 3 && r.starts_with("not valid JSON"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 4 && r.contains("expected float64"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(l, r)| *l == 5 && r.contains("missing time field"))
+    );
+
+    // A record of an hour already closed went to a later file of its hour; the marker says so.
+    let late = marker(&objects, "billing_events", "dt=2026-11-30/hour=09").unwrap();
+    assert_eq!(
+        (late["rows"].as_u64(), late["files"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // An hour no record came for is closed all the same.
+    let idle = marker(&objects, "billing_events", HOUR_11).expect("an idle hour is closed");
+    assert_eq!(
+        (idle["rows"].as_u64(), idle["files"].as_u64()),
+        (Some(0), Some(0))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_door_refuses_what_it_cannot_take() {
+    let clock = Arc::new(ManualClock::new("2026-11-30T10:05:00Z".parse().unwrap()));
+    let server = TestServer::with_lake(clock, |s| {
+        s.lake.tables = vec![billing()];
+        s.lake.max_request_bytes = 4096;
+    })
+    .await;
+    let (_, key) = server.customer("not-a-sender").await;
+    let post = |table: &str, token: &str, body: String| {
+        server
+            .client
+            .post(server.url(&format!("/v1/lake/{table}/records")))
+            .bearer_auth(token)
+            .body(body)
+    };
+    let line = json!({"event_id": "x", "ts": "2026-11-30T10:00:00Z"}).to_string();
+    let (status, body) = server.send(post("nope", ADMIN, line.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    for builtin in ["events", "api_requests", "quarantine"] {
+        let (status, _) = server.send(post(builtin, ADMIN, line.clone())).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{builtin} takes no posts");
+    }
+    let (status, body) = server
+        .send(post("billing_events", &key, line.clone()))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    let (status, body) = server
+        .send(post("billing_events", "wrong", line.clone()))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let big = format!("{line}\n").repeat(200);
+    let (status, body) = server.send(post("billing_events", ADMIN, big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, body) = server.send(post("billing_events", ADMIN, line)).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
+    server.stop().await;
+}
