@@ -24,6 +24,16 @@ pub struct ServerArgs {
     server: String,
 }
 
+/// What a command acting as the admin needs.
+#[derive(Args, Clone)]
+pub struct AdminArgs {
+    /// The admin token (its file is named in the server log on first start).
+    #[arg(long, env = "IMAGELAKE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
 #[derive(Subcommand)]
 pub enum CustomersCommand {
     /// Create a customer and print its API key (shown once).
@@ -34,11 +44,34 @@ pub enum CustomersCommand {
         email: String,
         #[arg(long)]
         plan: Option<String>,
-        /// The admin token (printed path in the server log on first start).
-        #[arg(long, env = "IMAGELAKE_ADMIN_TOKEN", hide_env_values = true)]
-        admin_token: String,
         #[command(flatten)]
-        server: ServerArgs,
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a company key with a role and print it (shown once): `ingest` posts lake
+    /// records, `analyst` queries the lake.
+    Create {
+        #[arg(long, value_parser = ["ingest", "analyst"])]
+        role: String,
+        /// Who uses the key (`billing`).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List the company keys (never their secrets).
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Revoke a company key at once.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        admin: AdminArgs,
     },
 }
 
@@ -69,35 +102,77 @@ fn error_text(body: &Value) -> String {
     format!("{code}: {message}")
 }
 
-pub async fn customers(cmd: CustomersCommand) -> anyhow::Result<()> {
-    let CustomersCommand::Create {
-        name,
-        email,
-        plan,
-        admin_token,
-        server,
-    } = cmd;
-    let response = http()?
-        .post(format!(
-            "{}/v1/customers",
-            server.server.trim_end_matches('/')
-        ))
-        .bearer_auth(admin_token)
-        .json(&serde_json::json!({"name": name, "email": email, "plan": plan}))
+/// Calls an admin endpoint; the answer's JSON, or the server's error as the error.
+async fn admin_call(
+    admin: &AdminArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let base = admin.server.server.trim_end_matches('/');
+    let mut request = http()?
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(&admin.admin_token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {}", server.server))?;
+        .with_context(|| format!("cannot reach {base}"))?;
     let status = response.status();
     let body: Value = response.json().await.unwrap_or_default();
     if !status.is_success() {
         bail!("{status}: {}", error_text(&body));
     }
-    println!("customer id: {}", body["id"].as_str().unwrap_or_default());
+    Ok(body)
+}
+
+pub async fn customers(cmd: CustomersCommand) -> anyhow::Result<()> {
+    let CustomersCommand::Create {
+        name,
+        email,
+        plan,
+        admin,
+    } = cmd;
+    let body = serde_json::json!({"name": name, "email": email, "plan": plan});
+    let created = admin_call(&admin, reqwest::Method::POST, "/v1/customers", Some(body)).await?;
+    println!(
+        "customer id: {}",
+        created["id"].as_str().unwrap_or_default()
+    );
     println!(
         "api key:     {}",
-        body["api_key"].as_str().unwrap_or_default()
+        created["api_key"].as_str().unwrap_or_default()
     );
     println!("(the key is shown only now; keep it somewhere safe)");
+    Ok(())
+}
+
+pub async fn keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create { role, name, admin } => {
+            let body = serde_json::json!({"role": role, "name": name});
+            let created =
+                admin_call(&admin, reqwest::Method::POST, "/v1/admin/keys", Some(body)).await?;
+            let field = |f: &str| created[f].as_str().unwrap_or_default().to_owned();
+            println!("key id:  {}", field("key_id"));
+            println!("role:    {}", field("role"));
+            println!("api key: {}", field("api_key"));
+            println!("(the key is shown only now; keep it somewhere safe)");
+        }
+        KeysCommand::List { admin } => {
+            let listed = admin_call(&admin, reqwest::Method::GET, "/v1/admin/keys", None).await?;
+            for key in listed["keys"].as_array().into_iter().flatten() {
+                println!("{key}");
+            }
+        }
+        KeysCommand::Revoke { key_id, admin } => {
+            let path = format!("/v1/admin/keys/{key_id}");
+            admin_call(&admin, reqwest::Method::DELETE, &path, None).await?;
+            println!("revoked {key_id}");
+        }
+    }
     Ok(())
 }
 

@@ -41,6 +41,9 @@ enum Command {
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
+    /// Manage company keys with a role (`ingest`, `analyst`; needs the admin token).
+    #[command(subcommand)]
+    Keys(client::KeysCommand),
     /// Upload files and folders of images.
     Upload(client::UploadArgs),
     /// Work with the Kafka image stream.
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             Command::Worker(args) => serve::serve(args, Role::Worker).await,
             Command::KafkaIngest(args) => serve::serve(args, Role::Ingest).await,
             Command::Customers(cmd) => client::customers(cmd).await,
+            Command::Keys(cmd) => client::keys(cmd).await,
             Command::Upload(args) => client::upload(args).await,
             #[cfg(feature = "kafka")]
             Command::Kafka(cmd) => produce::run(cmd).await,

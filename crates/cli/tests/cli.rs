@@ -152,3 +152,43 @@ fn customers_create_then_upload_a_folder() {
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&folder);
 }
+
+#[test]
+fn keys_create_list_and_revoke() {
+    let data = temp_dir("cli-keys");
+    let server = start(&data);
+    let admin = ["--admin-token", ADMIN, "--server", &server.base];
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&admin);
+        let out = imagelake(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = run(&["keys", "create", "--role", "ingest", "--name", "billing"]);
+    let field = |name: &str| {
+        created
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} is printed: {created}"))
+            .trim()
+            .to_owned()
+    };
+    assert!(field("api key:").starts_with("ilk_"));
+    assert_eq!(field("role:"), "ingest");
+    let key_id = field("key id:");
+    let listed = run(&["keys", "list"]);
+    assert!(
+        listed.contains("\"billing\"") && listed.contains(&key_id),
+        "{listed}"
+    );
+    assert!(!listed.contains(&field("api key:")), "no secret is listed");
+    run(&["keys", "revoke", &key_id]);
+    assert!(run(&["keys", "list"]).contains("revoked_at"));
+    let bad = imagelake(&["keys", "create", "--role", "root", "--name", "x"]);
+    assert!(!bad.status.success(), "an unknown role is refused");
+}

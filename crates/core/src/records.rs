@@ -44,6 +44,49 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// What a company key (not a customer's) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    /// Posts records to the lake's declared tables, nothing else.
+    Ingest,
+    /// Queries the lake with SQL, nothing else.
+    Analyst,
+}
+
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Analyst => "analyst",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Ingest, Self::Analyst]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+/// A key of the company's own systems, with a role; stored, like customer keys, only as the
+/// SHA-256 of its secret. It never reaches a customer's images.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ServiceKey {
+    #[schema(value_type = String, format = Uuid)]
+    pub key_id: KeyId,
+    pub role: KeyRole,
+    /// Who uses it (`billing`), for people.
+    pub name: String,
+    /// A short, non-secret prefix of the key.
+    pub prefix: String,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageStatus {

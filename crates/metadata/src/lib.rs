@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, JobId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, DeadLetter, Image, Job},
+    records::{ApiKey, Customer, DeadLetter, Image, Job, ServiceKey},
 };
 use uuid::Uuid;
 
@@ -142,6 +142,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn revoke_key(&self, customer: CustomerId, key: KeyId, at: Timestamp) -> Result<()>;
     /// The live (not revoked) key with this hash.
     async fn find_key(&self, hash: &str) -> Result<Option<ApiKey>>;
+    /// Records a company key (role `ingest` or `analyst`).
+    async fn insert_service_key(&self, key: &ServiceKey) -> Result<()>;
+    /// Every company key, revoked ones too, oldest first.
+    async fn list_service_keys(&self) -> Result<Vec<ServiceKey>>;
+    /// Fails with [`StoreError::NotFound`] unless the key exists and is not revoked yet.
+    async fn revoke_service_key(&self, key: KeyId, at: Timestamp) -> Result<()>;
+    /// The live company key with this hash.
+    async fn find_service_key(&self, hash: &str) -> Result<Option<ServiceKey>>;
     /// The hashes of up to `limit` live keys: what a process learns at start about the keys in
     /// use (see the server's failed-authentication limit).
     async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>>;

@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 
 use axum::{extract::FromRequestParts, http::request::Parts};
-use imagelake_core::{CustomerId, KeyId};
+use imagelake_core::{CustomerId, KeyId, records::KeyRole};
 use imagelake_runtime::{AppState, Error, keys::hash_secret};
 
 use crate::error::ApiError;
@@ -21,7 +21,15 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Caller {
     Admin,
-    Customer { id: CustomerId, key: KeyId },
+    Customer {
+        id: CustomerId,
+        key: KeyId,
+    },
+    /// A company key with a role (`ingest`, `analyst`): never a customer's data.
+    Service {
+        key: KeyId,
+        role: KeyRole,
+    },
 }
 
 impl Caller {
@@ -30,8 +38,30 @@ impl Caller {
         match self {
             Self::Admin => true,
             Self::Customer { id, .. } => *id == customer,
+            Self::Service { .. } => false,
         }
     }
+
+    /// The role `api_requests` records: `admin`, `customer`, `ingest` or `analyst`.
+    pub fn role(&self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Customer { .. } => "customer",
+            Self::Service { role, .. } => role.as_str(),
+        }
+    }
+}
+
+/// What a company key is told when it knocks on a door that is not its own.
+fn not_for(role: KeyRole) -> ApiError {
+    let may = match role {
+        KeyRole::Ingest => "may only post lake records",
+        KeyRole::Analyst => "may only query the lake",
+    };
+    ApiError::new(
+        imagelake_core::ErrorCode::Forbidden,
+        format!("an {} key {may}", role.as_str()),
+    )
 }
 
 /// The bucket of the key rate limit a request was charged to, for handlers that do the work of
@@ -45,7 +75,7 @@ pub struct CustomerCaller(pub CustomerId);
 /// A caller authenticated with the admin token.
 pub struct Admin;
 
-/// A caller that may post lake records: the admin token, or a key of role `ingest`.
+/// A caller that may post lake records: the admin token, or a company key of role `ingest`.
 pub struct LakeSender;
 
 /// The raw bearer token of a request that is not from a customer or the admin (Pub/Sub push).
@@ -102,18 +132,27 @@ impl FromRequestParts<AppState> for Caller {
                     .check(&client, now)
                     .map_err(too_many_failures)?;
             }
-            let Some(key) = state.store.find_key(&hash).await? else {
-                state.known_keys.forget(&hash);
-                return Err(ApiError::unauthorized("invalid or revoked API key"));
+            let caller = match state.store.find_key(&hash).await? {
+                Some(key) => Caller::Customer {
+                    id: key.customer_id,
+                    key: key.id,
+                },
+                None => match state.store.find_service_key(&hash).await? {
+                    Some(key) => Caller::Service {
+                        key: key.key_id,
+                        role: key.role,
+                    },
+                    None => {
+                        state.known_keys.forget(&hash);
+                        return Err(ApiError::unauthorized("invalid or revoked API key"));
+                    }
+                },
             };
             if charged {
                 state.auth_failures.refund(&client);
             }
             state.known_keys.remember(&hash);
-            Caller::Customer {
-                id: key.customer_id,
-                key: key.id,
-            }
+            caller
         };
         state.limiter.check(&hash, state.clock.now())?;
         parts.extensions.insert(caller);
@@ -169,6 +208,7 @@ impl FromRequestParts<AppState> for CustomerCaller {
             Caller::Admin => Err(ApiError::invalid(
                 "this endpoint acts for a customer: use a customer API key",
             )),
+            Caller::Service { role, .. } => Err(not_for(role)),
         }
     }
 }
@@ -184,6 +224,7 @@ impl FromRequestParts<AppState> for Admin {
             Caller::Admin => Ok(Self),
             // Admin endpoints do not exist for customers.
             Caller::Customer { .. } => Err(ApiError::not_found("no such resource")),
+            Caller::Service { role, .. } => Err(not_for(role)),
         }
     }
 }
@@ -196,7 +237,12 @@ impl FromRequestParts<AppState> for LakeSender {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller::Admin => Ok(Self),
+            Caller::Admin
+            | Caller::Service {
+                role: KeyRole::Ingest,
+                ..
+            } => Ok(Self),
+            Caller::Service { role, .. } => Err(not_for(role)),
             Caller::Customer { .. } => Err(ApiError::new(
                 imagelake_core::ErrorCode::Forbidden,
                 "lake records are posted with an ingest key or the admin token, not a customer key",

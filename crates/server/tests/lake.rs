@@ -273,3 +273,120 @@ async fn the_door_refuses_what_it_cannot_take() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn company_keys_have_roles() {
+    let clock = Arc::new(ManualClock::new("2026-11-30T10:05:00Z".parse().unwrap()));
+    let server = TestServer::with_lake(clock, |s| s.lake.tables = vec![billing()]).await;
+    let (customer, customer_key) = server.customer("keys").await;
+    let create = |token: &str, body: Value| {
+        server
+            .client
+            .post(server.url("/v1/admin/keys"))
+            .bearer_auth(token)
+            .json(&body)
+    };
+    let (status, ingest) = server
+        .send(create(ADMIN, json!({"role": "ingest", "name": "billing"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ingest}");
+    assert_eq!(
+        (ingest["role"].as_str(), ingest["name"].as_str()),
+        (Some("ingest"), Some("billing"))
+    );
+    let ingest_key = ingest["api_key"].as_str().unwrap().to_owned();
+    let (status, analyst) = server
+        .send(create(ADMIN, json!({"role": "analyst", "name": "bi"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{analyst}");
+    let analyst_key = analyst["api_key"].as_str().unwrap().to_owned();
+    for bad in [
+        json!({"role": "root", "name": "x"}),
+        json!({"role": "ingest", "name": "a b"}),
+        json!({"role": "ingest"}),
+    ] {
+        let (status, body) = server.send(create(ADMIN, bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let (status, _) = server
+        .send(create(
+            &customer_key,
+            json!({"role": "ingest", "name": "sneaky"}),
+        ))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "admin endpoints do not exist for customers"
+    );
+
+    // The ingest key posts records and nothing else; the analyst key cannot post.
+    let post = |token: &str| {
+        server
+            .client
+            .post(server.url("/v1/lake/billing_events/records"))
+            .bearer_auth(token)
+            .body(json!({"event_id": "k1", "ts": "2026-11-30T10:00:00Z"}).to_string())
+    };
+    let (status, body) = server.send(post(&ingest_key)).await;
+    assert_eq!(
+        (status, body["accepted"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{body}"
+    );
+    let (status, body) = server.send(post(&analyst_key)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for path in [
+        "/v1/images",
+        &format!("/v1/customers/{customer}"),
+        "/v1/admin/keys",
+    ] {
+        let (status, body) = server.get(&ingest_key, path).await;
+        assert!(
+            matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+            "{path}: {status} {body}"
+        );
+    }
+    let (status, body) = server.get(&ingest_key, "/v1/images").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ingest")
+    );
+
+    // Listed without secrets; revoked at once.
+    let (status, listed) = server.get(ADMIN, "/v1/admin/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert!(
+        !listed.to_string().contains(&ingest_key),
+        "no secret is listed"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| k.get("api_key").is_none() && k.get("hash").is_none())
+    );
+    let revoke = |id: &str| {
+        server
+            .client
+            .delete(server.url(&format!("/v1/admin/keys/{id}")))
+            .bearer_auth(ADMIN)
+    };
+    let id = ingest["key_id"].as_str().unwrap();
+    let (status, _) = server.send(revoke(id)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server.send(post(&ingest_key)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a revoked key stops at once"
+    );
+    let (status, _) = server.send(revoke(id)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = server.get(ADMIN, "/v1/admin/keys").await;
+    assert!(listed["keys"][0]["revoked_at"].is_string(), "{listed}");
+    server.stop().await;
+}

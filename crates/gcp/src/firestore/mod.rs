@@ -3,7 +3,8 @@
 //! REST rather than gRPC: the same HTTP client as the GCS store, no protobuf toolchain in the
 //! build, and every call is one request the emulator and production answer alike.
 //!
-//! Collections: `customers/{id}`, `api_keys/{sha256 of the key}` (a key lookup is one document
+//! Collections: `customers/{id}`, `api_keys/{sha256 of the key}` and `service_keys/{sha256 of the
+//! key}` (a key lookup is one document
 //! read), `images/{id}`, `idempotency/{customer}~{sha256 of the key}`, and
 //! `dedup/{customer}~{sha256 of the bytes}` naming the image that holds those bytes, and
 //! `customer_emails/{sha256 of the folded email}` naming the customer with that email, which

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, Image, ImageStatus},
+    records::{ApiKey, Customer, Image, ImageStatus, ServiceKey},
 };
 use imagelake_metadata::{
     IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal, Result,
@@ -19,7 +19,7 @@ use super::{
     values::{
         customer_fields, customer_from, dedup_id, doc_id, email_id, get_str, get_ts,
         idempotency_fields, idempotency_from, idempotency_id, image_fields, image_from, key_fields,
-        key_from, need, parse, string, ts,
+        key_from, need, parse, service_key_fields, service_key_from, string, ts,
     },
 };
 
@@ -349,6 +349,48 @@ impl MetadataStore for FirestoreStore {
             .await?
             .as_ref()
             .map(key_from)
+            .transpose()?;
+        Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    async fn insert_service_key(&self, key: &ServiceKey) -> Result<()> {
+        let doc = self.upsert("service_keys", &key.hash, service_key_fields(key));
+        self.commit_all(vec![doc]).await
+    }
+
+    async fn list_service_keys(&self) -> Result<Vec<ServiceKey>> {
+        let query = json!({"from": [{"collectionId": "service_keys"}]});
+        let mut keys = self
+            .query(query)
+            .await?
+            .iter()
+            .map(service_key_from)
+            .collect::<Result<Vec<_>>>()?;
+        keys.sort_by_key(|k| (k.created_at, k.key_id));
+        Ok(keys)
+    }
+
+    async fn revoke_service_key(&self, key: KeyId, at: Timestamp) -> Result<()> {
+        let found = self
+            .list_service_keys()
+            .await?
+            .into_iter()
+            .find(|k| k.key_id == key && k.revoked_at.is_none())
+            .ok_or(StoreError::NotFound)?;
+        let revoked = ServiceKey {
+            revoked_at: Some(at),
+            ..found
+        };
+        let doc = self.upsert("service_keys", &revoked.hash, service_key_fields(&revoked));
+        self.commit_all(vec![doc]).await
+    }
+
+    async fn find_service_key(&self, hash: &str) -> Result<Option<ServiceKey>> {
+        let key = self
+            .get("service_keys", hash)
+            .await?
+            .as_ref()
+            .map(service_key_from)
             .transpose()?;
         Ok(key.filter(|k| k.revoked_at.is_none()))
     }

@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use imagelake_core::{
     CustomerId, Timestamp,
-    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, ProcessedFacts},
+    records::{
+        ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
+    },
 };
-use imagelake_metadata::{IdempotencyRecord, Result};
+use imagelake_metadata::{IdempotencyRecord, Result, StoreError};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -112,6 +114,28 @@ pub(super) fn key_from(doc: &Value) -> Result<ApiKey> {
     Ok(ApiKey {
         id: parse(need(get_str(doc, "id"), "id")?)?,
         customer_id: parse(need(get_str(doc, "customer_id"), "customer_id")?)?,
+        prefix: need(get_str(doc, "prefix"), "prefix")?,
+        hash: doc_id(doc)?,
+        created_at: need(get_ts(doc, "created_at"), "created_at")?,
+        revoked_at: get_ts(doc, "revoked_at"),
+    })
+}
+
+pub(super) fn service_key_fields(k: &ServiceKey) -> Value {
+    json!({
+        "id": string(&k.key_id.to_string()), "role": string(k.role.as_str()),
+        "name": string(&k.name), "prefix": string(&k.prefix),
+        "created_at": ts(k.created_at), "revoked_at": opt(k.revoked_at, ts),
+    })
+}
+
+pub(super) fn service_key_from(doc: &Value) -> Result<ServiceKey> {
+    let role = need(get_str(doc, "role"), "role")?;
+    Ok(ServiceKey {
+        key_id: parse(need(get_str(doc, "id"), "id")?)?,
+        role: KeyRole::parse(&role)
+            .ok_or_else(|| StoreError::Backend(format!("unknown key role {role:?}")))?,
+        name: need(get_str(doc, "name"), "name")?,
         prefix: need(get_str(doc, "prefix"), "prefix")?,
         hash: doc_id(doc)?,
         created_at: need(get_ts(doc, "created_at"), "created_at")?,

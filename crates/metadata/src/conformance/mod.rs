@@ -12,7 +12,7 @@ use chrono::TimeZone;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus},
+    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ServiceKey},
 };
 
 use crate::{
@@ -147,6 +147,57 @@ pub async fn customers_and_keys(store: &dyn MetadataStore) {
         store.insert_key(&key(other.id, "x")).await,
         Err(StoreError::NotFound)
     ));
+}
+
+pub async fn service_keys_have_roles(store: &dyn MetadataStore) {
+    let service_key = |role, name: &str, hash: &str, at| ServiceKey {
+        key_id: KeyId::new(),
+        role,
+        name: name.to_owned(),
+        prefix: format!("ilk_{name}"),
+        hash: hash.to_owned(),
+        created_at: at,
+        revoked_at: None,
+    };
+    let billing = service_key(KeyRole::Ingest, "billing", "billing-hash", t0());
+    let bi = service_key(KeyRole::Analyst, "bi", "bi-hash", t0() + secs(1));
+    store.insert_service_key(&billing).await.unwrap();
+    store.insert_service_key(&bi).await.unwrap();
+    assert_eq!(
+        store.find_service_key("billing-hash").await.unwrap(),
+        Some(billing.clone())
+    );
+    assert_eq!(
+        store.find_key("billing-hash").await.unwrap(),
+        None,
+        "a company key is no customer's key"
+    );
+    let ours = |keys: Vec<ServiceKey>| -> Vec<ServiceKey> {
+        keys.into_iter()
+            .filter(|k| k.key_id == billing.key_id || k.key_id == bi.key_id)
+            .collect()
+    };
+    let listed = ours(store.list_service_keys().await.unwrap());
+    assert_eq!(listed, [billing.clone(), bi.clone()], "oldest first");
+
+    let at = t0() + secs(5);
+    store.revoke_service_key(billing.key_id, at).await.unwrap();
+    assert_eq!(
+        store.find_service_key("billing-hash").await.unwrap(),
+        None,
+        "revoked at once"
+    );
+    let listed = ours(store.list_service_keys().await.unwrap());
+    assert_eq!(listed[0].revoked_at, Some(at), "listed with its revocation");
+    assert!(matches!(
+        store.revoke_service_key(billing.key_id, at).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.revoke_service_key(KeyId::new(), at).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.find_service_key("bi-hash").await.unwrap().is_some());
 }
 
 pub async fn delete_customer_cascades(store: &dyn MetadataStore) {
@@ -734,7 +785,8 @@ pub async fn queue_leases_retries_and_dead_letters(
 macro_rules! metadata_conformance {
     (store_only: $make:expr) => {
         $crate::metadata_conformance!(@store $make;
-            customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
+            customers_and_keys, service_keys_have_roles, delete_customer_cascades,
+            images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
@@ -743,7 +795,8 @@ macro_rules! metadata_conformance {
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
-            customers_and_keys, delete_customer_cascades, images_round_trip_with_microseconds,
+            customers_and_keys, service_keys_have_roles, delete_customer_cascades,
+            images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,

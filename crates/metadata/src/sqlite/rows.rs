@@ -2,7 +2,9 @@
 
 use imagelake_core::{
     clock::from_micros,
-    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, ProcessedFacts},
+    records::{
+        ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
+    },
 };
 use rusqlite::Row;
 
@@ -65,6 +67,27 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         hash: row.get(3)?,
         created_at: from_micros(row.get(4)?),
         revoked_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
+    })
+}
+
+pub(super) const SERVICE_KEY_COLUMNS: &str = "id, role, name, prefix, hash, created_at, revoked_at";
+
+pub(super) fn service_key_from_row(row: &Row<'_>) -> rusqlite::Result<ServiceKey> {
+    let role: String = row.get(1)?;
+    Ok(ServiceKey {
+        key_id: parse_id(row.get(0)?)?,
+        role: KeyRole::parse(&role).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown key role {role:?}").into(),
+            )
+        })?,
+        name: row.get(2)?,
+        prefix: row.get(3)?,
+        hash: row.get(4)?,
+        created_at: from_micros(row.get(5)?),
+        revoked_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
     })
 }
 

@@ -24,6 +24,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_customer ON api_keys(customer_id);
+CREATE TABLE IF NOT EXISTS service_keys (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,
     customer_id TEXT NOT NULL,

@@ -5,7 +5,7 @@ use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     clock::to_micros,
     events::{Event, EventType},
-    records::{ApiKey, Customer, Image},
+    records::{ApiKey, Customer, Image, ServiceKey},
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
@@ -19,8 +19,8 @@ use super::{
     SqliteStore, backend,
     queue::enqueue_row,
     rows::{
-        IMAGE_COLUMNS, customer_from_row, idempotency_from_row, image_from_row, key_from_row,
-        parse_id, to_json,
+        IMAGE_COLUMNS, SERVICE_KEY_COLUMNS, customer_from_row, idempotency_from_row,
+        image_from_row, key_from_row, parse_id, service_key_from_row, to_json,
     },
 };
 
@@ -259,6 +259,68 @@ impl MetadataStore for SqliteStore {
                     "SELECT id, customer_id, prefix, hash, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
                     [hash],
                     key_from_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_service_key(&self, key: &ServiceKey) -> Result<()> {
+        let key = key.clone();
+        self.call(move |conn| {
+            conn.execute(
+                &format!("INSERT INTO service_keys ({SERVICE_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    key.key_id.to_string(),
+                    key.role.as_str(),
+                    key.name,
+                    key.prefix,
+                    key.hash,
+                    to_micros(key.created_at),
+                    key.revoked_at.map(to_micros)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_service_keys(&self) -> Result<Vec<ServiceKey>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {SERVICE_KEY_COLUMNS} FROM service_keys ORDER BY created_at, id"
+            ))?;
+            let keys = stmt
+                .query_map([], service_key_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn revoke_service_key(&self, key: KeyId, at: Timestamp) -> Result<()> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "UPDATE service_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![key.to_string(), to_micros(at)],
+            )?;
+            if n == 0 {
+                Err(StoreError::NotFound)
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn find_service_key(&self, hash: &str) -> Result<Option<ServiceKey>> {
+        let hash = hash.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {SERVICE_KEY_COLUMNS} FROM service_keys WHERE hash = ?1 AND revoked_at IS NULL"),
+                    [hash],
+                    service_key_from_row,
                 )
                 .optional()?)
         })

@@ -17,7 +17,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{admin, customers, images, lake, ops, uploads};
+use super::{admin, customers, images, keys, lake, ops, uploads};
 use imagelake_runtime::Settings;
 
 #[derive(OpenApi)]
@@ -27,7 +27,7 @@ use imagelake_runtime::Settings;
         customers::create, customers::get_one, customers::update, customers::delete,
         customers::create_key, customers::list_keys, customers::revoke_key,
         images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
-        lake::append,
+        lake::append, keys::create, keys::list, keys::revoke,
         admin::dead_letters, admin::retry_dead_letter,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),

@@ -5,6 +5,7 @@ mod admin;
 mod customers;
 pub mod docs;
 mod images;
+mod keys;
 mod lake;
 pub mod multipart;
 mod ops;
@@ -90,6 +91,11 @@ fn api_routes() -> Router<AppState> {
             "/v1/lake/{table}/records",
             // Read within `lake.max_request_bytes` by the handler.
             post(lake::append).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/admin/keys", post(keys::create).get(keys::list))
+        .route(
+            "/v1/admin/keys/{key_id}",
+            axum::routing::delete(keys::revoke),
         )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
