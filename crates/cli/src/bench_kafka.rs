@@ -151,6 +151,8 @@ async fn store_only(
                 bytes: bytes::Bytes::copy_from_slice(photo),
                 filename: Some("bench.jpg".to_owned()),
                 idempotency_key: Some(format!("kafka:bench:{c}:{p}")),
+                source: imagelake_core::records::Source::Kafka,
+                delivery: Some(format!("kafka:bench:{c}:{p}")),
             };
             imagelake_runtime::ingest::accept(&state, upload)
                 .await

@@ -14,9 +14,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    CustomerId, ImageId, Timestamp,
+    CustomerId, ErrorCode, ImageId, Timestamp,
     clock::to_micros,
-    records::{Customer, Image, ImageStatus},
+    records::{Customer, Image, ImageStatus, Source},
 };
 
 /// Bumped on any change a reader must know about; readers keep every version they ever read.
@@ -43,6 +43,12 @@ pub enum EventType {
     CustomerUpdated,
     #[serde(rename = "customer.deleted")]
     CustomerDeleted,
+    /// An upload answered with an image the customer already had: `image_id` is that image.
+    #[serde(rename = "image.duplicate")]
+    ImageDuplicate,
+    /// An upload refused (`data`: `code`, `bytes`, `source`, `customer_id`); nothing was kept.
+    #[serde(rename = "upload.refused")]
+    UploadRefused,
 }
 
 impl EventType {
@@ -56,6 +62,8 @@ impl EventType {
             Self::CustomerCreated => "customer.created",
             Self::CustomerUpdated => "customer.updated",
             Self::CustomerDeleted => "customer.deleted",
+            Self::ImageDuplicate => "image.duplicate",
+            Self::UploadRefused => "upload.refused",
         }
     }
 }
@@ -83,7 +91,12 @@ pub struct Event {
     pub customer_id: CustomerId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_id: Option<ImageId>,
-    /// The entity after the change: the image record, or the customer without its keys.
+    /// The door of the upload an image event is about (`api`, `kafka`, `direct`); absent on
+    /// customer events and on images recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// The entity after the change: the image record, or the customer without its keys; for
+    /// `upload.refused`, what was refused.
     pub data: Value,
 }
 
@@ -105,7 +118,56 @@ impl Event {
             occurred_at,
             customer_id: image.customer_id,
             image_id: Some(image.id),
+            source: image.source,
             data: serde_json::to_value(image).unwrap_or(Value::Null),
+        }
+    }
+
+    /// An upload through `source` answered with `existing`, which the customer already had.
+    /// `delivery` names the delivery when it can come again (a stream message's position), so
+    /// a redelivery is the same event; otherwise each answer is an event of its own.
+    pub fn duplicate(
+        existing: &Image,
+        source: Source,
+        delivery: Option<&str>,
+        occurred_at: Timestamp,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            event_id: occurrence_id(EventType::ImageDuplicate, delivery),
+            event_type: EventType::ImageDuplicate,
+            occurred_at,
+            customer_id: existing.customer_id,
+            image_id: Some(existing.id),
+            source: Some(source),
+            data: serde_json::to_value(existing).unwrap_or(Value::Null),
+        }
+    }
+
+    /// An upload of `bytes` through `source` refused with `code` (`delivery` as in
+    /// [`duplicate`](Self::duplicate)).
+    pub fn refused(
+        customer: CustomerId,
+        source: Source,
+        code: ErrorCode,
+        bytes: u64,
+        delivery: Option<&str>,
+        occurred_at: Timestamp,
+    ) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            event_id: occurrence_id(EventType::UploadRefused, delivery),
+            event_type: EventType::UploadRefused,
+            occurred_at,
+            customer_id: customer,
+            image_id: None,
+            source: Some(source),
+            data: serde_json::json!({
+                "code": code.as_str(),
+                "bytes": bytes,
+                "source": source.as_str(),
+                "customer_id": customer,
+            }),
         }
     }
 
@@ -123,8 +185,18 @@ impl Event {
             occurred_at,
             customer_id: customer.id,
             image_id: None,
+            source: None,
             data: serde_json::to_value(customer).unwrap_or(Value::Null),
         }
+    }
+}
+
+/// The id of something that happened without changing an entity: from the delivery that can
+/// come again, or new (UUIDv7) when it cannot.
+fn occurrence_id(event_type: EventType, delivery: Option<&str>) -> Uuid {
+    match delivery {
+        Some(delivery) => event_id(event_type, delivery, 0),
+        None => Uuid::now_v7(),
     }
 }
 
@@ -156,6 +228,7 @@ mod tests {
             error: None,
             processed_at: None,
             generation: None,
+            source: None,
         }
     }
 

@@ -44,6 +44,34 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// Which door an upload came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `POST /v1/images` (a body or a multipart part).
+    Api,
+    /// The internal Kafka image stream.
+    Kafka,
+    /// A direct upload to the bucket through a signed URL (`POST /v1/uploads`).
+    Direct,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Kafka => "kafka",
+            Self::Direct => "direct",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Api, Self::Kafka, Self::Direct]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
 /// What a company key (not a customer's) may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +235,9 @@ pub struct Image {
     /// generations (GCS); a notification for a newer generation is an overwrite.
     #[serde(default, skip)]
     pub generation: Option<i64>,
+    /// The door it came through; absent on records made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
 }
 
 impl Image {

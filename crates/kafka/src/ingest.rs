@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use imagelake_core::ErrorCode;
+use imagelake_core::{ErrorCode, records::Source};
 use imagelake_runtime::{
     AppState, Error,
     ingest::{self, Accepted, Upload},
@@ -354,14 +354,24 @@ async fn take(
                 Err(other) => return Err(Error::internal(&other)),
             };
             if found.meta.size > limit {
-                return Err(Error::too_large(limit));
+                let (customer, key) = (request.customer, &request.idempotency_key);
+                return Err(refuse(
+                    state,
+                    customer,
+                    key,
+                    Error::too_large(limit),
+                    found.meta.size,
+                )
+                .await);
             }
             let bytes = found.bytes().await.map_err(|e| Error::internal(&e))?;
             (bytes, Some(location))
         }
     };
     if bytes.len() as u64 > limit {
-        return Err(Error::too_large(limit));
+        let size = bytes.len() as u64;
+        let (customer, key) = (request.customer, &request.idempotency_key);
+        return Err(refuse(state, customer, key, Error::too_large(limit), size).await);
     }
     let accepted = ingest::accept(
         state,
@@ -369,7 +379,10 @@ async fn take(
             customer: request.customer,
             bytes,
             filename: request.filename,
-            idempotency_key: Some(request.idempotency_key),
+            idempotency_key: Some(request.idempotency_key.clone()),
+            source: Source::Kafka,
+            // The message's key or position: a redelivery is the same event.
+            delivery: Some(request.idempotency_key),
         },
     )
     .await?;
@@ -380,6 +393,27 @@ async fn take(
         }
     }
     Ok(accepted)
+}
+
+/// Records `upload.refused` for a message refused before `ingest::accept` (which records its
+/// own), and gives the refusal back.
+async fn refuse(
+    state: &AppState,
+    customer: imagelake_core::CustomerId,
+    delivery: &str,
+    refusal: Error,
+    bytes: u64,
+) -> Error {
+    ingest::refused(
+        state,
+        customer,
+        Source::Kafka,
+        &refusal,
+        bytes,
+        Some(delivery),
+    )
+    .await;
+    refusal
 }
 
 /// The answer for a claim whose object is gone because it was taken in already: the message came

@@ -197,6 +197,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn pending_uploads(&self, before: Timestamp, limit: usize) -> Result<Vec<Image>>;
     /// Forgets idempotency keys created before `before`; returns how many.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
+    /// Records an event that changes no entity (`image.duplicate`, `upload.refused`); one with
+    /// an `event_id` written before is left as it is.
+    async fn record_event(&self, event: &Event) -> Result<()>;
     /// Up to `limit` events not yet marked published, in the order they were written.
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<Event>>;
     /// Marks events as delivered to the events topic.

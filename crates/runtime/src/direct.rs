@@ -130,6 +130,7 @@ pub async fn issue(
         format,
         request.bytes,
         request.filename.as_deref().and_then(clean_filename),
+        imagelake_core::records::Source::Direct,
     );
     let headers = signed_headers(&image);
     let ttl = state.settings.objects.upload_url_ttl.0;

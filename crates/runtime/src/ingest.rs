@@ -14,8 +14,10 @@
 
 use bytes::Bytes;
 use imagelake_core::{
-    CustomerId, ImageId, paths,
-    records::{Image, ImageStatus},
+    CustomerId, ErrorCode, ImageId,
+    events::Event,
+    paths,
+    records::{Image, ImageStatus, Source},
 };
 use imagelake_imaging::ImagingError;
 use imagelake_metadata::{IdempotencyRecord, InsertOutcome, NewImage};
@@ -34,6 +36,11 @@ pub struct Upload {
     pub bytes: Bytes,
     pub filename: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The door it came through.
+    pub source: Source,
+    /// The delivery, when it can come again (a stream message's position): a redelivery's
+    /// `image.duplicate` or `upload.refused` is then the same event.
+    pub delivery: Option<String>,
 }
 
 /// Who asked what, as idempotency keys compare requests.
@@ -164,6 +171,48 @@ pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
 
 /// Validates, deduplicates, stores and records one image.
 pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error> {
+    let (customer, source, size) = (upload.customer, upload.source, upload.bytes.len() as u64);
+    let delivery = upload.delivery.clone();
+    let outcome = take(state, upload).await;
+    match &outcome {
+        Ok(Accepted::Duplicate(existing)) => {
+            let now = state.clock.now();
+            let event = Event::duplicate(existing, source, delivery.as_deref(), now);
+            note(state, &event).await;
+        }
+        Err(refusal) => refused(state, customer, source, refusal, size, delivery.as_deref()).await,
+        Ok(_) => {}
+    }
+    outcome
+}
+
+/// Records `upload.refused` for an upload of `bytes` a door refused with `refusal`; a failure
+/// of the system's own (`internal`) is no refusal.
+pub async fn refused(
+    state: &AppState,
+    customer: CustomerId,
+    source: Source,
+    refusal: &Error,
+    bytes: u64,
+    delivery: Option<&str>,
+) {
+    if refusal.code == ErrorCode::Internal {
+        return;
+    }
+    let now = state.clock.now();
+    let event = Event::refused(customer, source, refusal.code, bytes, delivery, now);
+    note(state, &event).await;
+}
+
+/// Records an event that changes nothing; the answer does not wait on it failing.
+async fn note(state: &AppState, event: &Event) {
+    if let Err(e) = state.store.record_event(event).await {
+        tracing::warn!(error = %e, event = event.event_type.as_str(), "event not recorded");
+    }
+}
+
+/// Accepts an upload: stores its bytes and records it, or finds it a duplicate or a replay.
+async fn take(state: &AppState, upload: Upload) -> Result<Accepted, Error> {
     if upload.bytes.is_empty() {
         return Err(Error::invalid(
             "the request body is empty; send the image bytes",
@@ -212,6 +261,7 @@ pub async fn accept(state: &AppState, upload: Upload) -> Result<Accepted, Error>
             format,
             upload.bytes.len() as u64,
             upload.filename,
+            upload.source,
         )
     };
     let location = paths::original(image.customer_id, image.id);
@@ -341,6 +391,7 @@ pub(crate) fn new_image(
     format: imagelake_imaging::Format,
     bytes: u64,
     filename: Option<String>,
+    source: Source,
 ) -> Image {
     let now = state.clock.now();
     let retention =
@@ -359,6 +410,7 @@ pub(crate) fn new_image(
         error: None,
         processed_at: None,
         generation: None,
+        source: Some(source),
     }
 }
 

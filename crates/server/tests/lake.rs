@@ -99,6 +99,18 @@ async fn the_lake_holds_what_happened_once() {
         server.wait_settled(&key, &id).await;
         ids.push(id);
     }
+    // The first photo again (a duplicate), and bytes that are no image (refused).
+    let (status, body) = server
+        .upload(&key, std::fs::read(&photos[0]).unwrap(), None)
+        .await;
+    assert_eq!(
+        (status, body["id"].as_str()),
+        (StatusCode::OK, Some(ids[0].as_str()))
+    );
+    let (status, body) = server
+        .upload(&key, b"not an image at all".to_vec(), None)
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
     let deleted = server
         .client
         .delete(server.url(&format!("/v1/images/{}", ids[1])))
@@ -158,11 +170,26 @@ async fn the_lake_holds_what_happened_once() {
         (("image.received", 10), 3),
         (("image.processed", 10), 3),
         (("image.deleted", 10), 1),
+        (("image.duplicate", 10), 1),
+        (("upload.refused", 10), 1),
         (("image.expired", 11), 2),
     ]
     .into();
     assert_eq!(by_type, expected, "{events:#?}");
-    assert_eq!(closed["rows"], 8, "{closed}");
+    assert_eq!(closed["rows"], 10, "{closed}");
+    let of_type = |t: &str| events.iter().find(|e| e["type"] == t).unwrap();
+    assert_eq!(of_type("image.duplicate")["image_id"], ids[0].as_str());
+    let refused: Value =
+        serde_json::from_str(of_type("upload.refused")["data"].as_str().unwrap()).unwrap();
+    assert_eq!(refused["code"], "unsupported_media_type");
+    assert_eq!(refused["bytes"], 19);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["type"] != "customer.created")
+            .all(|e| e["source"] == "api"),
+        "every image event names its door"
+    );
     assert!(
         events.iter().all(|e| e["customer_id"] == customer.as_str()),
         "every event names its customer"

@@ -322,6 +322,7 @@ fn received_image(customer: CustomerId, id: imagelake_core::ImageId) -> Image {
         error: None,
         processed_at: None,
         generation: None,
+        source: None,
     }
 }
 

@@ -619,6 +619,10 @@ impl MetadataStore for FirestoreStore {
         Ok(count)
     }
 
+    async fn record_event(&self, event: &Event) -> Result<()> {
+        self.commit_all(vec![self.outbox_write(event)?]).await
+    }
+
     async fn unpublished_events(&self, limit: usize) -> Result<Vec<Event>> {
         let query = json!({
             "from": [{"collectionId": "outbox"}],

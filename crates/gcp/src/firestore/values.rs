@@ -6,6 +6,7 @@ use imagelake_core::{
     CustomerId, Timestamp,
     records::{
         ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
+        Source,
     },
 };
 use imagelake_metadata::{IdempotencyRecord, Result, StoreError};
@@ -157,6 +158,7 @@ pub(super) fn image_fields(i: &Image) -> Value {
         "error": to_json_string(&i.error),
         "processed_at": opt(i.processed_at, ts),
         "generation": opt(i.generation, int),
+        "source": opt(i.source.map(|s| s.as_str()), string),
     })
 }
 
@@ -176,6 +178,7 @@ pub(super) fn image_from(doc: &Value) -> Result<Image> {
         error: json_field::<ErrorInfo>(doc, "error")?,
         processed_at: get_ts(doc, "processed_at"),
         generation: get_i64(doc, "generation"),
+        source: get_str(doc, "source").and_then(|s| Source::parse(&s)),
     })
 }
 

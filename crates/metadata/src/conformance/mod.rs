@@ -12,7 +12,7 @@ use chrono::TimeZone;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ServiceKey},
+    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ServiceKey, Source},
 };
 
 use crate::{
@@ -70,6 +70,7 @@ pub fn image(customer: CustomerId, uploaded_at: Timestamp, sha: &str) -> Image {
         error: None,
         processed_at: None,
         generation: None,
+        source: None,
     }
 }
 
@@ -297,6 +298,19 @@ pub async fn every_change_writes_one_event(store: &dyn MetadataStore) {
         store.insert_image(&new(&twin), false).await.unwrap(),
         InsertOutcome::Duplicate(_)
     ));
+    // What changes nothing is recorded too, once per delivery.
+    let duplicate = Event::duplicate(&kept, Source::Kafka, Some("kafka:t:0:7"), t0() + secs(2));
+    let refused = Event::refused(
+        c.id,
+        Source::Api,
+        imagelake_core::ErrorCode::PayloadTooLarge,
+        99,
+        None,
+        t0() + secs(2),
+    );
+    for event in [&duplicate, &duplicate, &refused] {
+        store.record_event(event).await.unwrap();
+    }
     kept.status = ImageStatus::Processed;
     kept.processed_at = Some(t0() + secs(3));
     store.update_image(&kept).await.unwrap();
@@ -326,6 +340,8 @@ pub async fn every_change_writes_one_event(store: &dyn MetadataStore) {
         created,
         updated,
         received,
+        duplicate,
+        refused,
         processed,
         Event::image(EventType::ImageReceived, &expiring, expiring.uploaded_at),
         Event::image(EventType::ImageExpired, &expiring, t0() + secs(5)),

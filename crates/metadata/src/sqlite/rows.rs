@@ -4,6 +4,7 @@ use imagelake_core::{
     clock::from_micros,
     records::{
         ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
+        Source,
     },
 };
 use rusqlite::Row;
@@ -12,7 +13,7 @@ use crate::IdempotencyRecord;
 
 /// Image columns in the order [`image_from_row`] reads them.
 pub(super) const IMAGE_COLUMNS: &str = "id, customer_id, status, bytes, sha256, content_type, filename, \
-                             uploaded_at, expires_at, facts, error, processed_at, generation";
+                             uploaded_at, expires_at, facts, error, processed_at, generation, source";
 
 pub(super) fn parse_id<T: std::str::FromStr>(s: String) -> rusqlite::Result<T> {
     s.parse()
@@ -45,6 +46,9 @@ pub(super) fn image_from_row(row: &Row<'_>) -> rusqlite::Result<Image> {
         error: json_column::<ErrorInfo>(row.get(10)?)?,
         processed_at: row.get::<_, Option<i64>>(11)?.map(from_micros),
         generation: row.get(12)?,
+        source: row
+            .get::<_, Option<String>>(13)?
+            .and_then(|s| Source::parse(&s)),
     })
 }
 

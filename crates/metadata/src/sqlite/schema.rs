@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS images (
     facts TEXT,
     error TEXT,
     processed_at INTEGER,
-    generation INTEGER
+    generation INTEGER,
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS images_by_customer ON images(customer_id, uploaded_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS images_by_sha ON images(customer_id, sha256);
@@ -99,6 +100,9 @@ pub(super) fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     };
     if !has_column("images", "generation")? {
         conn.execute("ALTER TABLE images ADD COLUMN generation INTEGER", [])?;
+    }
+    if !has_column("images", "source")? {
+        conn.execute("ALTER TABLE images ADD COLUMN source TEXT", [])?;
     }
     if !has_column("customers", "email_key")? {
         conn.execute("ALTER TABLE customers ADD COLUMN email_key TEXT", [])?;

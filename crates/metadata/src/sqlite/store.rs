@@ -327,6 +327,11 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
+    async fn record_event(&self, event: &Event) -> Result<()> {
+        let event = event.clone();
+        self.call(move |conn| record_event(conn, &event)).await
+    }
+
     async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>> {
         self.call(move |conn| {
             let mut stmt =
@@ -356,7 +361,7 @@ impl MetadataStore for SqliteStore {
                 return Ok(InsertOutcome::Duplicate(Box::new(existing)));
             }
             tx.execute(
-                &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT INTO images ({IMAGE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 params![
                     img.id.to_string(),
                     img.customer_id.to_string(),
@@ -371,6 +376,7 @@ impl MetadataStore for SqliteStore {
                     to_json(&img.error),
                     img.processed_at.map(to_micros),
                     img.generation,
+                    img.source.map(|s| s.as_str()),
                 ],
             )?;
             if let Some(idem) = &new.idempotency {

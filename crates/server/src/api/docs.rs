@@ -112,6 +112,8 @@ pub struct ImageRecord {
     renditions: Option<BTreeMap<String, RenditionInfo>>,
     error: Option<ErrorInfo>,
     processed_at: Option<DateTime<Utc>>,
+    /// The door it came through: `api`, `kafka` or `direct`.
+    source: Option<imagelake_core::records::Source>,
     /// In upload answers: whether the same bytes were stored already, as this image.
     duplicate: Option<bool>,
 }
@@ -263,6 +265,7 @@ mod tests {
             }),
             processed_at: Some(now),
             generation: Some(1),
+            source: Some(imagelake_core::records::Source::Api),
         };
         let answer = imagelake_runtime::ingest::image_body(&image, true);
         for field in answer.as_object().unwrap().keys() {

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use imagelake_core::{
     CustomerId, ErrorCode, ImageId,
     paths::{self, RenditionKind},
-    records::Image,
+    records::{Image, Source},
 };
 use imagelake_metadata::{Cursor, ImageQuery, Removal};
 use object_store::{GetOptions, path::Path as ObjectPath};
@@ -127,10 +127,42 @@ pub async fn upload(
     Query(query): Query<HashMap<String, String>>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let answered = receive(&state, customer, query, request).await;
+    if let Err(Refused(refusal)) = &answered {
+        let bytes = declared.unwrap_or(0);
+        ingest::refused(&state, customer, Source::Api, &refusal.0, bytes, None).await;
+    }
+    answered.map_err(|Refused(e)| e)
+}
+
+/// An upload refused before it reached `ingest::accept` (which records its own refusals), so
+/// the handler records `upload.refused` for it.
+struct Refused(ApiError);
+
+impl<E: Into<ApiError>> From<E> for Refused {
+    fn from(e: E) -> Self {
+        Self(e.into())
+    }
+}
+
+/// Reads the body within the limits and hands it to `ingest::accept`: one image, or a
+/// multipart batch.
+async fn receive(
+    state: &AppState,
+    customer: CustomerId,
+    query: HashMap<String, String>,
+    request: Request,
+) -> Result<Response, Refused> {
     if let Some(field) = query.keys().find(|k| *k != "filename") {
         return Err(ApiError::invalid(format!(
             "unknown query parameter `{field}`; only `filename` is accepted"
-        )));
+        ))
+        .into());
     }
     let limit = state.settings.limits.max_body_bytes;
     let declared = request
@@ -139,7 +171,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(limit));
+        return Err(ApiError::too_large(limit).into());
     }
     let idempotency_key = request
         .headers()
@@ -158,11 +190,12 @@ pub async fn upload(
     if is_multipart && idempotency_key.is_some() {
         return Err(ApiError::invalid(
             "Idempotency-Key is not supported on multipart uploads; upload files one by one to use it",
-        ));
+        )
+        .into());
     }
     let key = match request.extensions().get::<Caller>() {
         Some(Caller::Customer { key, .. }) => *key,
-        _ => return Err(ApiError::internal(&"upload without a customer key")),
+        _ => return Err(ApiError::internal(&"upload without a customer key").into()),
     };
     // Wait for room before reading the body: the bodies held at once stay within the budget,
     // and within this key's share of it.
@@ -179,21 +212,29 @@ pub async fn upload(
     ));
     let request = Request::from_parts(parts, limited);
     if is_multipart {
-        return upload_batch(&state, customer, request).await;
+        // A batch records the refusals of its parts itself.
+        let answered = upload_batch(state, customer, request).await;
+        return Ok(answered.unwrap_or_else(IntoResponse::into_response));
     }
     let bytes = read_body(request.into_body(), declared, limit).await?;
     let filename = query.get("filename").and_then(|f| clean_filename(f));
     let accepted = ingest::accept(
-        &state,
+        state,
         Upload {
             customer,
             bytes,
             filename,
             idempotency_key,
+            source: Source::Api,
+            delivery: None,
         },
     )
-    .await?;
-    Ok(answer(accepted))
+    .await;
+    match accepted {
+        Ok(accepted) => Ok(answer(accepted)),
+        // `accept` recorded this refusal itself.
+        Err(refusal) => Ok(ApiError::from(refusal).into_response()),
+    }
 }
 
 /// The answer to an accepted upload: `201` with the record, `200` with the image the customer
@@ -252,7 +293,14 @@ async fn upload_batch(
         .unwrap_or_default()
         .to_owned();
     let multipart_error = |e: multipart::Error| multipart::refusal(&e, limit);
-    let mut parts = FileParts::new(&content_type, request.into_body()).map_err(multipart_error)?;
+    let mut parts = match FileParts::new(&content_type, request.into_body()) {
+        Ok(parts) => parts,
+        Err(e) => {
+            let refusal = multipart_error(e);
+            ingest::refused(state, customer, Source::Api, &refusal.0, 0, None).await;
+            return Err(refusal);
+        }
+    };
     let mut results = Vec::new();
     let mut ended = None;
     loop {
@@ -283,6 +331,8 @@ async fn upload_batch(
                 bytes,
                 filename: filename.clone(),
                 idempotency_key: None,
+                source: Source::Api,
+                delivery: None,
             },
         )
         .await;
@@ -296,6 +346,9 @@ async fn upload_batch(
         });
     }
     let unread = ended.is_some();
+    if let Some((_, refusal)) = &ended {
+        ingest::refused(state, customer, Source::Api, &refusal.0, 0, None).await;
+    }
     match ended {
         // Nothing was stored: the request as a whole is refused.
         Some((_, refused)) if results.is_empty() => return Err(refused),
@@ -303,7 +356,9 @@ async fn upload_batch(
             json!({"filename": filename, "status": refused.status().as_u16(), "error": refused.body()["error"]}),
         ),
         None if results.is_empty() => {
-            return Err(ApiError::invalid("the multipart body has no `file` part"));
+            let refusal = ApiError::invalid("the multipart body has no `file` part");
+            ingest::refused(state, customer, Source::Api, &refusal.0, 0, None).await;
+            return Err(refusal);
         }
         None => {}
     }
