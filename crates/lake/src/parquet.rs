@@ -2,8 +2,8 @@
 //! table's types, zstd, one row group per batch of rows that fits the writer's memory.
 //!
 //! The file is built in memory and handed over when it reaches the size it rolls at, so what
-//! one write holds is one file plus the row group being filled: the writer's
-//! `max_buffer_bytes` bounds both (see [`Budget`]).
+//! one write holds is the file being put, the one being built and its row group: the writer's
+//! `max_buffer_bytes` bounds them all (see [`Budget`]).
 
 use std::sync::Arc;
 
@@ -35,11 +35,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Half the buffer for the file being built, an eighth for the rows of its row group
-    /// (their encoded size is smaller still), the rest for the batch being read.
+    /// A quarter of the buffer for the file being built and a quarter for the one being put,
+    /// an eighth for the row group being filled, the rest for the batch being read.
     pub fn within(max_buffer_bytes: u64, max_file_bytes: u64) -> Self {
         Self {
-            file_bytes: max_file_bytes.min(max_buffer_bytes / 2),
+            file_bytes: max_file_bytes.min(max_buffer_bytes / 4),
             row_group_bytes: max_buffer_bytes / 8,
         }
     }

@@ -54,7 +54,8 @@ pub struct Lake {
     /// The writer's memory for rows not yet written out, in bytes, whatever the backlog; it
     /// writes out earlier rather than growing.
     pub max_buffer_bytes: u64,
-    /// A Parquet file of an hour is closed and the next one begun past this size.
+    /// A Parquet file of an hour is closed and the next one begun past this size (at most a
+    /// quarter of `max_buffer_bytes`).
     pub max_file_bytes: u64,
     /// Largest record (one line of NDJSON) a table accepts; larger ones are quarantined.
     pub max_record_bytes: u64,
@@ -75,7 +76,7 @@ impl Default for Lake {
             retention: None,
             grace: HumanDuration(Duration::from_secs(300)),
             max_buffer_bytes: 256 << 20,
-            max_file_bytes: 256 << 20,
+            max_file_bytes: 64 << 20,
             max_record_bytes: 1 << 20,
             max_request_bytes: 16 << 20,
             request_buffer: 10_000,

@@ -155,6 +155,9 @@ impl FromRequestParts<AppState> for Caller {
             caller
         };
         state.limiter.check(&hash, state.clock.now())?;
+        if let Some(slot) = parts.extensions.get::<crate::requests::CallerSlot>() {
+            let _ = slot.0.set(caller);
+        }
         parts.extensions.insert(caller);
         parts.extensions.insert(RateKey(hash));
         Ok(caller)

@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod connections;
 pub mod error;
+pub mod requests;
 pub mod serve;
 
 pub use serve::{Running, start};

@@ -242,6 +242,57 @@ async fn the_lake_holds_what_happened_once() {
             .any(|(l, r)| *l == 5 && r.contains("missing time field"))
     );
 
+    // Every request the API answered, by its route's template, with who called.
+    let requests = read(&objects, "api_requests");
+    let hour_10: Vec<&Value> = requests.iter().filter(|r| r["hour"] == 10).collect();
+    let mut uploads: Vec<(i64, Option<&str>)> = hour_10
+        .iter()
+        .filter(|r| r["route"] == "/v1/images" && r["method"] == "POST")
+        .map(|r| (r["status"].as_i64().unwrap(), r["error_code"].as_str()))
+        .collect();
+    uploads.sort();
+    assert_eq!(
+        uploads,
+        [
+            (200, None),
+            (201, None),
+            (201, None),
+            (201, None),
+            (415, Some("unsupported_media_type"))
+        ],
+        "{hour_10:#?}"
+    );
+    let first = hour_10
+        .iter()
+        .find(|r| r["route"] == "/v1/images" && r["status"] == 201)
+        .unwrap();
+    assert_eq!(first["customer_id"], customer.as_str());
+    assert_eq!(first["key_role"], "customer");
+    let sizes: Vec<u64> = photos
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(
+        sizes.contains(&first["request_bytes"].as_u64().unwrap()),
+        "the bytes of one of the photos: {first}"
+    );
+    assert!(first["response_bytes"].as_u64().unwrap() > 0);
+    let posted = hour_10
+        .iter()
+        .find(|r| r["route"] == "/v1/lake/{table}/records")
+        .unwrap();
+    assert_eq!(
+        (posted["key_role"].as_str(), posted["status"].as_i64()),
+        (Some("admin"), Some(200))
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r["route"].as_str().unwrap().contains(&ids[0])),
+        "routes are templates, never raw paths"
+    );
+    assert!(requests.iter().any(|r| r["route"] == "/v1/images/{id}"));
+
     // A record of an hour already closed went to a later file of its hour; the marker says so.
     let late = marker(&objects, "billing_events", "dt=2026-11-30/hour=09").unwrap();
     assert_eq!(
@@ -415,5 +466,23 @@ async fn company_keys_have_roles() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, listed) = server.get(ADMIN, "/v1/admin/keys").await;
     assert!(listed["keys"][0]["revoked_at"].is_string(), "{listed}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_request_buffer_drops_and_counts_never_fails_a_request() {
+    let clock = Arc::new(ManualClock::new("2026-11-30T10:05:00Z".parse().unwrap()));
+    // No writer drains the buffer of two records.
+    let server = TestServer::with_lake_doors(clock, |s| s.lake.request_buffer = 2).await;
+    for _ in 0..5 {
+        let (status, _) = server.get(ADMIN, "/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let response = server.get_bytes(ADMIN, "/metrics").await;
+    let metrics = response.text().await.unwrap();
+    assert!(
+        metrics.contains("imagelake_lake_records_dropped_total{table=\"api_requests\"} 3"),
+        "{metrics}"
+    );
     server.stop().await;
 }

@@ -118,6 +118,10 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         })
         // JSON bodies are small; uploads read their own body with the configured limit.
         .layer(DefaultBodyLimit::max(crate::error::JSON_LIMIT as usize))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::requests::record,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 imagelake_core::ErrorCode::Internal,

@@ -114,21 +114,41 @@ impl TestServer {
     /// A server with the lake as `serve` runs it: the HTTP door and the hourly writer on the
     /// embedded event log, on `clock`.
     pub async fn with_lake(clock: Arc<ManualClock>, tweak: impl FnOnce(&mut Settings)) -> Self {
+        Self::lake(clock, tweak, true).await
+    }
+
+    /// The lake's doors without its writer: what comes in stays where the doors leave it.
+    pub async fn with_lake_doors(
+        clock: Arc<ManualClock>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Self {
+        Self::lake(clock, tweak, false).await
+    }
+
+    async fn lake(
+        clock: Arc<ManualClock>,
+        tweak: impl FnOnce(&mut Settings),
+        writer: bool,
+    ) -> Self {
         use imagelake_runtime::tasks::{OnFailure, Stage, TaskSpec};
         let (mut state, dir) = Self::assemble(tweak, clock, None);
         let lake = imagelake_lake::Lake::open(&state)
             .await
             .expect("lake opens");
         state.lake = Some(lake.clone());
-        let events = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
-        let writer = imagelake_lake::Writer::new(lake, Some(events)).await;
-        let spec = TaskSpec {
-            name: "lake-writer",
-            required: false,
-            on_failure: OnFailure::Retry,
-            stage: Stage::Flush,
-        };
-        Self::run_tasks(state, dir, vec![(spec, Box::new(writer))]).await
+        let mut tasks: Vec<imagelake_server::serve::Spawn> = Vec::new();
+        if writer {
+            let events = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+            let spec = TaskSpec {
+                name: "lake-writer",
+                required: false,
+                on_failure: OnFailure::Retry,
+                stage: Stage::Flush,
+            };
+            let writer = imagelake_lake::Writer::new(lake, Some(events)).await;
+            tasks.push((spec, Box::new(writer)));
+        }
+        Self::run_tasks(state, dir, tasks).await
     }
 
     fn assemble(
