@@ -1,0 +1,313 @@
+//! The writer's promises under failure, step by step on an injected clock: a write cut short
+//! anywhere is done again under the same names (no row twice, none lost), a restart rewrites
+//! no closed hour, and the files are what the log held.
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use imagelake_core::{Clock, ManualClock, Timestamp, lake::TableDecl};
+use imagelake_lake::{Lake, Writer};
+use imagelake_metadata::SqliteStore;
+use imagelake_runtime::{
+    AppState, Settings,
+    keys::AdminToken,
+    lake::LakeDoor,
+    tasks::{Step, Task},
+};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, local::LocalFileSystem,
+    path::Path,
+};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+/// Local files that refuse puts once `allowed` reaches zero (negative: never), and count them.
+#[derive(Debug)]
+struct Flaky {
+    inner: LocalFileSystem,
+    allowed: AtomicI64,
+    puts: AtomicU64,
+}
+
+impl std::fmt::Display for Flaky {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Flaky({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Flaky {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        if self.allowed.fetch_sub(1, Ordering::SeqCst) == 0 {
+            self.allowed.store(0, Ordering::SeqCst);
+            return Err(object_store::Error::Generic {
+                store: "flaky",
+                source: "the process died here".into(),
+            });
+        }
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    objects: Arc<Flaky>,
+    state: AppState,
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn fixture(start: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
+    let objects = Arc::new(Flaky {
+        inner: LocalFileSystem::new_with_prefix(dir.path().join("objects")).unwrap(),
+        allowed: AtomicI64::new(-1),
+        puts: AtomicU64::new(0),
+    });
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    // Small files, so one hour is many of them.
+    settings.lake.max_buffer_bytes = 16 << 20;
+    settings.lake.max_file_bytes = 1;
+    settings.lake.tables = vec![
+        serde_json::from_value::<TableDecl>(json!({
+            "name": "clicks", "time_field": "ts", "id_field": "id",
+            "columns": {"id": "string", "ts": "timestamp", "page": "string", "n": "int64"}
+        }))
+        .unwrap(),
+    ];
+    let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+    let clock = Arc::new(ManualClock::new(at(start)));
+    let state = AppState::assemble(
+        settings,
+        objects.clone(),
+        Arc::new(sqlite.clone()),
+        Arc::new(sqlite),
+        clock.clone(),
+        AdminToken::from_secret("admin"),
+    );
+    Fixture {
+        dir,
+        clock,
+        objects,
+        state,
+    }
+}
+
+/// `n` records of hour 10, NDJSON, ids `c0`..
+fn clicks(n: usize) -> Bytes {
+    let mut body = String::new();
+    for i in 0..n {
+        let line = json!({
+            "id": format!("c{i}"),
+            "ts": format!("2026-11-30T10:{:02}:{:02}.{:06}Z", (i / 60) % 60, i % 60, i),
+            "page": format!("/page/{}/{}", i % 97, "x".repeat(40)),
+            "n": i,
+        });
+        body.push_str(&line.to_string());
+        body.push('\n');
+    }
+    Bytes::from(body)
+}
+
+async fn step_until_idle(writer: &mut Writer) -> anyhow::Result<()> {
+    let stop = CancellationToken::new();
+    while writer.step(&stop).await? == Step::Busy {}
+    Ok(())
+}
+
+/// The Parquet files of hour 10 of `clicks`, and the rows in all of them.
+fn hour_files(dir: &std::path::Path) -> (BTreeSet<String>, i64) {
+    let folder = dir.join("objects/lake/clicks/dt=2026-11-30/hour=10");
+    let mut names = BTreeSet::new();
+    let mut rows = 0;
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") {
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            rows += reader.metadata().file_metadata().num_rows();
+            names.insert(name);
+        }
+    }
+    (names, rows)
+}
+
+#[tokio::test]
+async fn a_write_cut_short_is_written_again_under_the_same_names() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    let lake = Lake::open(&f.state).await.unwrap();
+    let appended = lake
+        .append("clicks", clicks(30_000), f.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(appended.accepted, 30_000);
+    let mut writer = Writer::new(lake.clone(), None).await;
+    step_until_idle(&mut writer).await.unwrap();
+
+    // The hour closes at 11:05; the third file's put dies.
+    f.clock.set(at("2026-11-30T11:06:00Z"));
+    f.objects.allowed.store(2, Ordering::SeqCst);
+    assert!(
+        step_until_idle(&mut writer).await.is_err(),
+        "the write was cut short"
+    );
+    let (cut, _) = hour_files(f.dir.path());
+    assert_eq!(cut.len(), 2, "two files were put before the cut: {cut:?}");
+    assert!(
+        !f.dir
+            .path()
+            .join("objects/lake/clicks/dt=2026-11-30/hour=10/_SUCCESS")
+            .exists(),
+        "no marker for a cut hour"
+    );
+
+    // A fresh writer (the process restarted) finishes the same range under the same names.
+    f.objects.allowed.store(-1, Ordering::SeqCst);
+    let mut restarted = Writer::new(lake.clone(), None).await;
+    step_until_idle(&mut restarted).await.unwrap();
+    let (names, rows) = hour_files(f.dir.path());
+    assert!(names.len() > 2, "{names:?}");
+    assert!(
+        cut.is_subset(&names),
+        "the files put before the cut were put again, not beside"
+    );
+    assert_eq!(rows, 30_000, "every record once");
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            f.dir
+                .path()
+                .join("objects/lake/clicks/dt=2026-11-30/hour=10/_SUCCESS"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(marker["rows"], 30_000);
+    assert_eq!(marker["files"].as_u64(), Some(names.len() as u64));
+
+    // Sent again (a retried delivery): the ids were seen; nothing is written twice.
+    let again = lake
+        .append("clicks", clicks(30_000), f.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(again.accepted, 30_000, "a duplicate is accepted, once");
+    f.clock.set(at("2026-11-30T12:06:00Z"));
+    step_until_idle(&mut restarted).await.unwrap();
+    assert_eq!(hour_files(f.dir.path()).1, 30_000);
+}
+
+#[tokio::test]
+async fn a_restart_rewrites_no_closed_hour() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    let lake = Lake::open(&f.state).await.unwrap();
+    lake.append("clicks", clicks(100), f.clock.now())
+        .await
+        .unwrap();
+    let mut writer = Writer::new(lake.clone(), None).await;
+    f.clock.set(at("2026-11-30T11:06:00Z"));
+    step_until_idle(&mut writer).await.unwrap();
+    let puts = f.objects.puts.load(Ordering::SeqCst);
+    assert!(puts > 0);
+
+    let mut restarted = Writer::new(Lake::open(&f.state).await.unwrap(), None).await;
+    step_until_idle(&mut restarted).await.unwrap();
+    assert_eq!(
+        f.objects.puts.load(Ordering::SeqCst),
+        puts,
+        "nothing was written again"
+    );
+    assert_eq!(hour_files(f.dir.path()).1, 100);
+}
+
+#[tokio::test]
+async fn a_changed_type_refuses_to_start_and_a_new_column_is_taken() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    Lake::open(&f.state).await.unwrap();
+    let mut settings = (*f.state.settings).clone();
+    let table = &mut settings.lake.tables[0];
+    table
+        .columns
+        .insert("referrer".into(), imagelake_core::lake::ColumnType::String);
+    let grown = AppState::assemble(
+        settings.clone(),
+        f.objects.clone(),
+        f.state.store.clone(),
+        f.state.queue.clone(),
+        f.clock.clone(),
+        AdminToken::from_secret("admin"),
+    );
+    Lake::open(&grown).await.expect("a new column is taken");
+    settings.lake.tables[0]
+        .columns
+        .insert("n".into(), imagelake_core::lake::ColumnType::Float64);
+    let changed = AppState::assemble(
+        settings,
+        f.objects.clone(),
+        f.state.store.clone(),
+        f.state.queue.clone(),
+        f.clock.clone(),
+        AdminToken::from_secret("admin"),
+    );
+    let refused = Lake::open(&changed)
+        .await
+        .err()
+        .expect("a changed type is refused");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("\"n\" was int64 and is now declared float64"),
+        "{message}"
+    );
+}
