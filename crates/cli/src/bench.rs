@@ -25,6 +25,10 @@ pub enum BenchCommand {
     /// Kafka ingest throughput beside a bare rdkafka consumer writing the same bytes.
     #[cfg(feature = "kafka")]
     Kafka(crate::bench_kafka::KafkaBenchArgs),
+    /// The lake writer's flush of one hour of events (prepare, then flush).
+    #[cfg(feature = "lake")]
+    #[command(subcommand)]
+    Lake(crate::bench_lake::LakeBench),
 }
 
 #[derive(Args)]
@@ -57,6 +61,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Upload(args) => upload(args).await,
         #[cfg(feature = "kafka")]
         BenchCommand::Kafka(args) => crate::bench_kafka::run(args).await,
+        #[cfg(feature = "lake")]
+        BenchCommand::Lake(cmd) => crate::bench_lake::run(cmd).await,
     }
 }
 

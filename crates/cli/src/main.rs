@@ -5,6 +5,8 @@
 mod bench;
 #[cfg(feature = "kafka")]
 mod bench_kafka;
+#[cfg(feature = "lake")]
+mod bench_lake;
 mod client;
 mod events;
 #[cfg(feature = "kafka")]

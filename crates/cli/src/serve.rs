@@ -72,7 +72,7 @@ async fn lake(
         on_failure: OnFailure::Retry,
         stage: Stage::Flush,
     };
-    let writer = imagelake_lake::Writer::new(lake, events).await;
+    let writer = imagelake_lake::Writer::new(lake, events).await?;
     Ok(vec![(spec, Box::new(writer))])
 }
 

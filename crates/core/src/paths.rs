@@ -228,6 +228,18 @@ pub fn quarantine_partition(table: &LakeTable, hour: DateTime<Utc>) -> Path {
     )
 }
 
+/// The hour a `.../dt=YYYY-MM-DD/hour=HH` folder holds: [`lake_partition`] read back.
+pub fn partition_hour(folder: &Path) -> Option<DateTime<Utc>> {
+    let parts: Vec<_> = folder.parts().collect();
+    let [.., day, hour] = parts.as_slice() else {
+        return None;
+    };
+    let day = day.as_ref().strip_prefix("dt=")?;
+    let hour: u32 = hour.as_ref().strip_prefix("hour=")?.parse().ok()?;
+    let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(hour, 0, 0)?.and_utc())
+}
+
 fn partition(hour: DateTime<Utc>) -> [String; 2] {
     [
         hour.format("dt=%Y-%m-%d").to_string(),
@@ -326,6 +338,19 @@ mod tests {
         assert_eq!(
             lake_schema(&table).as_ref(),
             "lake/upload_events/_schema.json"
+        );
+        assert_eq!(partition_hour(&partition), Some(hour), "read back");
+        assert_eq!(
+            partition_hour(&quarantine_partition(&table, hour)),
+            Some(hour)
+        );
+        assert_eq!(
+            partition_hour(&Path::from("lake/t/dt=2026-11-30/hour=x")),
+            None
+        );
+        assert_eq!(
+            partition_hour(&Path::from("lake/t/dt=2026-13-30/hour=01")),
+            None
         );
         assert_eq!(
             quarantine_partition(&table, hour).as_ref(),

@@ -136,7 +136,14 @@ impl Lake {
         row.insert("response_bytes".into(), json!(r.response_bytes));
         row.insert("duration_ms".into(), json!(r.duration_ms));
         let dataset = self.datasets.get(tables::API_REQUESTS)?;
-        let record = dataset.decl.record_from(row).ok()?;
+        let record = match dataset.decl.record_from(row) {
+            Ok(record) => record,
+            Err(reason) => {
+                tracing::warn!(%reason, "an API request record does not fit its table");
+                crate::metrics_table(&self.metrics.lake.dropped, tables::API_REQUESTS).inc();
+                return None;
+            }
+        };
         Some(Entry {
             dataset: dataset.key.clone(),
             at: record.at,

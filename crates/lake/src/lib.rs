@@ -172,14 +172,6 @@ fn metrics_table(
         .clone()
 }
 
-/// A delete of something already gone is done.
-fn ignore_missing(result: object_store::Result<()>) -> anyhow::Result<()> {
-    match result {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `declared` with the columns its table had before, or the reason it cannot start; records
 /// the merged columns for the next start.
 async fn evolved(objects: &dyn ObjectStore, declared: &TableDecl) -> anyhow::Result<TableDecl> {

@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS hours (
     first_seq INTEGER,
     through INTEGER NOT NULL,
     closed_at INTEGER NOT NULL,
+    marked INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (dataset, hour)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pending (
@@ -52,6 +53,10 @@ CREATE TABLE IF NOT EXISTS pending (
     after INTEGER NOT NULL,
     through INTEGER NOT NULL,
     PRIMARY KEY (dataset, hour)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
@@ -317,14 +322,21 @@ impl RecordLog {
         let dataset = dataset.to_owned();
         self.call(move |conn| {
             let tx = conn.transaction()?;
-            let first = (rows > 0).then_some(range.after + 1);
+            let first: Option<i64> = tx.query_row(
+                "SELECT min(seq) FROM records WHERE dataset = ?1 AND hour = ?2 AND seq > ?3 AND seq <= ?4",
+                params![dataset, range.hour, range.after, range.through],
+                |r| r.get(0),
+            )?;
+            // `marked` is cleared: the hour's `_SUCCESS` is (re)written next, and set again
+            // once it is (see `marked`).
             tx.execute(
-                "INSERT INTO hours (dataset, hour, rows, files, first_seq, through, closed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO hours (dataset, hour, rows, files, first_seq, through, closed_at, marked)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
                  ON CONFLICT (dataset, hour) DO UPDATE SET
                    rows = rows + excluded.rows, files = files + excluded.files,
                    first_seq = coalesce(first_seq, excluded.first_seq),
-                   through = max(through, excluded.through)",
+                   through = max(through, excluded.through),
+                   closed_at = excluded.closed_at, marked = 0",
                 params![
                     dataset,
                     range.hour,
@@ -347,6 +359,65 @@ impl RecordLog {
                 .context("the hour just written is missing")?;
             tx.commit()?;
             Ok(state)
+        })
+        .await
+    }
+
+    /// Records that the hour's `_SUCCESS` says what `hours` holds.
+    pub async fn marked(&self, dataset: &str, hour: Hour) -> anyhow::Result<()> {
+        let dataset = dataset.to_owned();
+        self.call(move |conn| {
+            conn.execute(
+                "UPDATE hours SET marked = 1 WHERE dataset = ?1 AND hour = ?2",
+                params![dataset, hour],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Hours whose `_SUCCESS` is not written yet (a put failed, or the process died first).
+    pub async fn unmarked(&self) -> anyhow::Result<Vec<(String, Hour, HourState)>> {
+        self.call(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT dataset, hour FROM hours WHERE marked = 0 ORDER BY hour, dataset",
+            )?;
+            let keys: Vec<(String, Hour)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for (dataset, hour) in keys {
+                if let Some(state) = hour_state(conn, &dataset, hour)? {
+                    out.push((dataset, hour, state));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The id of this log, named in its files so two logs never write the same name.
+    pub async fn writer_id(&self) -> anyhow::Result<String> {
+        self.call(|conn| {
+            let tx = conn.transaction()?;
+            let found: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE name = 'writer_id'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let id = match found {
+                Some(id) => id,
+                None => {
+                    let id = format!("{:08x}", rand::random::<u32>());
+                    tx.execute(
+                        "INSERT INTO meta (name, value) VALUES ('writer_id', ?1)",
+                        [&id],
+                    )?;
+                    id
+                }
+            };
+            tx.commit()?;
+            Ok(id)
         })
         .await
     }

@@ -18,6 +18,7 @@ use imagelake_core::{Timestamp, lake as tables};
 use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
     lake::ApiRequest,
+    objects::delete_if_present,
     tasks::{Step, Task},
 };
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
@@ -50,19 +51,28 @@ pub struct Writer {
     closed: Option<Hour>,
     /// When the writer last closed an hour, for `lake_seconds_since_close`.
     last_close: Option<Timestamp>,
+    /// This log's id, in its file names.
+    id: String,
 }
 
 impl Writer {
     /// The writer of `lake`, copying events from `events` (the embedded event log) when given.
-    pub async fn new(lake: Arc<Lake>, events: Option<SqliteStore>) -> Self {
+    pub async fn new(lake: Arc<Lake>, events: Option<SqliteStore>) -> anyhow::Result<Self> {
         let requests = lake.requests_in.lock().await.take();
-        Self {
+        let id = lake.log.writer_id().await?;
+        Ok(Self {
             lake,
             events,
             requests,
             closed: None,
             last_close: None,
-        }
+            id,
+        })
+    }
+
+    /// Whether records of `dataset` can reach this writer: the events only from an event log.
+    fn has_source(&self, dataset: &Dataset) -> bool {
+        dataset.key != tables::EVENTS || self.events.is_some()
     }
 
     /// The newest hour whose grace has passed at `now`.
@@ -123,10 +133,18 @@ impl Writer {
     async fn close_due(&mut self, now: Timestamp) -> anyhow::Result<()> {
         let last_due = self.last_due(now);
         let log = &self.lake.log;
+        for (key, hour, state) in log.unmarked().await? {
+            self.mark(&key, hour, &state).await?;
+        }
         for (key, range) in log.unfinished().await? {
             self.write_range(&key, range).await?;
         }
         for (key, hour) in log.hours_with_records(last_due).await? {
+            if !self.lake.datasets.contains_key(&key) {
+                // Its table left the settings: its records wait in the log for its return.
+                tracing::warn!(table = %key, "lake: records of a table no longer declared wait in the log");
+                continue;
+            }
             if let Some(range) = log.begin(&key, hour).await? {
                 self.write_range(&key, range).await?;
             }
@@ -135,7 +153,7 @@ impl Writer {
         let keys: Vec<String> = self
             .lake
             .datasets()
-            .filter(|d| !d.quarantine)
+            .filter(|d| !d.quarantine && self.has_source(d))
             .map(|d| d.key.clone())
             .collect();
         for key in keys {
@@ -194,13 +212,15 @@ impl Writer {
             Ok(())
         });
         let partition = dataset.partition(hour_start(range.hour));
+        let stem = format!(
+            "log-{}-{:012}-{:012}-",
+            self.id,
+            range.after + 1,
+            range.through
+        );
         let (mut rows, mut files) = (0u64, 0u64);
         while let Some(file) = files_in.recv().await {
-            let name = format!(
-                "log-{:012}-{:012}-{files:03}",
-                range.after + 1,
-                range.through
-            );
+            let name = format!("{stem}{files:03}");
             let location = imagelake_core::paths::lake_file(&partition, &name);
             let size = file.bytes.len() as u64;
             self.lake
@@ -215,15 +235,39 @@ impl Writer {
             crate::metrics_table(&metrics.bytes, key).inc_by(size);
         }
         build.await??;
+        // A range written before with other settings may have rolled into more files.
+        self.delete_beyond(&partition, &stem, files).await?;
         let now = self.lake.clock.now();
         let state = self.lake.log.finish(key, range, rows, files, now).await?;
         tracing::info!(table = key, hour = %hour_start(range.hour), rows, files, "lake hour written");
         self.mark(key, range.hour, &state).await
     }
 
-    /// Writes (or rewrites) the hour's `_SUCCESS`.
+    /// Deletes files of the range `stem` numbered `files` or more: left by an earlier write of
+    /// the same range that rolled into more files (other settings), they would double rows.
+    async fn delete_beyond(&self, partition: &Path, stem: &str, files: u64) -> anyhow::Result<()> {
+        let objects = self.lake.objects.as_ref();
+        let listing = objects.list_with_delimiter(Some(partition)).await?;
+        for meta in listing.objects {
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let index = name
+                .strip_prefix(stem)
+                .and_then(|rest| rest.strip_suffix(".parquet"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if index.is_some_and(|n| n >= files) {
+                delete_if_present(objects, &meta.location).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes (or rewrites) the hour's `_SUCCESS`, then records it as written.
     async fn mark(&self, key: &str, hour: Hour, state: &HourState) -> anyhow::Result<()> {
-        let dataset = self.lake.dataset(key)?;
+        let Ok(dataset) = self.lake.dataset(key) else {
+            return Ok(());
+        };
         let marker = success(state);
         let location = imagelake_core::paths::lake_success(&dataset.partition(hour_start(hour)));
         self.lake
@@ -231,6 +275,7 @@ impl Writer {
             .put(&location, PutPayload::from(marker.to_string().into_bytes()))
             .await
             .with_context(|| format!("writing {location}"))?;
+        self.lake.log.marked(key, hour).await?;
         crate::metrics_table(&self.lake.metrics.lake.hours_closed, key).inc();
         Ok(())
     }
@@ -284,22 +329,15 @@ async fn old_hours(
 
 /// The hour of a `.../dt=YYYY-MM-DD/hour=HH` folder.
 fn folder_hour(folder: &Path) -> Option<Hour> {
-    let parts: Vec<_> = folder.parts().collect();
-    let [.., day, hour] = parts.as_slice() else {
-        return None;
-    };
-    let day = day.as_ref().strip_prefix("dt=")?;
-    let hour = hour.as_ref().strip_prefix("hour=")?;
-    let at = chrono::NaiveDateTime::parse_from_str(&format!("{day} {hour}"), "%Y-%m-%d %H").ok()?;
-    Some(hour_of(at.and_utc()))
+    imagelake_core::paths::partition_hour(folder).map(hour_of)
 }
 
 async fn delete_hour(objects: &dyn ObjectStore, folder: &Path) -> anyhow::Result<()> {
     let marker = imagelake_core::paths::lake_success(folder);
-    crate::ignore_missing(objects.delete(&marker).await)?;
+    delete_if_present(objects, &marker).await?;
     let mut listing = objects.list(Some(folder));
     while let Some(meta) = listing.next().await {
-        crate::ignore_missing(objects.delete(&meta?.location).await)?;
+        delete_if_present(objects, &meta?.location).await?;
     }
     Ok(())
 }

@@ -195,7 +195,7 @@ async fn a_write_cut_short_is_written_again_under_the_same_names() {
         .await
         .unwrap();
     assert_eq!(appended.accepted, 30_000);
-    let mut writer = Writer::new(lake.clone(), None).await;
+    let mut writer = Writer::new(lake.clone(), None).await.unwrap();
     step_until_idle(&mut writer).await.unwrap();
 
     // The hour closes at 11:05; the third file's put dies.
@@ -217,7 +217,7 @@ async fn a_write_cut_short_is_written_again_under_the_same_names() {
 
     // A fresh writer (the process restarted) finishes the same range under the same names.
     f.objects.allowed.store(-1, Ordering::SeqCst);
-    let mut restarted = Writer::new(lake.clone(), None).await;
+    let mut restarted = Writer::new(lake.clone(), None).await.unwrap();
     step_until_idle(&mut restarted).await.unwrap();
     let (names, rows) = hour_files(f.dir.path());
     assert!(names.len() > 2, "{names:?}");
@@ -256,13 +256,15 @@ async fn a_restart_rewrites_no_closed_hour() {
     lake.append("clicks", clicks(100), f.clock.now())
         .await
         .unwrap();
-    let mut writer = Writer::new(lake.clone(), None).await;
+    let mut writer = Writer::new(lake.clone(), None).await.unwrap();
     f.clock.set(at("2026-11-30T11:06:00Z"));
     step_until_idle(&mut writer).await.unwrap();
     let puts = f.objects.puts.load(Ordering::SeqCst);
     assert!(puts > 0);
 
-    let mut restarted = Writer::new(Lake::open(&f.state).await.unwrap(), None).await;
+    let mut restarted = Writer::new(Lake::open(&f.state).await.unwrap(), None)
+        .await
+        .unwrap();
     step_until_idle(&mut restarted).await.unwrap();
     assert_eq!(
         f.objects.puts.load(Ordering::SeqCst),
@@ -310,4 +312,87 @@ async fn a_changed_type_refuses_to_start_and_a_new_column_is_taken() {
         message.contains("\"n\" was int64 and is now declared float64"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_range_written_again_with_other_settings_leaves_no_extra_file() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    let lake = Lake::open(&f.state).await.unwrap();
+    lake.append("clicks", clicks(30_000), f.clock.now())
+        .await
+        .unwrap();
+    let mut writer = Writer::new(lake.clone(), None).await.unwrap();
+    step_until_idle(&mut writer).await.unwrap();
+    f.clock.set(at("2026-11-30T11:06:00Z"));
+    f.objects.allowed.store(4, Ordering::SeqCst);
+    assert!(step_until_idle(&mut writer).await.is_err());
+    assert_eq!(hour_files(f.dir.path()).0.len(), 4);
+
+    // Restarted with larger files: the range is one file now, and the four are not left beside it.
+    f.objects.allowed.store(-1, Ordering::SeqCst);
+    let mut settings = (*f.state.settings).clone();
+    settings.lake.max_file_bytes = 64 << 20;
+    settings.lake.max_buffer_bytes = 256 << 20;
+    let state = AppState::assemble(
+        settings,
+        f.objects.clone(),
+        f.state.store.clone(),
+        f.state.queue.clone(),
+        f.clock.clone(),
+        AdminToken::from_secret("admin"),
+    );
+    let mut restarted = Writer::new(Lake::open(&state).await.unwrap(), None)
+        .await
+        .unwrap();
+    step_until_idle(&mut restarted).await.unwrap();
+    let (names, rows) = hour_files(f.dir.path());
+    assert_eq!(rows, 30_000, "every record once: {names:?}");
+    assert!(names.len() < 4, "{names:?}");
+}
+
+#[tokio::test]
+async fn a_lost_marker_is_written_again_and_old_hours_expire_whole() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    let lake = Lake::open(&f.state).await.unwrap();
+    lake.append("clicks", clicks(100), f.clock.now())
+        .await
+        .unwrap();
+    let mut writer = Writer::new(lake.clone(), None).await.unwrap();
+    step_until_idle(&mut writer).await.unwrap();
+    let hour_10 = f
+        .dir
+        .path()
+        .join("objects/lake/clicks/dt=2026-11-30/hour=10");
+    let hour_9 = f
+        .dir
+        .path()
+        .join("objects/lake/clicks/dt=2026-11-30/hour=09");
+    assert!(hour_9.join("_SUCCESS").exists(), "an idle hour is closed");
+    assert!(
+        !f.dir.path().join("objects/lake/events").exists(),
+        "no hour of events is closed where no event log feeds the writer"
+    );
+
+    // The file is put, the marker's put dies.
+    f.clock.set(at("2026-11-30T11:06:00Z"));
+    f.objects.allowed.store(1, Ordering::SeqCst);
+    assert!(step_until_idle(&mut writer).await.is_err());
+    assert!(!hour_10.join("_SUCCESS").exists());
+    f.objects.allowed.store(-1, Ordering::SeqCst);
+    let mut restarted = Writer::new(lake.clone(), None).await.unwrap();
+    step_until_idle(&mut restarted).await.unwrap();
+    let marker: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hour_10.join("_SUCCESS")).unwrap()).unwrap();
+    assert_eq!(marker["rows"], 100, "{marker}");
+    assert_eq!(marker["sources"][0]["from"], 1, "{marker}");
+
+    // Eight days on, the lake retention (7 days) has passed hours 9 and 10: gone whole.
+    f.clock.set(at("2026-12-08T11:06:00Z"));
+    step_until_idle(&mut restarted).await.unwrap();
+    // (Local files leave the emptied folders; an object store has no folders.)
+    let files = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
+    assert_eq!(files(&hour_10), 0, "hour 10 expired");
+    assert_eq!(files(&hour_9), 0, "hour 9 expired");
+    let day = f.dir.path().join("objects/lake/clicks/dt=2026-12-01");
+    assert!(day.exists(), "hours within the retention stay");
 }

@@ -145,7 +145,9 @@ impl TestServer {
                 on_failure: OnFailure::Retry,
                 stage: Stage::Flush,
             };
-            let writer = imagelake_lake::Writer::new(lake, Some(events)).await;
+            let writer = imagelake_lake::Writer::new(lake, Some(events))
+                .await
+                .unwrap();
             tasks.push((spec, Box::new(writer)));
         }
         Self::run_tasks(state, dir, tasks).await

@@ -1,0 +1,163 @@
+//! `imagelake bench lake`: the hourly writer's flush of one hour, beside pyarrow on the same rows.
+//!
+//! `prepare` fills a data dir's lake log with N lifecycle events of one hour, as the event log's
+//! copy leaves them (normalised rows), and writes the same rows as NDJSON for the anchor;
+//! `flush` then writes that hour to Parquet through the writer task, on a clock just past the
+//! hour's grace, and reports rows per second. Run each phase as its own process (scripts/bench-lake)
+//! so the peak RSS measured is the flush's alone.
+
+use std::{io::Write, path::PathBuf, sync::Arc, time::Instant};
+
+use clap::{Args, Subcommand};
+use imagelake_core::{ManualClock, Timestamp, lake::TableDecl};
+use imagelake_lake::{
+    Lake, Writer,
+    log::{Entry, RecordLog},
+};
+use imagelake_metadata::SqliteStore;
+use imagelake_runtime::{AppState, Settings, keys::AdminToken, tasks::Task};
+use serde_json::{Value, json};
+
+#[derive(Subcommand)]
+pub enum LakeBench {
+    /// Fill DIR's lake log with N events of one hour, and DIR/rows.ndjson with the same rows.
+    Prepare(PrepareArgs),
+    /// Write the prepared hour to Parquet under DIR/objects/lake/events.
+    Flush(FlushArgs),
+}
+
+#[derive(Args)]
+pub struct PrepareArgs {
+    dir: PathBuf,
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+}
+
+#[derive(Args)]
+pub struct FlushArgs {
+    dir: PathBuf,
+    /// The writer's memory cap (`[lake] max_buffer_bytes`).
+    #[arg(long, default_value_t = 256 << 20)]
+    max_buffer_bytes: u64,
+}
+
+/// The hour the events are in.
+const HOUR: &str = "2026-11-30T10:00:00Z";
+
+pub async fn run(cmd: LakeBench) -> anyhow::Result<()> {
+    match cmd {
+        LakeBench::Prepare(args) => prepare(args).await,
+        LakeBench::Flush(args) => flush(args).await,
+    }
+}
+
+fn at(s: &str) -> Timestamp {
+    s.parse().expect("a fixed time")
+}
+
+/// One event as the event log's copy keeps it: image records of realistic size.
+fn event(i: usize, start: Timestamp) -> anyhow::Result<(Timestamp, String)> {
+    let occurred = start + chrono::Duration::microseconds((i as i64 * 3_599_000_000) / 1_000_000);
+    let image = format!("01a2{:028x}", i * 7919);
+    let customer = format!("01a3{:028x}", i % 500);
+    let data = json!({
+        "id": image, "customer_id": customer, "status": "processed", "bytes": 180_000 + i % 90_000,
+        "sha256": format!("{:064x}", i * 104_729), "content_type": "image/jpeg",
+        "filename": format!("IMG_{:05}.jpg", i % 100_000),
+        "uploaded_at": occurred.to_rfc3339(), "expires_at": (occurred + chrono::Duration::days(7)).to_rfc3339(),
+        "width": 1920, "height": 1280, "format": "jpeg",
+        "exif": {"make": "Canon", "model": "Canon EOS 350D DIGITAL", "orientation": 1},
+        "phash": format!("{:016x}", i * 31), "average_color": "#5fb10f",
+        "renditions": {"thumb": {"width": 256, "height": 171, "content_type": "image/jpeg", "bytes": 7760},
+                       "preview": {"width": 1024, "height": 683, "content_type": "image/jpeg", "bytes": 60635}},
+        "processed_at": occurred.to_rfc3339(), "source": "api",
+    });
+    let kinds = [
+        "image.received",
+        "image.processed",
+        "image.deleted",
+        "image.expired",
+    ];
+    let row = json!({
+        "schema_version": 1,
+        "event_id": format!("{:032x}", i * 2_654_435_761usize),
+        "type": kinds[i % kinds.len()],
+        "occurred_at": imagelake_core::clock::to_micros(occurred),
+        "customer_id": customer,
+        "image_id": image,
+        "source": "api",
+        "data": data.to_string(),
+    });
+    Ok((occurred, row.to_string()))
+}
+
+fn state(dir: &std::path::Path, now: Timestamp, max_buffer_bytes: u64) -> anyhow::Result<AppState> {
+    let mut settings = Settings {
+        data_dir: dir.to_path_buf(),
+        ..Settings::default()
+    };
+    settings.lake.max_buffer_bytes = max_buffer_bytes;
+    settings.lake.max_file_bytes = max_buffer_bytes / 4;
+    let objects = imagelake_runtime::state::object_store(&settings)?;
+    let sqlite = SqliteStore::open(&dir.join("metadata.sqlite"))?;
+    Ok(AppState::assemble(
+        settings,
+        objects,
+        Arc::new(sqlite.clone()),
+        Arc::new(sqlite),
+        Arc::new(ManualClock::new(now)),
+        AdminToken::from_secret("bench"),
+    ))
+}
+
+async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.dir)?;
+    let start = at(HOUR);
+    let log = RecordLog::open(&args.dir.join("lake.sqlite"))?;
+    let mut ndjson = std::io::BufWriter::new(std::fs::File::create(args.dir.join("rows.ndjson"))?);
+    let decl = TableDecl::events();
+    let mut batch = Vec::new();
+    for i in 0..args.events {
+        let (occurred, row) = event(i, start)?;
+        writeln!(ndjson, "{row}")?;
+        let checked = decl
+            .record(row.as_bytes(), usize::MAX)
+            .map_err(anyhow::Error::msg)?;
+        debug_assert_eq!(checked.at, occurred);
+        batch.push(Entry {
+            dataset: decl.name.clone(),
+            at: checked.at,
+            id: checked.id,
+            row: Value::Object(checked.row).to_string(),
+        });
+        if batch.len() == 50_000 {
+            log.append(std::mem::take(&mut batch), None).await?;
+        }
+    }
+    log.append(batch, None).await?;
+    ndjson.flush()?;
+    println!(
+        "prepared {} events of {HOUR} in {}",
+        args.events,
+        args.dir.display()
+    );
+    Ok(())
+}
+
+async fn flush(args: FlushArgs) -> anyhow::Result<()> {
+    let now = at(HOUR) + chrono::Duration::minutes(66);
+    let state = state(&args.dir, now, args.max_buffer_bytes)?;
+    let lake = Lake::open(&state).await?;
+    let waiting = lake.log().waiting().await?;
+    let mut writer = Writer::new(lake, None).await?;
+    let started = Instant::now();
+    let stop = tokio_util::sync::CancellationToken::new();
+    while writer.step(&stop).await? == imagelake_runtime::tasks::Step::Busy {}
+    let seconds = started.elapsed().as_secs_f64();
+    let rows = waiting as f64;
+    println!(
+        "flushed {waiting} rows in {seconds:.2} s: {:.0} rows/s",
+        rows / seconds
+    );
+    Ok(())
+}
