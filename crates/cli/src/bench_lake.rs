@@ -55,9 +55,11 @@ fn at(s: &str) -> Timestamp {
     s.parse().expect("a fixed time")
 }
 
-/// One event as the event log's copy keeps it: image records of realistic size.
-fn event(i: usize, start: Timestamp) -> anyhow::Result<(Timestamp, String)> {
-    let occurred = start + chrono::Duration::microseconds((i as i64 * 3_599_000_000) / 1_000_000);
+/// One event as published (image records of realistic size); the log keeps it normalised.
+fn event(i: usize, n: usize, start: Timestamp) -> anyhow::Result<(Timestamp, String)> {
+    // Spread over the hour, in order.
+    let offset = (i as i128 * 3_599_999_999 / n.max(1) as i128) as i64;
+    let occurred = start + chrono::Duration::microseconds(offset);
     let image = format!("01a2{:028x}", i * 7919);
     let customer = format!("01a3{:028x}", i % 500);
     let data = json!({
@@ -82,11 +84,11 @@ fn event(i: usize, start: Timestamp) -> anyhow::Result<(Timestamp, String)> {
         "schema_version": 1,
         "event_id": format!("{:032x}", i * 2_654_435_761usize),
         "type": kinds[i % kinds.len()],
-        "occurred_at": imagelake_core::clock::to_micros(occurred),
+        "occurred_at": occurred.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         "customer_id": customer,
         "image_id": image,
         "source": "api",
-        "data": data.to_string(),
+        "data": data,
     });
     Ok((occurred, row.to_string()))
 }
@@ -118,17 +120,19 @@ async fn prepare(args: PrepareArgs) -> anyhow::Result<()> {
     let decl = TableDecl::events();
     let mut batch = Vec::new();
     for i in 0..args.events {
-        let (occurred, row) = event(i, start)?;
-        writeln!(ndjson, "{row}")?;
+        let (occurred, raw) = event(i, args.events, start)?;
         let checked = decl
-            .record(row.as_bytes(), usize::MAX)
+            .record(raw.as_bytes(), usize::MAX)
             .map_err(anyhow::Error::msg)?;
         debug_assert_eq!(checked.at, occurred);
+        // The rows as they sit in the log, for the anchor too.
+        let row = Value::Object(checked.row).to_string();
+        writeln!(ndjson, "{row}")?;
         batch.push(Entry {
             dataset: decl.name.clone(),
             at: checked.at,
             id: checked.id,
-            row: Value::Object(checked.row).to_string(),
+            row,
         });
         if batch.len() == 50_000 {
             log.append(std::mem::take(&mut batch), None).await?;
@@ -152,12 +156,18 @@ async fn flush(args: FlushArgs) -> anyhow::Result<()> {
     let mut writer = Writer::new(lake, None).await?;
     let started = Instant::now();
     let stop = tokio_util::sync::CancellationToken::new();
-    while writer.step(&stop).await? == imagelake_runtime::tasks::Step::Busy {}
+    // The first step closes the hour: the Parquet files are put and `_SUCCESS` written.
+    let mut busy = writer.step(&stop).await? == imagelake_runtime::tasks::Step::Busy;
     let seconds = started.elapsed().as_secs_f64();
-    let rows = waiting as f64;
+    // Then the written records leave the log, in the steps that follow.
+    let purging = Instant::now();
+    while busy {
+        busy = writer.step(&stop).await? == imagelake_runtime::tasks::Step::Busy;
+    }
     println!(
-        "flushed {waiting} rows in {seconds:.2} s: {:.0} rows/s",
-        rows / seconds
+        "flushed {waiting} rows in {seconds:.2} s: {:.0} rows/s; the log purged them in {:.2} s more",
+        waiting as f64 / seconds,
+        purging.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -38,7 +38,7 @@ pub enum ColumnType {
     Bool,
     /// An RFC 3339 string, kept in microseconds, UTC (TIMESTAMP(MICROS, UTC)).
     Timestamp,
-    /// Any JSON value, kept as its compact text (UTF8).
+    /// Any JSON value, written as its compact text (UTF8).
     Json,
 }
 
@@ -82,8 +82,8 @@ pub struct Record {
     pub at: Timestamp,
     /// Its id, when the table deduplicates.
     pub id: Option<String>,
-    /// The row: every column the record has, normalised (timestamps as microseconds, JSON as
-    /// text), plus `customer_id`.
+    /// The row: every column the record has, normalised (timestamps as microseconds), plus
+    /// `customer_id`.
     pub row: Map<String, Value>,
 }
 
@@ -270,14 +270,15 @@ impl TableDecl {
             _ => None,
         }
         .ok_or_else(|| format!("missing time field {:?}", self.time_field))?;
-        let id = match &self.id_field {
-            Some(field) => Some(match row.get(field) {
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-                None => return Err(format!("missing id field {field:?}")),
-            }),
-            None => None,
-        };
+        // A record without its id is kept, without deduplication.
+        let id = self
+            .id_field
+            .as_ref()
+            .and_then(|field| match row.get(field) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) => Some(other.to_string()),
+                None => None,
+            });
         if let Some(field) = &self.customer_field
             && field != CUSTOMER_ID
             && let Some(customer) = row.get(field).cloned()
@@ -316,7 +317,8 @@ fn normalise(column: &str, kind: ColumnType, value: Value) -> Result<Value, Stri
         (ColumnType::Timestamp, Value::String(s)) => DateTime::parse_from_rfc3339(s)
             .map(|t| Value::from(crate::clock::to_micros(t.with_timezone(&Utc))))
             .map_err(|e| format!("field {column:?}: not an RFC 3339 timestamp ({e})")),
-        (ColumnType::Json, _) => Ok(Value::String(value.to_string())),
+        // Kept as the value itself: written out as its compact text (see the lake's Parquet).
+        (ColumnType::Json, _) => Ok(value),
         _ => Err(wrong(&value)),
     }
 }
@@ -377,7 +379,7 @@ mod tests {
         assert_eq!(r.at.to_rfc3339(), "2026-11-30T09:15:00+00:00");
         assert_eq!(r.id.as_deref(), Some("e1"));
         assert_eq!(r.row["amount"], 3.0);
-        assert_eq!(r.row["meta"], r#"{"a":[1]}"#);
+        assert_eq!(r.row["meta"].to_string(), r#"{"a":[1]}"#);
         assert!(
             !r.row.contains_key("extra"),
             "undeclared fields are left out"
@@ -396,10 +398,8 @@ mod tests {
             why(r#"{"event_id":"e","ts":"2026-11-30T10:00:00Z","seats":1.5}"#),
             r#"field "seats": expected int64, found a number"#
         );
-        assert_eq!(
-            why(r#"{"ts":"2026-11-30T10:00:00Z"}"#),
-            r#"missing id field "event_id""#
-        );
+        let no_id = t.record(br#"{"ts":"2026-11-30T10:00:00Z"}"#, 200).unwrap();
+        assert_eq!(no_id.id, None, "kept, without deduplication");
         assert!(why(r#"{"event_id":"e","ts":"yesterday"}"#).contains("RFC 3339"));
         assert!(why(&format!(r#"{{"x":"{}"}}"#, "a".repeat(300))).contains("over the limit"));
     }

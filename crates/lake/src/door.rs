@@ -186,11 +186,13 @@ impl LakeDoor for Lake {
             }
         }
         let accepted = (entries.len() - quarantined.len()) as u64;
-        self.store(entries, None)
+        let stored = self
+            .store(entries, None)
             .await
             .map_err(|e| Error::internal(&format!("{e:#}")))?;
         Ok(Appended {
             accepted,
+            duplicates: stored.duplicates,
             quarantined,
         })
     }

@@ -125,6 +125,9 @@ impl RecordLog {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
         conn.busy_timeout(Duration::from_secs(10))?;
+        // Rows are large (an event is about a kilobyte) and an hour is read in one pass: large
+        // pages hold more of them per read. Takes effect when the file is created.
+        conn.pragma_update(None, "page_size", 65536)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Every commit is durable before a door answers.
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -223,7 +226,10 @@ impl RecordLog {
     pub async fn hours_with_records(&self, last: Hour) -> anyhow::Result<Vec<(String, Hour)>> {
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT dataset, hour FROM records WHERE hour <= ?1 ORDER BY hour, dataset",
+                "SELECT DISTINCT r.dataset, r.hour FROM records r LEFT JOIN hours h
+                   ON r.dataset = h.dataset AND r.hour = h.hour
+                 WHERE r.hour <= ?1 AND r.seq > coalesce(h.through, 0)
+                 ORDER BY r.hour, r.dataset",
             )?;
             let rows = stmt
                 .query_map([last], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -309,8 +315,9 @@ impl RecordLog {
         Ok(())
     }
 
-    /// Marks `range` written (its files durable), adds them to the hour, and forgets the
-    /// records. Returns the hour as it now stands.
+    /// Marks `range` written (its files durable) and adds them to the hour; its records are no
+    /// longer read (they are at or below the hour's `through`) and [`purge`](Self::purge)
+    /// deletes them later. Returns the hour as it now stands.
     pub async fn finish(
         &self,
         dataset: &str,
@@ -350,10 +357,6 @@ impl RecordLog {
             tx.execute(
                 "DELETE FROM pending WHERE dataset = ?1 AND hour = ?2",
                 params![dataset, range.hour],
-            )?;
-            tx.execute(
-                "DELETE FROM records WHERE dataset = ?1 AND hour = ?2 AND seq <= ?3",
-                params![dataset, range.hour, range.through],
             )?;
             let state = hour_state(&tx, &dataset, range.hour)?
                 .context("the hour just written is missing")?;
@@ -441,10 +444,32 @@ impl RecordLog {
         .await
     }
 
+    /// Deletes up to `limit` records already written; returns how many. Deleting rewrites
+    /// every page the records sat on, so it is done in bounded steps off the write's path.
+    pub async fn purge(&self, limit: usize) -> anyhow::Result<u64> {
+        self.call(move |conn| {
+            let n = conn.execute(
+                "DELETE FROM records WHERE seq IN (
+                   SELECT r.seq FROM hours h JOIN records r
+                     ON r.dataset = h.dataset AND r.hour = h.hour AND r.seq <= h.through
+                   LIMIT ?1)",
+                [limit as i64],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     /// Records waiting to be written, for `/metrics` and tests.
     pub async fn waiting(&self) -> anyhow::Result<u64> {
         self.call(|conn| {
-            let n: i64 = conn.query_row("SELECT count(*) FROM records", [], |r| r.get(0))?;
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM records r LEFT JOIN hours h
+                   ON r.dataset = h.dataset AND r.hour = h.hour
+                 WHERE r.seq > coalesce(h.through, 0)",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(n as u64)
         })
         .await

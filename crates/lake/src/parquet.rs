@@ -1,11 +1,12 @@
-//! Rows of a table (normalised JSON, see `core::lake`) into Parquet: Arrow columns of the
-//! table's types, zstd, one row group per batch of rows that fits the writer's memory.
+//! Rows of a table (normalised JSON, see `core::lake`) into Parquet, in two stages a write runs
+//! on two threads: [`Batches`] parses rows straight into Arrow columns of the table's types
+//! (no JSON values are built), and [`Encoder`] encodes the batches (zstd) into files.
 //!
-//! The file is built in memory and handed over when it reaches the size it rolls at, so what
-//! one write holds is the file being put, the one being built and its row group: the writer's
-//! `max_buffer_bytes` bounds them all (see [`Budget`]).
+//! A file is built in memory and handed over when it reaches the size it rolls at, so what one
+//! write holds is the file being put, the one being built and its row group, and the batches
+//! between the stages: the writer's `max_buffer_bytes` bounds them all (see [`Budget`]).
 
-use std::sync::Arc;
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use anyhow::Context;
 use arrow_array::{
@@ -21,9 +22,13 @@ use imagelake_core::lake::ColumnType;
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, ZstdLevel},
-    file::properties::WriterProperties,
+    file::properties::{EnabledStatistics, WriterProperties},
+    schema::types::ColumnPath,
 };
-use serde_json::Value;
+use serde::{
+    Deserialize,
+    de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor},
+};
 
 /// How much one write may hold.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +73,8 @@ fn data_type(kind: ColumnType) -> DataType {
 /// One column being filled.
 enum Column {
     Text(StringBuilder),
+    /// JSON values, taken as their text from the row without parsing them.
+    Json(StringBuilder),
     Int(Int64Builder),
     Float(Float64Builder),
     Bool(BooleanBuilder),
@@ -77,7 +84,8 @@ enum Column {
 impl Column {
     fn new(kind: ColumnType) -> Self {
         match kind {
-            ColumnType::String | ColumnType::Json => Self::Text(StringBuilder::new()),
+            ColumnType::String => Self::Text(StringBuilder::new()),
+            ColumnType::Json => Self::Json(StringBuilder::new()),
             ColumnType::Int64 => Self::Int(Int64Builder::new()),
             ColumnType::Float64 => Self::Float(Float64Builder::new()),
             ColumnType::Bool => Self::Bool(BooleanBuilder::new()),
@@ -87,21 +95,19 @@ impl Column {
         }
     }
 
-    /// Appends a normalised value; one of another type (which normalisation rules out) is
-    /// written as null rather than failing the hour.
-    fn push(&mut self, value: Option<&Value>) {
+    fn push_null(&mut self) {
         match self {
-            Self::Text(b) => b.append_option(value.and_then(Value::as_str)),
-            Self::Int(b) => b.append_option(value.and_then(Value::as_i64)),
-            Self::Float(b) => b.append_option(value.and_then(Value::as_f64)),
-            Self::Bool(b) => b.append_option(value.and_then(Value::as_bool)),
-            Self::Time(b) => b.append_option(value.and_then(Value::as_i64)),
+            Self::Text(b) | Self::Json(b) => b.append_null(),
+            Self::Int(b) => b.append_null(),
+            Self::Float(b) => b.append_null(),
+            Self::Bool(b) => b.append_null(),
+            Self::Time(b) => b.append_null(),
         }
     }
 
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Self::Text(b) => Arc::new(b.finish()),
+            Self::Text(b) | Self::Json(b) => Arc::new(b.finish()),
             Self::Int(b) => Arc::new(b.finish()),
             Self::Float(b) => Arc::new(b.finish()),
             Self::Bool(b) => Arc::new(b.finish()),
@@ -111,7 +117,7 @@ impl Column {
 
     fn len(&self) -> usize {
         match self {
-            Self::Text(b) => b.len(),
+            Self::Text(b) | Self::Json(b) => b.len(),
             Self::Int(b) => b.len(),
             Self::Float(b) => b.len(),
             Self::Bool(b) => b.len(),
@@ -120,18 +126,213 @@ impl Column {
     }
 }
 
-/// Rows in, Parquet files out: call [`push`](Self::push) for each row, and take each file
-/// that [`push`] or [`finish`](Self::finish) hands back.
-pub struct FileBuilder {
-    names: Vec<String>,
+/// Deserialises one value straight into its column: null, or a value of the column's type (a
+/// logged row is normalised, so no other can come).
+struct Cell<'a>(&'a mut Column);
+
+impl<'de> DeserializeSeed<'de> for Cell<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        if let Column::Json(b) = self.0 {
+            let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+            match raw.get() {
+                "null" => b.append_null(),
+                text => b.append_value(text),
+            }
+            return Ok(());
+        }
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Cell<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value of the column's type, or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.0.push_null();
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.visit_none()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        match self.0 {
+            Column::Text(_) | Column::Json(_) => d.deserialize_str(self),
+            Column::Bool(_) => d.deserialize_bool(self),
+            Column::Float(_) => d.deserialize_f64(self),
+            Column::Int(_) | Column::Time(_) => d.deserialize_i64(self),
+        }
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        match self.0 {
+            Column::Text(b) => b.append_value(v),
+            other => other.push_null(),
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        match self.0 {
+            Column::Bool(b) => b.append_value(v),
+            other => other.push_null(),
+        }
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        match self.0 {
+            Column::Int(b) => b.append_value(v),
+            Column::Time(b) => b.append_value(v),
+            Column::Float(b) => b.append_value(v as f64),
+            other => other.push_null(),
+        }
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        match (self.0, i64::try_from(v)) {
+            (Column::Float(b), _) => b.append_value(v as f64),
+            (column, Ok(v)) => return Cell(column).visit_i64(v),
+            (column, Err(_)) => column.push_null(),
+        }
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match self.0 {
+            Column::Float(b) => b.append_value(v),
+            other => other.push_null(),
+        }
+        Ok(())
+    }
+}
+
+/// The column a key names, if any.
+struct Key<'a>(&'a HashMap<String, usize>);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a column name")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.get(v).copied())
+    }
+}
+
+/// Rows in, Arrow batches out: each row is parsed into the columns as it comes.
+pub struct Batches {
     schema: SchemaRef,
+    index: HashMap<String, usize>,
     columns: Vec<Column>,
+    /// Which columns the row being parsed has set.
+    seen: Vec<bool>,
     /// Text bytes of the rows in `columns`, the measure of a batch.
-    batch_bytes: u64,
+    bytes: u64,
+    /// A batch is handed over at this many text bytes.
+    limit: u64,
+}
+
+/// Rows per Arrow batch at most, whatever their size.
+const BATCH_ROWS: usize = 64 * 1024;
+
+impl<'de> Visitor<'de> for &mut Batches {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a row (a JSON object)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(found) = map.next_key_seed(Key(&self.index))? {
+            match found {
+                Some(i) if !self.seen[i] => {
+                    self.seen[i] = true;
+                    map.next_value_seed(Cell(&mut self.columns[i]))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Batches {
+    pub fn new(columns: &[(String, ColumnType)], budget: Budget) -> Self {
+        Self {
+            schema: schema(columns),
+            index: (columns.iter().enumerate())
+                .map(|(i, (n, _))| (n.clone(), i))
+                .collect(),
+            columns: columns.iter().map(|(_, k)| Column::new(*k)).collect(),
+            seen: vec![false; columns.len()],
+            bytes: 0,
+            limit: budget.row_group_bytes / 4,
+        }
+    }
+
+    /// Adds one row (a normalised JSON object); returns a batch when one is full.
+    pub fn push(&mut self, row: &str) -> anyhow::Result<Option<RecordBatch>> {
+        self.seen.fill(false);
+        let mut de = serde_json::Deserializer::from_str(row);
+        de.deserialize_map(&mut *self).context("a logged row")?;
+        de.end().context("a logged row")?;
+        for (column, seen) in self.columns.iter_mut().zip(&self.seen) {
+            if !seen {
+                column.push_null();
+            }
+        }
+        self.bytes += row.len() as u64;
+        let rows = self.columns.first().map_or(0, Column::len);
+        if rows >= BATCH_ROWS || self.bytes >= self.limit {
+            return self.take().map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The last batch, if any row is left.
+    pub fn finish(mut self) -> anyhow::Result<Option<RecordBatch>> {
+        if self.columns.first().is_none_or(|c| c.len() == 0) {
+            return Ok(None);
+        }
+        self.take().map(Some)
+    }
+
+    fn take(&mut self) -> anyhow::Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        self.bytes = 0;
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+}
+
+/// Arrow batches in, Parquet files out.
+pub struct Encoder {
+    schema: SchemaRef,
+    properties: WriterProperties,
     writer: Option<ArrowWriter<Vec<u8>>>,
     budget: Budget,
     /// Rows in the file being built.
-    file_rows: u64,
+    rows: u64,
 }
 
 /// A finished file and the rows in it.
@@ -140,90 +341,133 @@ pub struct File {
     pub rows: u64,
 }
 
-/// Rows per Arrow batch at most, whatever their size.
-const BATCH_ROWS: usize = 64 * 1024;
-
-impl FileBuilder {
-    pub fn new(columns: &[(String, ColumnType)], budget: Budget) -> Self {
-        Self {
-            names: columns.iter().map(|(n, _)| n.clone()).collect(),
+impl Encoder {
+    /// zstd (level 1, as pyarrow and DuckDB write it); JSON columns, long and unlike each
+    /// other, without dictionary or statistics, which would cost time and buy no pruning.
+    pub fn new(columns: &[(String, ColumnType)], budget: Budget) -> anyhow::Result<Self> {
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+            .set_max_row_group_row_count(Some(1 << 20));
+        for (name, kind) in columns {
+            if *kind == ColumnType::Json {
+                let path = ColumnPath::from(name.as_str());
+                properties = properties
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_statistics_enabled(path, EnabledStatistics::None);
+            }
+        }
+        Ok(Self {
             schema: schema(columns),
-            columns: columns.iter().map(|(_, k)| Column::new(*k)).collect(),
-            batch_bytes: 0,
+            properties: properties.build(),
             writer: None,
             budget,
-            file_rows: 0,
-        }
+            rows: 0,
+        })
     }
 
-    /// Adds one row (a normalised JSON object); returns a file when it reached its size.
-    pub fn push(&mut self, row: &str) -> anyhow::Result<Option<File>> {
-        let Value::Object(fields) = serde_json::from_str(row).context("a logged row")? else {
-            anyhow::bail!("a logged row is not an object");
-        };
-        for (name, column) in self.names.iter().zip(&mut self.columns) {
-            column.push(fields.get(name));
+    /// Encodes a batch; returns a file when it reached its size.
+    pub fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<Option<File>> {
+        if self.writer.is_none() {
+            self.writer = Some(ArrowWriter::try_new(
+                Vec::new(),
+                self.schema.clone(),
+                Some(self.properties.clone()),
+            )?);
         }
-        self.batch_bytes += row.len() as u64;
-        self.file_rows += 1;
-        let rows = self.columns.first().map_or(0, Column::len);
-        if rows >= BATCH_ROWS || self.batch_bytes >= self.budget.row_group_bytes / 4 {
-            self.flush_batch()?;
-            if self.written_bytes() >= self.budget.file_bytes {
-                return self.take_file().map(Some);
-            }
+        let writer = self.writer.as_mut().context("writer")?;
+        writer.write(batch)?;
+        self.rows += batch.num_rows() as u64;
+        if writer.in_progress_size() as u64 >= self.budget.row_group_bytes {
+            writer.flush()?;
+        }
+        let written = (writer.bytes_written() + writer.in_progress_size()) as u64;
+        if written >= self.budget.file_bytes {
+            return self.take_file().map(Some);
         }
         Ok(None)
     }
 
     /// The last file, if any row is left.
     pub fn finish(mut self) -> anyhow::Result<Option<File>> {
-        self.flush_batch()?;
         if self.writer.is_none() {
             return Ok(None);
         }
         self.take_file().map(Some)
     }
 
-    fn written_bytes(&self) -> u64 {
-        self.writer
-            .as_ref()
-            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
-    }
-
-    fn flush_batch(&mut self) -> anyhow::Result<()> {
-        if self.columns.first().is_none_or(|c| c.len() == 0) {
-            return Ok(());
-        }
-        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
-        self.batch_bytes = 0;
-        if self.writer.is_none() {
-            let properties = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-                .set_max_row_group_row_count(Some(1 << 20))
-                .build();
-            self.writer = Some(ArrowWriter::try_new(
-                Vec::new(),
-                self.schema.clone(),
-                Some(properties),
-            )?);
-        }
-        let writer = self.writer.as_mut().context("writer")?;
-        writer.write(&batch)?;
-        if writer.in_progress_size() as u64 >= self.budget.row_group_bytes {
-            writer.flush()?;
-        }
-        Ok(())
-    }
-
     fn take_file(&mut self) -> anyhow::Result<File> {
         let writer = self.writer.take().context("no file is being built")?;
         let bytes = writer.into_inner()?;
-        let rows = std::mem::take(&mut self.file_rows);
         Ok(File {
             bytes: Bytes::from(bytes),
-            rows,
+            rows: std::mem::take(&mut self.rows),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+
+    use super::*;
+
+    #[test]
+    fn rows_are_parsed_into_their_columns() {
+        let columns: Vec<(String, ColumnType)> = [
+            ("id", ColumnType::String),
+            ("n", ColumnType::Int64),
+            ("x", ColumnType::Float64),
+            ("at", ColumnType::Timestamp),
+            ("meta", ColumnType::Json),
+        ]
+        .into_iter()
+        .map(|(n, t)| (n.to_owned(), t))
+        .collect();
+        let budget = Budget::within(16 << 20, 16 << 20);
+        let mut batches = Batches::new(&columns, budget);
+        for row in [
+            r#"{"id":"a\"b","n":1,"x":2,"at":5,"meta":{"k":[1,"é"]},"extra":{"y":1}}"#,
+            r#"{"n":null,"meta":null}"#,
+            r#"{"id":"c","id":"twice","x":1.5,"meta":"text"}"#,
+        ] {
+            assert!(batches.push(row).unwrap().is_none());
+        }
+        let batch = batches.finish().unwrap().unwrap();
+        let text = |i: usize| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let ids = text(0);
+        assert_eq!(
+            (ids.value(0), ids.is_null(1), ids.value(2)),
+            ("a\"b", true, "c")
+        );
+        let n = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!((n.value(0), n.is_null(1), n.is_null(2)), (1, true, true));
+        let x = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        assert_eq!((x.value(0), x.value(2)), (2.0, 1.5));
+        let at = batch
+            .column(3)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .unwrap();
+        assert_eq!((at.value(0), at.is_null(1)), (5, true));
+        let meta = text(4);
+        assert_eq!(meta.value(0), r#"{"k":[1,"é"]}"#, "JSON kept as its text");
+        assert!(meta.is_null(1));
+        assert_eq!(meta.value(2), r#""text""#);
+        assert!(Batches::new(&columns, budget).push("[1]").is_err());
     }
 }

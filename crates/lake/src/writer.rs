@@ -12,6 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
+use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use futures::StreamExt;
 use imagelake_core::{Timestamp, lake as tables};
@@ -29,13 +30,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Dataset, Lake,
     log::{Entry, Hour, HourState, Pending, RecordLog, hour_of, hour_start},
-    parquet::{File, FileBuilder},
+    parquet::{Batches, Encoder, File},
 };
 
 /// Events copied from the event log per step.
 const EVENT_BATCH: usize = 5_000;
 /// API requests taken from the buffer per step.
 const REQUEST_BATCH: usize = 5_000;
+/// Written records deleted from the log per step.
+const PURGE_BATCH: usize = 20_000;
 /// How often the writer looks at the clock and the event log when idle.
 const POLL: Duration = Duration::from_secs(1);
 /// The log cursor of the events copied from the metadata store's event log.
@@ -174,8 +177,6 @@ impl Writer {
         }
         self.closed = Some(last_due);
         self.last_close = Some(now);
-        let waiting = log.waiting().await?;
-        self.lake.metrics.lake.waiting.set(waiting as i64);
         Ok(())
     }
 
@@ -191,25 +192,47 @@ impl Writer {
         let budget = self.lake.limits.budget;
         let columns = dataset.columns.clone();
         let key_owned = key.to_owned();
-        // Built on a thread of its own, from a connection of its own (the log is WAL: reading
-        // does not hold up the doors' appends); each file is put while the next one is built.
+        // Parsed on a thread of its own, from a connection of its own (the log is WAL: reading
+        // does not hold up the doors' appends), encoded on another, and each file is put while
+        // the next one is built.
         let build = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let conn = RecordLog::reader(&path)?;
-            let mut builder = FileBuilder::new(&columns, budget);
-            RecordLog::rows(&conn, &key_owned, range, |row| {
-                if let Some(file) = builder.push(row)? {
+            let (batches_out, batches_in) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+            let encode_columns = columns.clone();
+            let encoder = std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut encoder = Encoder::new(&encode_columns, budget)?;
+                for batch in batches_in {
+                    if let Some(file) = encoder.write(&batch)? {
+                        files_out
+                            .blocking_send(file)
+                            .context("the writer stopped")?;
+                    }
+                }
+                if let Some(file) = encoder.finish()? {
                     files_out
                         .blocking_send(file)
                         .context("the writer stopped")?;
                 }
                 Ok(())
-            })?;
-            if let Some(file) = builder.finish()? {
-                files_out
-                    .blocking_send(file)
-                    .context("the writer stopped")?;
-            }
-            Ok(())
+            });
+            let conn = RecordLog::reader(&path)?;
+            let mut batches = Batches::new(&columns, budget);
+            let parsed = RecordLog::rows(&conn, &key_owned, range, |row| {
+                if let Some(batch) = batches.push(row)? {
+                    batches_out.send(batch).context("the encoder stopped")?;
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                if let Some(batch) = batches.finish()? {
+                    batches_out.send(batch).context("the encoder stopped")?;
+                }
+                Ok(())
+            });
+            drop(batches_out);
+            let encoded = encoder
+                .join()
+                .map_err(|_| anyhow::anyhow!("the encoder panicked"))?;
+            parsed.and(encoded)
         });
         let partition = dataset.partition(hour_start(range.hour));
         let stem = format!(
@@ -352,17 +375,23 @@ impl Task for Writer {
             self.close_due(now).await?;
             self.expire(now).await?;
         }
+        // Written records leave the log in bounded steps, a step a second.
+        let purged = self.lake.log.purge(PURGE_BATCH).await?;
+        let waiting = self.lake.log.waiting().await?;
+        self.lake.metrics.lake.waiting.set(waiting as i64);
         let metrics = &self.lake.metrics.lake;
         if let Some(at) = self.last_close {
             metrics
                 .since_close
                 .set((now - at).num_milliseconds() as f64 / 1000.0);
         }
-        Ok(if more_events || more_requests {
-            Step::Busy
-        } else {
-            Step::Idle
-        })
+        Ok(
+            if more_events || more_requests || purged == PURGE_BATCH as u64 {
+                Step::Busy
+            } else {
+                Step::Idle
+            },
+        )
     }
 
     async fn wait(&mut self, stop: &CancellationToken) {

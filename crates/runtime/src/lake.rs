@@ -15,6 +15,8 @@ use crate::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Appended {
     pub accepted: u64,
+    /// Of the accepted, records whose id was kept before: kept once, not again.
+    pub duplicates: u64,
     pub quarantined: Vec<Refusal>,
 }
 

@@ -141,6 +141,7 @@ async fn the_lake_holds_what_happened_once() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["accepted"], 4, "{body}");
+    assert_eq!(body["duplicates"], 1, "b1 again is kept once: {body}");
     let quarantined: Vec<u64> = body["quarantined"]
         .as_array()
         .unwrap()
