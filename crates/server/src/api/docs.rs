@@ -158,6 +158,10 @@ fn shared_answers(operation: &mut Value) {
             "`unauthorized`: a missing, malformed, unknown or revoked key",
         );
         add(
+            "403",
+            "`forbidden`: a company key (role `ingest` or `analyst`) outside its role",
+        );
+        add(
             "429",
             "`rate_limited`: over the key's rate, too many failed authentications from this address, or (uploads) the key's own uploads hold its share of the upload budget; see `Retry-After`",
         );
