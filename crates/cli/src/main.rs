@@ -40,6 +40,9 @@ enum Command {
     /// Run only the Kafka image stream consumer (a consumer group member), with /healthz,
     /// /readyz and /metrics.
     KafkaIngest(settings::ServeArgs),
+    /// Run only the lake writer (a member of the `[lake] group_id` consumer group; needs
+    /// brokers), with /healthz, /readyz and /metrics.
+    LakeWriter(settings::ServeArgs),
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Api(args) => serve::serve(args, Role::Api).await,
             Command::Worker(args) => serve::serve(args, Role::Worker).await,
             Command::KafkaIngest(args) => serve::serve(args, Role::Ingest).await,
+            Command::LakeWriter(args) => serve::serve(args, Role::LakeWriter).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Keys(cmd) => client::keys(cmd).await,
             Command::Upload(args) => client::upload(args).await,

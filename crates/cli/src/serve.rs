@@ -1,4 +1,4 @@
-//! `serve`, `api`, `worker` and `kafka-ingest`: one role of the system, or all of them, until
+//! `serve`, `api`, `worker`, `kafka-ingest` and `lake-writer`: one role of the system, or all of them, until
 //! Ctrl-C or SIGTERM.
 
 use anyhow::Context;
@@ -44,20 +44,25 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     failed.map_or(Ok(()), Err)
 }
 
-/// The lake of `serve`: its log takes the HTTP door's records, and the writer task copies the
-/// embedded event log and writes the hours.
+/// The lake of a role. Without brokers, `serve` alone has it: its log takes the HTTP door's
+/// records and the writer task copies the embedded event log and writes the hours. With
+/// brokers, `serve` and `api` send the door's records and the request records to Kafka, and
+/// `serve` and `lake-writer` run the writer of the lake's consumer group.
 #[cfg(feature = "lake")]
 async fn lake(
     state: &mut AppState,
     role: Role,
 ) -> anyhow::Result<Vec<imagelake_server::serve::Spawn>> {
+    if state.settings.kafka.brokers.is_some() {
+        return lake_on_brokers(state, role).await;
+    }
+    if role != Role::All {
+        return Ok(Vec::new());
+    }
     use imagelake_runtime::{
         settings::MetadataBackend,
         tasks::{OnFailure, Stage, TaskSpec},
     };
-    if role != Role::All {
-        return Ok(Vec::new());
-    }
     let lake = imagelake_lake::Lake::open(state).await?;
     state.lake = Some(lake.clone());
     let events = match state.settings.metadata.backend {
@@ -74,6 +79,39 @@ async fn lake(
     };
     let writer = imagelake_lake::Writer::new(lake, events).await?;
     Ok(vec![(spec, Box::new(writer))])
+}
+
+#[cfg(all(feature = "lake", feature = "kafka"))]
+async fn lake_on_brokers(
+    state: &mut AppState,
+    role: Role,
+) -> anyhow::Result<Vec<imagelake_server::serve::Spawn>> {
+    use imagelake_runtime::tasks::{OnFailure, Stage, TaskSpec};
+    if matches!(role, Role::All | Role::Api) {
+        state.lake = Some(std::sync::Arc::new(
+            imagelake_lake::KafkaDoor::connect(state).await?,
+        ));
+    }
+    if !matches!(role, Role::All | Role::LakeWriter) {
+        return Ok(Vec::new());
+    }
+    let spec = TaskSpec {
+        name: "lake-writer",
+        required: role == Role::LakeWriter,
+        on_failure: OnFailure::Retry,
+        stage: Stage::Intake,
+    };
+    let writer = imagelake_lake::StreamWriter::connect(state).await?;
+    Ok(vec![(spec, Box::new(writer))])
+}
+
+// `stream::plan` refuses brokers in a build without the `kafka` feature.
+#[cfg(all(feature = "lake", not(feature = "kafka")))]
+async fn lake_on_brokers(
+    _: &mut AppState,
+    _: Role,
+) -> anyhow::Result<Vec<imagelake_server::serve::Spawn>> {
+    Ok(Vec::new())
 }
 
 #[cfg(not(feature = "lake"))]

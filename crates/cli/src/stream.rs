@@ -27,6 +27,11 @@ pub fn plan(settings: &Settings, role: Role) -> anyhow::Result<Plan> {
         "kafka-ingest needs kafka.brokers (or IMAGELAKE_KAFKA_BROKERS)"
     );
     anyhow::ensure!(
+        brokers || role != Role::LakeWriter,
+        "lake-writer needs kafka.brokers (or IMAGELAKE_KAFKA_BROKERS): without brokers the lake \
+         is written by `serve` from its local log, which no other process can share"
+    );
+    anyhow::ensure!(
         !brokers || cfg!(feature = "kafka"),
         "kafka.brokers needs a build with the `kafka` feature"
     );

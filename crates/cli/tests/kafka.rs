@@ -76,6 +76,7 @@ brokers = "{brokers}"
 images_topic = "{images}"
 dead_letter_topic = "{dead}"
 events_topic = "{events}"
+requests_topic = "{images}.requests"
 group_id = "{images}-group"
 [kafka.config]
 "session.timeout.ms" = "6000"
@@ -823,11 +824,12 @@ async fn create_topics_makes_the_configured_topics_once() {
         printed
     };
     let first = create();
-    for topic in [&topics.images, &topics.dead, &topics.events] {
+    let requests = format!("{}.requests", topics.images);
+    for topic in [&topics.images, &topics.dead, &topics.events, &requests] {
         assert!(first.contains(&format!("created: {topic}\n")), "{first}");
     }
     let again = create();
-    assert_eq!(again.matches("exists: ").count(), 3, "{again}");
+    assert_eq!(again.matches("exists: ").count(), 4, "{again}");
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .create()
@@ -841,4 +843,294 @@ async fn create_topics_makes_the_configured_topics_once() {
     assert_eq!(partitions(&topics.images), 3);
     assert_eq!(partitions(&topics.dead), 1);
     assert_eq!(partitions(&topics.events), 3);
+    assert_eq!(partitions(&requests), 3);
+}
+
+/// The lake's settings for one test: a GCS bucket of the emulator, its own topics and group, a
+/// declared table fed by `{tag}-billing` and an idle one fed by `{tag}-idle`.
+fn lake_config(dir: &Path, tag: &str, bucket: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("lake.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"data_dir = "{data}"
+[objects]
+backend = "gcs"
+bucket = "{bucket}"
+[kafka]
+brokers = "{brokers}"
+events_topic = "{tag}-events"
+requests_topic = "{tag}-requests"
+[kafka.config]
+"session.timeout.ms" = "6000"
+[lake]
+group_id = "{tag}-lake"
+max_buffer_bytes = 16777216
+[[lake.tables]]
+name = "billing"
+topic = "{tag}-billing"
+time_field = "ts"
+id_field = "id"
+customer_field = "customer"
+columns = {{ id = "string", ts = "timestamp", customer = "string", amount = "float64", note = "string" }}
+[[lake.tables]]
+name = "idle"
+topic = "{tag}-idle"
+time_field = "ts"
+columns = {{ ts = "timestamp" }}
+"#,
+            data = dir.display(),
+            brokers = brokers(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn gcs_host() -> String {
+    std::env::var("STORAGE_EMULATOR_HOST")
+        .expect("STORAGE_EMULATOR_HOST is not set: run the tests through scripts/test")
+}
+
+async fn create_bucket(bucket: &str) {
+    let created = reqwest::Client::new()
+        .post(format!(
+            "http://{}/storage/v1/b?project=imagelake-test",
+            gcs_host()
+        ))
+        .json(&serde_json::json!({ "name": bucket }))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+}
+
+/// The bucket's objects under `prefix`: name and generation.
+async fn bucket_objects(bucket: &str, prefix: &str) -> Vec<(String, String)> {
+    let list: Value = reqwest::get(format!(
+        "http://{}/storage/v1/b/{bucket}/o?prefix={prefix}",
+        gcs_host()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut out: Vec<(String, String)> = list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap().to_owned(),
+                o["generation"].to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn bucket_get(bucket: &str, name: &str) -> Option<Vec<u8>> {
+    let response = reqwest::get(format!(
+        "http://{}/storage/v1/b/{bucket}/o/{}?alt=media",
+        gcs_host(),
+        name.replace('/', "%2F")
+    ))
+    .await
+    .unwrap();
+    response
+        .status()
+        .is_success()
+        .then_some(response.bytes().await.unwrap().to_vec())
+}
+
+/// The `_SUCCESS` of a table's hour, if written.
+async fn bucket_marker(
+    bucket: &str,
+    table: &str,
+    hour: chrono::DateTime<chrono::Utc>,
+) -> Option<Value> {
+    let name = format!(
+        "lake/{table}/{}/_SUCCESS",
+        hour.format("dt=%Y-%m-%d/hour=%H")
+    );
+    let bytes = bucket_get(bucket, &name).await?;
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+/// Copies the bucket's `lake/` into `dir` and reads `table` with DuckDB and pyarrow (which must
+/// agree); the rows.
+async fn read_lake(bucket: &str, dir: &Path, table: &str) -> Vec<Value> {
+    let _ = std::fs::remove_dir_all(dir);
+    for (name, _) in bucket_objects(bucket, "lake/").await {
+        let path = dir.join(&name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bucket_get(bucket, &name).await.unwrap()).unwrap();
+    }
+    let python = std::env::var("IMAGELAKE_LAKE_PYTHON").expect(
+        "IMAGELAKE_LAKE_PYTHON is not set: run the tests through scripts/test, which installs DuckDB and pyarrow",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lake-read.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .arg(table)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let both: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        both["duckdb"], both["pyarrow"],
+        "DuckDB and pyarrow read {table} alike"
+    );
+    both["duckdb"].as_array().unwrap().clone()
+}
+
+/// One billing record; `hour` hours ago, about 400 bytes.
+fn billing(i: usize, hours_ago: i64) -> (String, Vec<u8>) {
+    let id = format!("r{i:06}");
+    let ts = chrono::Utc::now()
+        - chrono::Duration::hours(hours_ago)
+        - chrono::Duration::seconds((i % 1800) as i64);
+    let record = serde_json::json!({
+        "id": id,
+        "ts": ts.to_rfc3339(),
+        "customer": format!("c{}", i % 7),
+        "amount": i as f64 / 100.0,
+        "note": "x".repeat(300),
+    });
+    (id, record.to_string().into_bytes())
+}
+
+async fn produce_billing(producer: &FutureProducer, topic: &str, records: &[(String, Vec<u8>)]) {
+    let sends = records.iter().map(|(id, payload)| {
+        producer.send(
+            FutureRecord::<str, [u8]>::to(topic)
+                .key(id)
+                .payload(payload),
+            Duration::from_secs(60),
+        )
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.map_err(|(e, _)| e).unwrap();
+    }
+}
+
+fn start_writer(config: &Path) -> Server {
+    spawn(&["lake-writer", "--config", config.to_str().unwrap()], &[])
+}
+
+/// The hour whose grace (5 minutes) has passed, as the writer computes it.
+fn due_hour() -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let hour = now.timestamp().div_euclid(3600) - 1;
+    chrono::DateTime::from_timestamp(hour * 3600, 0).unwrap()
+}
+
+/// Two `lake-writer`s share the group on the GCS emulator; one is killed while they write a
+/// backlog;
+/// every record is in the lake once, the idle table's hour is closed, and a restarted writer
+/// rewrites nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_writers_share_a_group_and_survive_a_kill() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tag = format!("lakegrp-{}", std::process::id());
+    let dir = temp_dir("lake-writers");
+    let billing_topic = format!("{tag}-billing");
+    create_topics(&[
+        (&billing_topic, 4),
+        (&format!("{tag}-idle"), 1),
+        (&format!("{tag}-events"), 2),
+        (&format!("{tag}-requests"), 1),
+    ])
+    .await;
+    create_bucket(&tag).await;
+    let due = due_hour();
+    let (config_a, config_b) = (
+        lake_config(&dir.join("a"), &tag, &tag),
+        lake_config(&dir.join("b"), &tag, &tag),
+    );
+    // A backlog of two hours past their grace, some records sent twice, more than the writers'
+    // buffers hold.
+    let records: Vec<(String, Vec<u8>)> = (0..60_000)
+        .map(|i| billing(i, 2 + (i % 2) as i64))
+        .collect();
+    let producer = producer();
+    produce_billing(&producer, &billing_topic, &records).await;
+    produce_billing(&producer, &billing_topic, &records[..500]).await;
+    let mut a = start_writer(&config_a);
+    let b = start_writer(&config_b);
+    let written = wait_until(Duration::from_secs(120), || async {
+        bucket_objects(&tag, "lake/billing/")
+            .await
+            .iter()
+            .any(|(n, _)| n.ends_with(".parquet"))
+    })
+    .await;
+    assert!(written, "the writers write the first records");
+    a.kill();
+
+    // Every record, once, in both hours' markers, after the survivor took the partitions over.
+    let hours: std::collections::BTreeSet<_> = (0..=10)
+        .map(|j| {
+            let t = chrono::Utc::now() - chrono::Duration::minutes(120 + j * 10);
+            chrono::DateTime::from_timestamp(t.timestamp().div_euclid(3600) * 3600, 0).unwrap()
+        })
+        .collect();
+    let complete = wait_until(Duration::from_secs(240), || async {
+        let mut rows = 0;
+        for hour in &hours {
+            if let Some(m) = bucket_marker(&tag, "billing", *hour).await {
+                rows += m["rows"].as_u64().unwrap();
+            }
+        }
+        rows >= 60_000
+    })
+    .await;
+    let rows = read_lake(&tag, &dir.join("read"), "billing").await;
+    assert!(
+        complete,
+        "the markers count every record: {} rows read",
+        rows.len()
+    );
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (60_000, 60_000), "every record once");
+    let row = rows.iter().find(|r| r["id"] == "r000007").unwrap();
+    assert_eq!(
+        row["customer_id"], "c0",
+        "customer_field is copied to customer_id"
+    );
+
+    // The idle table's due hour is closed, empty.
+    let idle = bucket_marker(&tag, "idle", due)
+        .await
+        .expect("the idle hour is closed");
+    assert_eq!(idle["rows"], 0);
+
+    // A restarted writer takes its share back and rewrites nothing.
+    let before = bucket_objects(&tag, "lake/billing/").await;
+    let a = start_writer(&config_a);
+    let rejoined = wait_until(Duration::from_secs(120), || async {
+        !a.logged("lake partition closed").is_empty()
+    })
+    .await;
+    assert!(rejoined, "the restarted writer holds partitions again");
+    assert_eq!(
+        bucket_objects(&tag, "lake/billing/").await,
+        before,
+        "nothing rewritten"
+    );
+    stop(a);
+    stop(b);
 }

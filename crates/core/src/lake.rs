@@ -176,6 +176,14 @@ impl TableDecl {
     }
 
     /// Whether the name is one the system writes itself.
+    /// The topic its records come from with brokers: the declared one, or
+    /// `imagelake.lake.<name>`.
+    pub fn source_topic(&self) -> String {
+        self.topic
+            .clone()
+            .unwrap_or_else(|| format!("imagelake.lake.{}", self.name))
+    }
+
     pub fn is_builtin_name(name: &str) -> bool {
         [EVENTS, API_REQUESTS, QUARANTINE].contains(&name)
     }

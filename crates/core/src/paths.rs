@@ -214,6 +214,17 @@ pub fn lake_schema(table: &LakeTable) -> Path {
     lake_table(table).join("_schema.json")
 }
 
+/// Where one source partition stands in the lake (see the lake's `manifest`); readers skip
+/// names starting `_`.
+pub fn lake_manifest(topic: &str, partition: i32) -> Path {
+    Path::from_iter([LAKE, "_writers", topic, &format!("{partition}.json")])
+}
+
+/// The newest hour whose markers are written for every table a topic feeds.
+pub fn lake_marked(topic: &str) -> Path {
+    Path::from_iter([LAKE, "_writers", topic, "_marked.json"])
+}
+
 /// All of the records one table refused.
 pub fn quarantine_table(table: &LakeTable) -> Path {
     Path::from_iter([LAKE, QUARANTINE, table.as_str()])

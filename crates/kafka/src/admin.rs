@@ -29,7 +29,8 @@ pub enum Created {
     Exists,
 }
 
-/// Creates the images, dead-letter and events topics of `settings` on `brokers`.
+/// Creates the images, dead-letter, events and requests topics of `settings` on `brokers`, and
+/// the topic of each declared lake table.
 pub async fn create_topics(
     settings: &Settings,
     brokers: &str,
@@ -50,14 +51,30 @@ pub async fn create_topics(
     let record_room = (settings.limits.max_body_bytes + (1 << 20)).to_string();
     let retention_ms = settings.retention.0.as_millis().to_string();
     let replication = || TopicReplication::Fixed(layout.replication);
-    let topics = [
+    // The lake's sources are kept as long as the lake keeps their hours.
+    let lake_retention_ms = settings.lake_retention().0.as_millis().to_string();
+    let lake_topics: Vec<String> = settings
+        .lake
+        .tables
+        .iter()
+        .map(|t| t.source_topic())
+        .collect();
+    let mut topics = vec![
         NewTopic::new(&kafka.images_topic, layout.partitions, replication())
             .set("max.message.bytes", &record_room),
         NewTopic::new(&kafka.dead_letter_topic, 1, replication())
             .set("max.message.bytes", &record_room),
         NewTopic::new(&kafka.events_topic, layout.partitions, replication())
             .set("retention.ms", &retention_ms),
+        NewTopic::new(&kafka.requests_topic, layout.partitions, replication())
+            .set("retention.ms", &lake_retention_ms),
     ];
+    for topic in &lake_topics {
+        topics.push(
+            NewTopic::new(topic, layout.partitions, replication())
+                .set("retention.ms", &lake_retention_ms),
+        );
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let mut out = Vec::new();
     for result in admin.create_topics(&topics, &options).await? {

@@ -82,10 +82,7 @@ pub fn consumer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<
     Ok(config)
 }
 
-pub(crate) fn producer_config(
-    settings: &Kafka,
-    max_body_bytes: u64,
-) -> anyhow::Result<ClientConfig> {
+pub fn producer_config(settings: &Kafka, max_body_bytes: u64) -> anyhow::Result<ClientConfig> {
     let mut config = base_config(settings, max_body_bytes)?;
     config.set("enable.idempotence", "true").set("acks", "all");
     for (key, value) in &settings.config {

@@ -22,7 +22,7 @@ mod publish;
 mod reach;
 
 pub use admin::{Created, Layout, create_topics};
-pub use ingest::{ImageStream, check_config, consumer_config, run};
+pub use ingest::{ImageStream, check_config, consumer_config, producer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};
 pub use publish::Publisher;

@@ -15,7 +15,7 @@ use imagelake_runtime::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::{Dataset, Lake, log::Entry};
+use crate::{Dataset, Lake, Tables, log::Entry};
 
 /// Raw bytes kept of a quarantined line at most; the reason says how large it was.
 const RAW_KEPT: usize = 64 * 1024;
@@ -24,7 +24,7 @@ const RAW_KEPT: usize = 64 * 1024;
 /// record stamped for next week would hold its hour open.
 const MAX_AHEAD: chrono::Duration = chrono::Duration::hours(1);
 
-impl Lake {
+impl Tables {
     /// The entry for `raw`'s record of `dataset`, or its quarantine entry.
     pub(crate) fn entry(
         &self,
@@ -94,6 +94,83 @@ impl Lake {
         (entry, Refusal { line, reason })
     }
 
+    /// The row of one API request, as a producer sends it (times as RFC 3339).
+    pub(crate) fn request_row(r: &ApiRequest) -> Map<String, Value> {
+        let mut row = Map::new();
+        row.insert("at".into(), json!(r.at.to_rfc3339()));
+        row.insert("route".into(), json!(r.route));
+        row.insert("method".into(), json!(r.method));
+        row.insert("status".into(), json!(r.status));
+        row.insert("error_code".into(), json!(r.error_code));
+        row.insert(
+            "customer_id".into(),
+            json!(r.customer_id.map(|c| c.to_string())),
+        );
+        row.insert("key_role".into(), json!(r.key_role));
+        row.insert("request_bytes".into(), json!(r.request_bytes));
+        row.insert("response_bytes".into(), json!(r.response_bytes));
+        row.insert("duration_ms".into(), json!(r.duration_ms));
+        row
+    }
+
+    /// The log entry of one API request.
+    pub(crate) fn request_entry(&self, r: &ApiRequest) -> Option<Entry> {
+        let dataset = self.datasets.get(tables::API_REQUESTS)?;
+        let record = match dataset.decl.record_from(Self::request_row(r)) {
+            Ok(record) => record,
+            Err(reason) => {
+                tracing::warn!(%reason, "an API request record does not fit its table");
+                crate::metrics_table(&self.metrics.lake.dropped, tables::API_REQUESTS).inc();
+                return None;
+            }
+        };
+        Some(Entry {
+            dataset: dataset.key.clone(),
+            at: record.at,
+            id: None,
+            row: Value::Object(record.row).to_string(),
+        })
+    }
+
+    /// Whether records may be posted to `table`: a declared table's, not a quarantine.
+    pub(crate) fn postable(&self, table: &str) -> Option<&Dataset> {
+        self.datasets
+            .get(table)
+            .filter(|d| !d.quarantine && !tables::TableDecl::is_builtin_name(table))
+    }
+
+    /// Checks each line of an NDJSON body: the entries to keep, with the refusals among them.
+    pub(crate) fn check_lines(
+        &self,
+        dataset: &Dataset,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> (Vec<Entry>, Vec<Refusal>) {
+        let mut entries = Vec::new();
+        let mut quarantined = Vec::new();
+        for (line, raw) in lines(body) {
+            match self.entry(dataset, raw, line, received_at) {
+                Ok(entry) => entries.push(entry),
+                Err((entry, refusal)) => {
+                    entries.push(entry);
+                    quarantined.push(refusal);
+                }
+            }
+        }
+        (entries, quarantined)
+    }
+}
+
+/// The records of an NDJSON body with their line numbers: blank lines skipped, a `\r` before
+/// the newline dropped.
+pub(crate) fn lines(body: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(index, raw)| (index as u64 + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))
+        .filter(|(_, raw)| !raw.iter().all(u8::is_ascii_whitespace))
+}
+
+impl Lake {
     /// Appends `entries` and counts what went to a quarantine.
     pub(crate) async fn store(
         &self,
@@ -118,46 +195,12 @@ impl Lake {
         }
         Ok(stored)
     }
-
-    /// The row of one API request.
-    pub(crate) fn request_entry(&self, r: &ApiRequest) -> Option<Entry> {
-        let mut row = Map::new();
-        row.insert("at".into(), json!(r.at.to_rfc3339()));
-        row.insert("route".into(), json!(r.route));
-        row.insert("method".into(), json!(r.method));
-        row.insert("status".into(), json!(r.status));
-        row.insert("error_code".into(), json!(r.error_code));
-        row.insert(
-            "customer_id".into(),
-            json!(r.customer_id.map(|c| c.to_string())),
-        );
-        row.insert("key_role".into(), json!(r.key_role));
-        row.insert("request_bytes".into(), json!(r.request_bytes));
-        row.insert("response_bytes".into(), json!(r.response_bytes));
-        row.insert("duration_ms".into(), json!(r.duration_ms));
-        let dataset = self.datasets.get(tables::API_REQUESTS)?;
-        let record = match dataset.decl.record_from(row) {
-            Ok(record) => record,
-            Err(reason) => {
-                tracing::warn!(%reason, "an API request record does not fit its table");
-                crate::metrics_table(&self.metrics.lake.dropped, tables::API_REQUESTS).inc();
-                return None;
-            }
-        };
-        Some(Entry {
-            dataset: dataset.key.clone(),
-            at: record.at,
-            id: None,
-            row: Value::Object(record.row).to_string(),
-        })
-    }
 }
 
 #[async_trait]
 impl LakeDoor for Lake {
     fn has_table(&self, table: &str) -> bool {
-        !tables::TableDecl::is_builtin_name(table)
-            && self.datasets.get(table).is_some_and(|d| !d.quarantine)
+        self.postable(table).is_some()
     }
 
     async fn append(
@@ -166,25 +209,10 @@ impl LakeDoor for Lake {
         body: Bytes,
         received_at: Timestamp,
     ) -> Result<Appended, Error> {
-        let dataset = match self.datasets.get(table) {
-            Some(d) if self.has_table(table) => d,
-            _ => return Err(Error::not_found(format!("no lake table {table:?}"))),
-        };
-        let mut entries = Vec::new();
-        let mut quarantined = Vec::new();
-        for (index, raw) in body.split(|b| *b == b'\n').enumerate() {
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if raw.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match self.entry(dataset, raw, index as u64 + 1, received_at) {
-                Ok(entry) => entries.push(entry),
-                Err((entry, refusal)) => {
-                    entries.push(entry);
-                    quarantined.push(refusal);
-                }
-            }
-        }
+        let dataset = self
+            .postable(table)
+            .ok_or_else(|| Error::not_found(format!("no lake table {table:?}")))?;
+        let (entries, quarantined) = self.check_lines(dataset, &body, received_at);
         let accepted = (entries.len() - quarantined.len()) as u64;
         let stored = self
             .store(entries, None)
@@ -199,11 +227,7 @@ impl LakeDoor for Lake {
 
     fn record_request(&self, request: ApiRequest) {
         if self.requests.try_send(request).is_err() {
-            self.metrics
-                .lake
-                .dropped
-                .get_or_create(&vec![("table", tables::API_REQUESTS.to_owned())])
-                .inc();
+            crate::metrics_table(&self.metrics.lake.dropped, tables::API_REQUESTS).inc();
         }
     }
 }

@@ -10,8 +10,14 @@
 //! `_SUCCESS`. See ARCHITECTURE.md (the lake) for the exactly-once argument.
 
 mod door;
+mod files;
 pub mod log;
+pub mod manifest;
 pub mod parquet;
+#[cfg(feature = "kafka")]
+mod produce;
+#[cfg(feature = "kafka")]
+mod stream;
 mod writer;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -26,6 +32,10 @@ use imagelake_runtime::{AppState, lake::ApiRequest, metrics::Metrics};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::{Mutex, mpsc};
 
+#[cfg(feature = "kafka")]
+pub use produce::KafkaDoor;
+#[cfg(feature = "kafka")]
+pub use stream::StreamWriter;
 pub use writer::Writer;
 
 use crate::log::RecordLog;
@@ -92,27 +102,23 @@ pub struct Limits {
     pub max_record_bytes: usize,
 }
 
-/// The lake of one process: its log, its tables, and the buffer of API requests.
-pub struct Lake {
-    log: RecordLog,
+/// The lake's tables as every process sees them: each dataset's declaration, the limits, and
+/// where files go. The embedded [`Lake`] adds its log to it; the Kafka door and writer use it
+/// alone.
+pub struct Tables {
     objects: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     limits: Limits,
     /// Every dataset by key: the built-in tables, the declared ones, and their quarantines.
     datasets: BTreeMap<String, Dataset>,
-    requests: mpsc::Sender<ApiRequest>,
-    /// Taken by the writer.
-    requests_in: Mutex<Option<mpsc::Receiver<ApiRequest>>>,
 }
 
-impl Lake {
-    /// Opens the log under the data dir and checks every declared table against the columns it
-    /// had before (`lake/<table>/_schema.json`): a new column is taken, a changed type refuses to
-    /// start.
-    pub async fn open(state: &AppState) -> anyhow::Result<Arc<Self>> {
+impl Tables {
+    /// Checks every declared table against the columns it had before (`lake/<table>/
+    /// _schema.json`): a new column is taken, a changed type refuses to start.
+    pub async fn open(state: &AppState) -> anyhow::Result<Self> {
         let settings = &state.settings;
-        let log = RecordLog::open(&settings.data_dir.join("lake.sqlite"))?;
         let mut datasets = BTreeMap::new();
         let mut decls = vec![TableDecl::events(), TableDecl::api_requests()];
         for declared in &settings.lake.tables {
@@ -131,21 +137,13 @@ impl Lake {
             budget: parquet::Budget::within(lake.max_buffer_bytes, lake.max_file_bytes),
             max_record_bytes: usize::try_from(lake.max_record_bytes).unwrap_or(usize::MAX),
         };
-        let (requests, requests_in) = mpsc::channel(lake.request_buffer.max(1));
-        Ok(Arc::new(Self {
-            log,
+        Ok(Self {
             objects: state.objects.clone(),
             clock: state.clock.clone(),
             metrics: state.metrics.clone(),
             limits,
             datasets,
-            requests,
-            requests_in: Mutex::new(Some(requests_in)),
-        }))
-    }
-
-    pub fn log(&self) -> &RecordLog {
-        &self.log
+        })
     }
 
     pub fn datasets(&self) -> impl Iterator<Item = &Dataset> {
@@ -156,6 +154,44 @@ impl Lake {
         self.datasets
             .get(key)
             .with_context(|| format!("no lake table {key} (removed from the settings?)"))
+    }
+}
+
+/// The lake of one process without brokers: the tables, the log their records wait in, and the
+/// buffer of API requests.
+pub struct Lake {
+    tables: Tables,
+    log: RecordLog,
+    requests: mpsc::Sender<ApiRequest>,
+    /// Taken by the writer.
+    requests_in: Mutex<Option<mpsc::Receiver<ApiRequest>>>,
+}
+
+impl std::ops::Deref for Lake {
+    type Target = Tables;
+
+    fn deref(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+impl Lake {
+    /// Opens the log under the data dir, and the tables (see [`Tables::open`]).
+    pub async fn open(state: &AppState) -> anyhow::Result<Arc<Self>> {
+        let settings = &state.settings;
+        let log = RecordLog::open(&settings.data_dir.join("lake.sqlite"))?;
+        let tables = Tables::open(state).await?;
+        let (requests, requests_in) = mpsc::channel(settings.lake.request_buffer.max(1));
+        Ok(Arc::new(Self {
+            tables,
+            log,
+            requests,
+            requests_in: Mutex::new(Some(requests_in)),
+        }))
+    }
+
+    pub fn log(&self) -> &RecordLog {
+        &self.log
     }
 }
 

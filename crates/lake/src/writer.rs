@@ -12,7 +12,6 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use futures::StreamExt;
 use imagelake_core::{Timestamp, lake as tables};
@@ -30,7 +29,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     Dataset, Lake,
     log::{Entry, Hour, HourState, Pending, RecordLog, hour_of, hour_start},
-    parquet::{Batches, Encoder, File},
 };
 
 /// Events copied from the event log per step.
@@ -186,54 +184,7 @@ impl Writer {
 
     /// Writes one range of a dataset's hour as files, commits it, and marks the hour.
     async fn write_range(&self, key: &str, range: Pending) -> anyhow::Result<()> {
-        let dataset = self.lake.dataset(key)?.clone();
-        let (files_out, mut files_in) = mpsc::channel::<File>(1);
-        let path = self.lake.log.path().to_owned();
-        let budget = self.lake.limits.budget;
-        let columns = dataset.columns.clone();
-        let key_owned = key.to_owned();
-        // Parsed on a thread of its own, from a connection of its own (the log is WAL: reading
-        // does not hold up the doors' appends), encoded on another, and each file is put while
-        // the next one is built.
-        let build = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            let (batches_out, batches_in) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
-            let encode_columns = columns.clone();
-            let encoder = std::thread::spawn(move || -> anyhow::Result<()> {
-                let mut encoder = Encoder::new(&encode_columns, budget)?;
-                for batch in batches_in {
-                    if let Some(file) = encoder.write(&batch)? {
-                        files_out
-                            .blocking_send(file)
-                            .context("the writer stopped")?;
-                    }
-                }
-                if let Some(file) = encoder.finish()? {
-                    files_out
-                        .blocking_send(file)
-                        .context("the writer stopped")?;
-                }
-                Ok(())
-            });
-            let conn = RecordLog::reader(&path)?;
-            let mut batches = Batches::new(&columns, budget);
-            let parsed = RecordLog::rows(&conn, &key_owned, range, |row| {
-                if let Some(batch) = batches.push(row)? {
-                    batches_out.send(batch).context("the encoder stopped")?;
-                }
-                Ok(())
-            })
-            .and_then(|()| {
-                if let Some(batch) = batches.finish()? {
-                    batches_out.send(batch).context("the encoder stopped")?;
-                }
-                Ok(())
-            });
-            drop(batches_out);
-            let encoded = encoder
-                .join()
-                .map_err(|_| anyhow::anyhow!("the encoder panicked"))?;
-            parsed.and(encoded)
-        });
+        let dataset = self.lake.dataset(key)?;
         let partition = dataset.partition(hour_start(range.hour));
         let stem = format!(
             "log-{}-{:012}-{:012}-",
@@ -241,49 +192,23 @@ impl Writer {
             range.after + 1,
             range.through
         );
-        let (mut rows, mut files) = (0u64, 0u64);
-        while let Some(file) = files_in.recv().await {
-            let name = format!("{stem}{files:03}");
-            let location = imagelake_core::paths::lake_file(&partition, &name);
-            let size = file.bytes.len() as u64;
-            self.lake
-                .objects
-                .put(&location, PutPayload::from(file.bytes))
-                .await
-                .with_context(|| format!("writing {location}"))?;
-            rows += file.rows;
-            files += 1;
-            let metrics = &self.lake.metrics.lake;
-            crate::metrics_table(&metrics.rows, key).inc_by(file.rows);
-            crate::metrics_table(&metrics.bytes, key).inc_by(size);
-        }
-        build.await??;
-        // A range written before with other settings may have rolled into more files.
-        self.delete_beyond(&partition, &stem, files).await?;
+        // Read from a connection of its own (the log is WAL: reading does not hold up the
+        // doors' appends).
+        let path = self.lake.log.path().to_owned();
+        let key_owned = key.to_owned();
+        let feed: crate::files::Feed = Box::new(move |each| {
+            let conn = RecordLog::reader(&path)?;
+            RecordLog::rows(&conn, &key_owned, range, each)
+        });
+        let written = self.lake.write_files(key, &partition, &stem, feed).await?;
         let now = self.lake.clock.now();
-        let state = self.lake.log.finish(key, range, rows, files, now).await?;
-        tracing::info!(table = key, hour = %hour_start(range.hour), rows, files, "lake hour written");
+        let state = self
+            .lake
+            .log
+            .finish(key, range, written.rows, written.files, now)
+            .await?;
+        tracing::info!(table = key, hour = %hour_start(range.hour), rows = written.rows, files = written.files, "lake hour written");
         self.mark(key, range.hour, &state).await
-    }
-
-    /// Deletes files of the range `stem` numbered `files` or more: left by an earlier write of
-    /// the same range that rolled into more files (other settings), they would double rows.
-    async fn delete_beyond(&self, partition: &Path, stem: &str, files: u64) -> anyhow::Result<()> {
-        let objects = self.lake.objects.as_ref();
-        let listing = objects.list_with_delimiter(Some(partition)).await?;
-        for meta in listing.objects {
-            let Some(name) = meta.location.filename() else {
-                continue;
-            };
-            let index = name
-                .strip_prefix(stem)
-                .and_then(|rest| rest.strip_suffix(".parquet"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if index.is_some_and(|n| n >= files) {
-                delete_if_present(objects, &meta.location).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Writes (or rewrites) the hour's `_SUCCESS`, then records it as written.
@@ -332,7 +257,7 @@ fn success(state: &HourState) -> Value {
 }
 
 /// The hour folders of `dataset` before hour `before`.
-async fn old_hours(
+pub(crate) async fn old_hours(
     objects: &dyn ObjectStore,
     dataset: &Dataset,
     before: Hour,
@@ -355,7 +280,7 @@ fn folder_hour(folder: &Path) -> Option<Hour> {
     imagelake_core::paths::partition_hour(folder).map(hour_of)
 }
 
-async fn delete_hour(objects: &dyn ObjectStore, folder: &Path) -> anyhow::Result<()> {
+pub(crate) async fn delete_hour(objects: &dyn ObjectStore, folder: &Path) -> anyhow::Result<()> {
     let marker = imagelake_core::paths::lake_success(folder);
     delete_if_present(objects, &marker).await?;
     let mut listing = objects.list(Some(folder));

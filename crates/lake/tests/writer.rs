@@ -2,17 +2,15 @@
 //! anywhere is done again under the same names (no row twice, none lost), a restart rewrites
 //! no closed hour, and the files are what the log held.
 
+mod common;
+
 use std::{
     collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
 };
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::BoxStream;
+use common::Flaky;
 use imagelake_core::{Clock, ManualClock, Timestamp, lake::TableDecl};
 use imagelake_lake::{Lake, Writer};
 use imagelake_metadata::SqliteStore;
@@ -22,79 +20,9 @@ use imagelake_runtime::{
     lake::LakeDoor,
     tasks::{Step, Task},
 };
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, local::LocalFileSystem,
-    path::Path,
-};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-/// Local files that refuse puts once `allowed` reaches zero (negative: never), and count them.
-#[derive(Debug)]
-struct Flaky {
-    inner: LocalFileSystem,
-    allowed: AtomicI64,
-    puts: AtomicU64,
-}
-
-impl std::fmt::Display for Flaky {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Flaky({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Flaky {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        if self.allowed.fetch_sub(1, Ordering::SeqCst) == 0 {
-            self.allowed.store(0, Ordering::SeqCst);
-            return Err(object_store::Error::Generic {
-                store: "flaky",
-                source: "the process died here".into(),
-            });
-        }
-        self.puts.fetch_add(1, Ordering::SeqCst);
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -109,12 +37,7 @@ fn at(s: &str) -> Timestamp {
 
 fn fixture(start: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("objects")).unwrap();
-    let objects = Arc::new(Flaky {
-        inner: LocalFileSystem::new_with_prefix(dir.path().join("objects")).unwrap(),
-        allowed: AtomicI64::new(-1),
-        puts: AtomicU64::new(0),
-    });
+    let objects = Arc::new(Flaky::new(&dir.path().join("objects")));
     let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
         ..Settings::default()

@@ -126,6 +126,8 @@ pub struct Kafka {
     pub dead_letter_topic: String,
     /// Lifecycle events (JSON, schema version 1), keyed by customer.
     pub events_topic: String,
+    /// The API's request records (JSON) on their way to the lake's `api_requests` table.
+    pub requests_topic: String,
     pub group_id: String,
     /// Claim-check objects must live under this prefix of the object store.
     pub claims_prefix: imagelake_core::paths::ClaimsPrefix,
@@ -140,6 +142,7 @@ impl Default for Kafka {
             images_topic: "imagelake.images".to_owned(),
             dead_letter_topic: "imagelake.images.dlq".to_owned(),
             events_topic: "imagelake.events".to_owned(),
+            requests_topic: "imagelake.requests".to_owned(),
             group_id: "imagelake-ingest".to_owned(),
             claims_prefix: Default::default(),
             config: std::collections::BTreeMap::new(),
@@ -572,6 +575,7 @@ impl Kafka {
             ("images_topic", &self.images_topic),
             ("dead_letter_topic", &self.dead_letter_topic),
             ("events_topic", &self.events_topic),
+            ("requests_topic", &self.requests_topic),
         ];
         for (setting, topic) in topics {
             let legal = topic
@@ -588,9 +592,12 @@ impl Kafka {
             &self.dead_letter_topic,
             &self.events_topic,
         );
-        if images == dead || images == events || dead == events {
+        let requests = &self.requests_topic;
+        let all = [images, dead, events, requests];
+        if all.iter().collect::<std::collections::BTreeSet<_>>().len() < all.len() {
             return Err(
-                "kafka.images_topic, dead_letter_topic and events_topic must differ".into(),
+                "kafka.images_topic, dead_letter_topic, events_topic and requests_topic must differ"
+                    .into(),
             );
         }
         Ok(())

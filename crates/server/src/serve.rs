@@ -59,6 +59,8 @@ pub enum Role {
     Worker,
     /// Only health, readiness and metrics on HTTP: the image stream consumer runs beside it.
     Ingest,
+    /// Only health, readiness and metrics on HTTP: the lake writer runs beside it.
+    LakeWriter,
 }
 
 /// A background task and how to run it.
@@ -124,7 +126,7 @@ pub async fn start_role(
         supervisor.spawn(spec, task);
     }
     let router = match role {
-        Role::Worker | Role::Ingest => api::ops_router(state.clone()),
+        Role::Worker | Role::Ingest | Role::LakeWriter => api::ops_router(state.clone()),
         Role::All | Role::Api => api::router(state.clone()),
     };
     let limits = &state.settings.limits;
