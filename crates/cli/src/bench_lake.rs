@@ -24,6 +24,42 @@ pub enum LakeBench {
     Prepare(PrepareArgs),
     /// Write the prepared hour to Parquet under DIR/objects/lake/events.
     Flush(FlushArgs),
+    /// Send N events of one hour to a new topic on the brokers (the backlog to catch up).
+    #[cfg(feature = "kafka")]
+    Produce(ProduceArgs),
+    /// Write a topic's backlog of one hour to DIR/objects/lake/events as a lake writer of a
+    /// new consumer group, until the hour's `_SUCCESS` counts every event.
+    #[cfg(feature = "kafka")]
+    CatchUp(CatchUpArgs),
+}
+
+#[cfg(feature = "kafka")]
+#[derive(Args)]
+pub struct ProduceArgs {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    topic: String,
+    #[arg(long, default_value_t = 2_000_000)]
+    events: usize,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+}
+
+#[cfg(feature = "kafka")]
+#[derive(Args)]
+pub struct CatchUpArgs {
+    dir: PathBuf,
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    topic: String,
+    /// The events in the topic: the writer stops once the hour's marker counts them.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// The writer's memory cap (`[lake] max_buffer_bytes`).
+    #[arg(long, default_value_t = 256 << 20)]
+    max_buffer_bytes: u64,
 }
 
 #[derive(Args)]
@@ -48,6 +84,10 @@ pub async fn run(cmd: LakeBench) -> anyhow::Result<()> {
     match cmd {
         LakeBench::Prepare(args) => prepare(args).await,
         LakeBench::Flush(args) => flush(args).await,
+        #[cfg(feature = "kafka")]
+        LakeBench::Produce(args) => produce(args).await,
+        #[cfg(feature = "kafka")]
+        LakeBench::CatchUp(args) => catch_up(args).await,
     }
 }
 
@@ -170,4 +210,122 @@ async fn flush(args: FlushArgs) -> anyhow::Result<()> {
         purging.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(feature = "kafka")]
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use rdkafka::{
+        ClientConfig,
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        producer::{FutureProducer, FutureRecord},
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .create()?;
+    // The writer reads the requests topic too.
+    let requests = format!("{}.requests", args.topic);
+    let topics = [
+        NewTopic::new(&args.topic, args.partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(&requests, 1, TopicReplication::Fixed(1)),
+    ];
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        result.map_err(|(name, code)| anyhow::anyhow!("creating {name}: {code}"))?;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "200000")
+        .create()?;
+    let start = at(HOUR);
+    let started = Instant::now();
+    let mut sends = std::collections::VecDeque::new();
+    for i in 0..args.events {
+        let (occurred, row) = event(i, args.events, start)?;
+        let key = format!("{:08}", i % 500);
+        let mut record = FutureRecord::to(&args.topic)
+            .key(&key)
+            .payload(&row)
+            .timestamp(occurred.timestamp_millis());
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    sends.push_back(delivery);
+                    break;
+                }
+                // The producer's queue is full: wait for the oldest delivery.
+                Err((_, back)) => {
+                    record = back;
+                    let oldest = sends.pop_front().context("the producer refuses records")?;
+                    oldest.await?.map_err(|(e, _)| e)?;
+                }
+            }
+        }
+    }
+    for delivery in sends {
+        delivery.await?.map_err(|(e, _)| e)?;
+    }
+    println!(
+        "produced {} events of {HOUR} to {} in {:.1} s",
+        args.events,
+        args.topic,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "kafka")]
+async fn catch_up(args: CatchUpArgs) -> anyhow::Result<()> {
+    let now = at(HOUR) + chrono::Duration::minutes(66);
+    let mut state = state(&args.dir, now, args.max_buffer_bytes)?;
+    let mut settings = (*state.settings).clone();
+    settings.kafka.brokers = Some(args.brokers.clone());
+    settings.kafka.events_topic = args.topic.clone();
+    settings.kafka.requests_topic = format!("{}.requests", args.topic);
+    settings.lake.group_id = format!("{}-bench-{}", args.topic, std::process::id());
+
+    state.settings = Arc::new(settings);
+    let mut writer = imagelake_lake::StreamWriter::connect(&state, true).await?;
+    let marker = args
+        .dir
+        .join("objects/lake/events/dt=2026-11-30/hour=10/_SUCCESS");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let joining = Instant::now();
+    // Timed from the first record read: joining a new group is the broker's affair.
+    let mut started = None;
+    loop {
+        writer.step(&stop).await?;
+        if started.is_none() && state.metrics.lake.waiting.get() + rows_written(&state) as i64 > 0 {
+            started = Some(Instant::now());
+        }
+        if let Ok(bytes) = std::fs::read(&marker) {
+            let value: Value = serde_json::from_slice(&bytes)?;
+            if value["rows"].as_u64() >= Some(args.events) {
+                break;
+            }
+        }
+    }
+    let started = started.unwrap_or(joining);
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "caught up {} events in {seconds:.2} s: {:.0} rows/s (joining the group took {:.1} s more)",
+        args.events,
+        args.events as f64 / seconds,
+        (started - joining).as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Rows of `events` the writer has put in files.
+#[cfg(feature = "kafka")]
+fn rows_written(state: &AppState) -> u64 {
+    state
+        .metrics
+        .lake
+        .rows
+        .get_or_create(&vec![("table", "events".to_owned())])
+        .get()
 }

@@ -101,7 +101,7 @@ async fn lake_on_brokers(
         on_failure: OnFailure::Retry,
         stage: Stage::Intake,
     };
-    let writer = imagelake_lake::StreamWriter::connect(state).await?;
+    let writer = imagelake_lake::StreamWriter::connect(state, role == Role::LakeWriter).await?;
     Ok(vec![(spec, Box::new(writer))])
 }
 

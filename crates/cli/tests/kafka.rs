@@ -438,11 +438,17 @@ async fn commands_refuse_missing_brokers_and_topics() {
         "{said}"
     );
     assert!(!data.exists(), "nothing was started or written");
+    let (ok, said) = run(&["lake-writer", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        !ok && said.contains("lake-writer needs kafka.brokers"),
+        "{said}"
+    );
+    assert!(!data.exists(), "nothing was started or written");
     let settings = config_with(&dir, "refused.toml", &names("refused"), &brokers());
     let mut text = std::fs::read_to_string(&settings).unwrap();
     text.push_str("\"no.such.property\" = \"1\"\n");
     std::fs::write(&settings, text).unwrap();
-    for role in ["kafka-ingest", "serve"] {
+    for role in ["kafka-ingest", "serve", "lake-writer"] {
         let (ok, said) = run(&[role, "--config", settings.to_str().unwrap()]);
         assert!(!ok && said.contains("no.such.property"), "{role}: {said}");
     }
@@ -1133,4 +1139,86 @@ async fn lake_writers_share_a_group_and_survive_a_kill() {
     );
     stop(a);
     stop(b);
+}
+
+/// With brokers, `serve`'s lake door sends every posted line to the table's topic (keyed by its
+/// id, stamped with the time received) and answers after the brokers have them; the request
+/// records go to the requests topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_brokers_sends_the_lake_to_kafka() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = temp_dir("kafka-lake-door");
+    let topics = topics("lakedoor").await;
+    let (clicks, requests) = (
+        format!("{}-clicks", topics.images),
+        format!("{}.requests", topics.images),
+    );
+    create_topics(&[(&clicks, 2), (&requests, 1)]).await;
+    let settings = config(&dir, &topics);
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!(
+        r#"[[lake.tables]]
+name = "clicks"
+topic = "{clicks}"
+time_field = "ts"
+id_field = "id"
+columns = {{ id = "string", ts = "timestamp", page = "string" }}
+"#
+    ));
+    std::fs::write(&settings, text).unwrap();
+    let server = spawn(&["serve", "--config", settings.to_str().unwrap()], &[]);
+    let ts = chrono::Utc::now().to_rfc3339();
+    let lines = [
+        format!(r#"{{"id": "a", "ts": "{ts}", "page": "/"}}"#),
+        format!(r#"{{"id": "b", "ts": "{ts}", "page": "/x"}}"#),
+        "{not json".to_owned(),
+    ];
+    let before = chrono::Utc::now().timestamp_millis();
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/v1/lake/clicks/records", server.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/x-ndjson")
+        .body(lines.join("\n"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["quarantined"][0]["line"], 3, "{answer}");
+
+    // On the topic as soon as answered: every line, the bad one too (the writer quarantines it).
+    let mut sent: Vec<(Option<String>, String, i64)> = read_to_end(&clicks)
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                String::from_utf8_lossy(m.payload().unwrap()).into_owned(),
+                m.timestamp().to_millis().unwrap(),
+            )
+        })
+        .collect();
+    sent.sort();
+    let keys: Vec<_> = sent.iter().map(|(k, _, _)| k.clone()).collect();
+    assert_eq!(keys, [None, Some("a".into()), Some("b".into())]);
+    let mut payloads: Vec<_> = sent.iter().map(|(_, p, _)| p.clone()).collect();
+    payloads.sort();
+    let mut expected = lines.to_vec();
+    expected.sort();
+    assert_eq!(payloads, expected);
+    assert!(sent.iter().all(|(_, _, t)| *t >= before - 1000));
+
+    let recorded = wait_until(Duration::from_secs(30), || async {
+        read_to_end(&requests).iter().any(|m| {
+            let row: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+            row["route"] == "/v1/lake/{table}/records" && row["status"] == 200
+        })
+    })
+    .await;
+    assert!(
+        recorded,
+        "the post's request record is on the requests topic"
+    );
+    stop(server);
 }

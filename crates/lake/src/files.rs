@@ -98,6 +98,12 @@ impl Tables {
         Ok(written)
     }
 
+    /// Deletes every file of the write `stem` in `partition`.
+    #[cfg(feature = "kafka")]
+    pub(crate) async fn delete_write(&self, partition: &Path, stem: &str) -> anyhow::Result<()> {
+        self.delete_beyond(partition, stem, 0).await
+    }
+
     /// Deletes files of the write `stem` numbered `files` or more.
     async fn delete_beyond(&self, partition: &Path, stem: &str, files: u64) -> anyhow::Result<()> {
         let objects = self.objects.as_ref();

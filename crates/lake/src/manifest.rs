@@ -12,7 +12,7 @@
 //! from its range: a writer that finds a pending write redoes it exactly (same records, same
 //! names) before anything else, so a write that died half way is completed, never doubled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +34,14 @@ pub struct Manifest {
     /// A write under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Write>,
+    /// The folders (`dataset/hour`) the pending write puts files in: a redo that finds fewer
+    /// (other settings) deletes the write's files from the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_folders: Vec<(String, Hour)>,
+    /// Hours already marked complete that a write added rows to: their markers are written
+    /// again, then they leave this list.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub remark: BTreeSet<(String, Hour)>,
     /// Rows and files written, per dataset and hour, for the hours' markers.
     #[serde(default)]
     pub hours: BTreeMap<String, BTreeMap<Hour, Count>>,
@@ -99,6 +107,7 @@ impl Manifest {
             hour: write.hour,
         });
         self.pending = None;
+        self.pending_folders.clear();
         for ((dataset, hour), count) in counts {
             let entry = self
                 .hours
@@ -117,6 +126,7 @@ impl Manifest {
             hours.retain(|hour, _| *hour >= before);
         }
         self.hours.retain(|_, hours| !hours.is_empty());
+        self.remark.retain(|(_, hour)| *hour >= before);
     }
 }
 

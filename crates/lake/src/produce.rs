@@ -28,6 +28,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct KafkaDoor {
     tables: Arc<Tables>,
     producer: FutureProducer,
+    /// The request records' own producer, with a bounded queue.
+    requests: FutureProducer,
     /// The topic of each declared table.
     topics: BTreeMap<String, String>,
     requests_topic: String,
@@ -37,16 +39,18 @@ impl KafkaDoor {
     pub async fn connect(state: &AppState) -> anyhow::Result<Self> {
         let settings = &state.settings;
         let tables = Arc::new(Tables::open(state).await?);
-        let mut config =
+        let config =
             imagelake_kafka::producer_config(&settings.kafka, settings.lake.max_request_bytes)?;
+        let producer: FutureProducer = config.clone().set("compression.type", "zstd").create()?;
         // Request records are dropped, never queued without bound, when the brokers are slow.
-        config
+        let requests: FutureProducer = config
+            .clone()
             .set(
                 "queue.buffering.max.messages",
                 settings.lake.request_buffer.max(1).to_string(),
             )
-            .set("compression.type", "zstd");
-        let producer: FutureProducer = config.create()?;
+            .set("compression.type", "zstd")
+            .create()?;
         let topics = settings
             .lake
             .tables
@@ -56,6 +60,7 @@ impl KafkaDoor {
         Ok(Self {
             tables,
             producer,
+            requests,
             topics,
             requests_topic: settings.kafka.requests_topic.clone(),
         })
@@ -78,9 +83,11 @@ impl LakeDoor for KafkaDoor {
             (Some(d), Some(t)) => (d, t),
             _ => return Err(Error::not_found(format!("no lake table {table:?}"))),
         };
+        // Checked at the precision of the message's timestamp, as the writer checks it.
+        let millis = received_at.timestamp_millis();
+        let received_at = chrono::DateTime::from_timestamp_millis(millis).unwrap_or(received_at);
         let (entries, quarantined) = self.tables.check_lines(dataset, &body, received_at);
         let accepted = (entries.len() - quarantined.len()) as u64;
-        let millis = received_at.timestamp_millis();
         let sends = lines(&body).zip(entries).map(|((_, raw), entry)| {
             let record = FutureRecord::<str, [u8]>::to(topic)
                 .payload(raw)
@@ -118,7 +125,7 @@ impl LakeDoor for KafkaDoor {
             .payload(&row)
             .timestamp(request.at.timestamp_millis());
         let dropped = crate::metrics_table(&self.tables.metrics.lake.dropped, tables::API_REQUESTS);
-        match self.producer.send_result(record) {
+        match self.requests.send_result(record) {
             // Counted too when the brokers refuse it later (the delivery report).
             Ok(delivery) => {
                 tokio::spawn(async move {

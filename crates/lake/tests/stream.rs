@@ -223,7 +223,7 @@ async fn hours_close_on_the_clock_from_the_stream() {
     }
     send_events(&f, 5, "2026-11-30T10:29:00Z").await;
 
-    let mut writer = StreamWriter::connect(&f.state).await.unwrap();
+    let mut writer = StreamWriter::connect(&f.state, true).await.unwrap();
     step_until(&mut writer, "every record read", || {
         waiting(&f.state) == 110
     })
@@ -277,7 +277,7 @@ async fn hours_close_on_the_clock_from_the_stream() {
 
     // A restarted writer reads the partitions again and writes nothing new.
     drop(writer);
-    let mut writer = StreamWriter::connect(&f.state).await.unwrap();
+    let mut writer = StreamWriter::connect(&f.state, true).await.unwrap();
     let stop = CancellationToken::new();
     for _ in 0..20 {
         writer.step(&stop).await.unwrap();
@@ -296,7 +296,7 @@ async fn a_write_cut_short_is_done_again_by_the_next_holder() {
     // The first file of the write goes through, then the store fails.
     *f.objects.only.lock().unwrap() = Some("lake/clicks/".into());
     f.objects.allow(1);
-    let mut first = StreamWriter::connect(&f.state).await.unwrap();
+    let mut first = StreamWriter::connect(&f.state, true).await.unwrap();
     let stop = CancellationToken::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while first.step(&stop).await.is_ok() {
@@ -311,7 +311,7 @@ async fn a_write_cut_short_is_done_again_by_the_next_holder() {
     assert!(!cut.is_empty(), "the first writer put files before it died");
 
     f.objects.allow(-1);
-    let mut next = StreamWriter::connect(&f.state).await.unwrap();
+    let mut next = StreamWriter::connect(&f.state, true).await.unwrap();
     step_until(&mut next, "the hour written", || {
         marker(&f, "clicks", HOUR_10).is_some_and(|m| m["rows"] == 20_000)
     })

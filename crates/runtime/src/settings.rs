@@ -536,7 +536,31 @@ impl Settings {
             return Err("Firestore and Pub/Sub need gcp.project".into());
         }
         self.lake.check()?;
-        self.kafka.check_topics()
+        self.kafka.check_topics()?;
+        self.check_lake_topics()
+    }
+
+    /// Each declared lake table reads a topic of its own: not another table's (declared or
+    /// `imagelake.lake.<name>` by default), nor one of the stream's.
+    fn check_lake_topics(&self) -> Result<(), String> {
+        let kafka = &self.kafka;
+        let mut taken: std::collections::BTreeMap<String, String> = [
+            (&kafka.images_topic, "kafka.images_topic"),
+            (&kafka.dead_letter_topic, "kafka.dead_letter_topic"),
+            (&kafka.events_topic, "kafka.events_topic"),
+            (&kafka.requests_topic, "kafka.requests_topic"),
+        ]
+        .into_iter()
+        .map(|(topic, name)| (topic.clone(), name.to_owned()))
+        .collect();
+        for table in &self.lake.tables {
+            let topic = table.source_topic();
+            let user = format!("lake table {}", table.name);
+            if let Some(other) = taken.insert(topic.clone(), user.clone()) {
+                return Err(format!("{user} and {other} both use the topic {topic}"));
+            }
+        }
+        Ok(())
     }
 }
 
