@@ -281,6 +281,13 @@ pub async fn upload(args: UploadArgs) -> anyhow::Result<()> {
     for (file, why) in &summary.refused {
         println!("  refused {}: {why}", file.display());
     }
+    // A script that uploads learns from the exit status that something was not taken.
+    anyhow::ensure!(
+        summary.refused.is_empty(),
+        "{} of {} files were refused",
+        summary.refused.len(),
+        summary.refused.len() + summary.stored + summary.duplicates
+    );
     Ok(())
 }
 

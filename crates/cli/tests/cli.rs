@@ -60,8 +60,10 @@ fn customers_create_then_upload_a_folder() {
         "--server",
         &server.base,
     ]);
+    // The refused file makes the exit status say so.
+    assert!(!uploaded.status.success());
     assert!(
-        uploaded.status.success(),
+        String::from_utf8_lossy(&uploaded.stderr).contains("1 of 4 files were refused"),
         "{}",
         String::from_utf8_lossy(&uploaded.stderr)
     );

@@ -164,6 +164,8 @@ impl Tables {
 /// The records of an NDJSON body with their line numbers: blank lines skipped, a `\r` before
 /// the newline dropped.
 pub(crate) fn lines(body: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    // A byte-order mark some editors and Windows tools put first is not part of line 1.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     body.split(|b| *b == b'\n')
         .enumerate()
         .map(|(index, raw)| (index as u64 + 1, raw.strip_suffix(b"\r").unwrap_or(raw)))

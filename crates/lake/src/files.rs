@@ -126,16 +126,20 @@ impl Tables {
 
 #[cfg(feature = "kafka")]
 impl Tables {
-    /// The ids (column `column`) of the files in `partition` whose names start with `prefix`,
-    /// apart from the write `stem`: what earlier writes of one source partition put in an hour.
+    /// Which of `wanted` the files in `partition` whose names start with `prefix` hold in
+    /// their column `column`, apart from the write `stem`: the ids earlier writes of one
+    /// source partition put in an hour. One file is read at a time, and only the ids asked
+    /// about are kept, so the memory is one file and the write's own ids.
     pub(crate) async fn ids_written(
         &self,
         partition: &Path,
         prefix: &str,
         stem: &str,
         column: &str,
+        wanted: std::collections::HashSet<String>,
     ) -> anyhow::Result<std::collections::HashSet<String>> {
-        let mut ids = std::collections::HashSet::new();
+        let wanted = std::sync::Arc::new(wanted);
+        let mut found = std::collections::HashSet::new();
         let listing = self.objects.list_with_delimiter(Some(partition)).await?;
         for meta in listing.objects {
             let earlier = meta
@@ -146,17 +150,24 @@ impl Tables {
                 continue;
             }
             let bytes = self.objects.get(&meta.location).await?.bytes().await?;
-            let column = column.to_owned();
-            let found = tokio::task::spawn_blocking(move || read_ids(bytes, &column)).await??;
-            ids.extend(found);
+            let (column, wanted) = (column.to_owned(), wanted.clone());
+            let ids = tokio::task::spawn_blocking(move || {
+                read_ids(bytes, &column, |id| wanted.contains(id))
+            })
+            .await??;
+            found.extend(ids);
         }
-        Ok(ids)
+        Ok(found)
     }
 }
 
 /// The values of one string or integer column of a Parquet file, as strings.
 #[cfg(feature = "kafka")]
-fn read_ids(bytes: bytes::Bytes, column: &str) -> anyhow::Result<Vec<String>> {
+fn read_ids(
+    bytes: bytes::Bytes,
+    column: &str,
+    keep: impl Fn(&str) -> bool,
+) -> anyhow::Result<Vec<String>> {
     use arrow_array::{Array, Int64Array, StringArray};
     use parquet::arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder};
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
@@ -168,9 +179,21 @@ fn read_ids(bytes: bytes::Bytes, column: &str) -> anyhow::Result<Vec<String>> {
             continue;
         };
         if let Some(strings) = array.as_any().downcast_ref::<StringArray>() {
-            ids.extend(strings.iter().flatten().map(str::to_owned));
+            ids.extend(
+                strings
+                    .iter()
+                    .flatten()
+                    .filter(|id| keep(id))
+                    .map(str::to_owned),
+            );
         } else if let Some(numbers) = array.as_any().downcast_ref::<Int64Array>() {
-            ids.extend(numbers.iter().flatten().map(|n| n.to_string()));
+            ids.extend(
+                numbers
+                    .iter()
+                    .flatten()
+                    .map(|n| n.to_string())
+                    .filter(|id| keep(id)),
+            );
         }
     }
     Ok(ids)

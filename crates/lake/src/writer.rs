@@ -89,21 +89,21 @@ impl Writer {
         };
         let log = &self.lake.log;
         let after = log.cursor(EVENTS_CURSOR).await?.unwrap_or(0);
-        let batch = events.event_log(after as u64, EVENT_BATCH).await?;
-        let Some(last) = batch.last().map(|e| e.seq as i64) else {
+        let batch = events.event_payloads(after as u64, EVENT_BATCH).await?;
+        let Some(last) = batch.last().map(|(seq, _)| *seq as i64) else {
             return Ok(false);
         };
         let dataset = self.lake.dataset(tables::EVENTS)?;
         let now = self.lake.clock.now();
-        let entries = batch
+        // A payload that does not fit the table goes to its quarantine; the copy goes on.
+        let entries: Vec<Entry> = batch
             .iter()
-            .map(|logged| {
-                let raw = serde_json::to_vec(&logged.event)?;
-                Ok(match self.lake.entry(dataset, &raw, logged.seq, now) {
+            .map(
+                |(seq, payload)| match self.lake.entry(dataset, payload.as_bytes(), *seq, now) {
                     Ok(entry) | Err((entry, _)) => entry,
-                })
-            })
-            .collect::<anyhow::Result<Vec<Entry>>>()?;
+                },
+            )
+            .collect();
         self.lake
             .store(entries, Some((EVENTS_CURSOR.to_owned(), last)))
             .await?;

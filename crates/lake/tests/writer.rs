@@ -319,3 +319,47 @@ async fn a_lost_marker_is_written_again_and_old_hours_expire_whole() {
     let day = f.dir.path().join("objects/lake/clicks/dt=2026-12-01");
     assert!(day.exists(), "hours within the retention stay");
 }
+
+/// The rows of the Parquet files in one folder under the objects.
+fn rows_in(dir: &std::path::Path, folder: &str) -> i64 {
+    let mut rows = 0;
+    for entry in std::fs::read_dir(dir.join("objects").join(folder)).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+            rows += reader.metadata().file_metadata().num_rows();
+        }
+    }
+    rows
+}
+
+#[tokio::test]
+async fn an_event_the_table_cannot_read_is_quarantined_and_the_copy_goes_on() {
+    let f = fixture("2026-11-30T10:30:00Z");
+    let db = rusqlite::Connection::open(f.dir.path().join("metadata.sqlite")).unwrap();
+    let good = json!({
+        "schema_version": 1, "event_id": "00000000-0000-7000-8000-000000000001",
+        "type": "image.received", "occurred_at": "2026-11-30T10:10:00Z", "customer_id": "c",
+        "image_id": "i", "source": "api", "data": {}
+    });
+    for (id, payload) in [("bad", "{not json".to_owned()), ("good", good.to_string())] {
+        db.execute(
+            "INSERT INTO events (event_id, customer_id, occurred_at, payload) VALUES (?1, 'c', 0, ?2)",
+            (id, payload),
+        )
+        .unwrap();
+    }
+    let lake = Lake::open(&f.state).await.unwrap();
+    let events = SqliteStore::open(&f.dir.path().join("metadata.sqlite")).unwrap();
+    let mut writer = Writer::new(lake, Some(events)).await.unwrap();
+    step_until_idle(&mut writer).await.unwrap();
+    f.clock.set(at("2026-11-30T11:05:01Z"));
+    step_until_idle(&mut writer).await.unwrap();
+    let hour = "dt=2026-11-30/hour=10";
+    assert_eq!(rows_in(f.dir.path(), &format!("lake/events/{hour}")), 1);
+    assert_eq!(
+        rows_in(f.dir.path(), &format!("lake/quarantine/events/{hour}")),
+        1,
+        "the payload that is not JSON is kept with its reason"
+    );
+}

@@ -42,6 +42,14 @@ impl Caller {
         }
     }
 
+    /// Refuses a company key at a door of customers' data (`403`, as every such door does).
+    pub fn not_a_company_key(&self) -> Result<(), ApiError> {
+        match self {
+            Self::Service { role, .. } => Err(not_for(*role)),
+            Self::Admin | Self::Customer { .. } => Ok(()),
+        }
+    }
+
     /// The role `api_requests` records: `admin`, `customer`, `ingest` or `analyst`.
     pub fn role(&self) -> &'static str {
         match self {

@@ -345,10 +345,14 @@ async fn the_door_refuses_what_it_cannot_take() {
     let big = format!("{line}\n").repeat(200);
     let (status, body) = server.send(post("billing_events", ADMIN, big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    let (status, body) = server.send(post("billing_events", ADMIN, line)).await;
+    // A byte-order mark before line 1 (Windows tools write one) is not part of the record.
+    let (status, body) = server
+        .send(post("billing_events", ADMIN, format!("\u{feff}{line}")))
+        .await;
     assert_eq!(
         (status, body["accepted"].as_u64()),
-        (StatusCode::OK, Some(1))
+        (StatusCode::OK, Some(1)),
+        "{body}"
     );
     server.stop().await;
 }
@@ -421,10 +425,7 @@ async fn company_keys_have_roles() {
         "/v1/admin/keys",
     ] {
         let (status, body) = server.get(&ingest_key, path).await;
-        assert!(
-            matches!(status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
-            "{path}: {status} {body}"
-        );
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
     }
     let (status, body) = server.get(&ingest_key, "/v1/images").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");

@@ -9,7 +9,7 @@
 //! there for the exactly-once argument). The manifest, not the group's committed offset, says
 //! what is written: a writer given a partition reads its manifest and seeks to its position,
 //! and the offset it commits after each write is only a hint (and the lag metric). When the
-//! records held pass a quarter of `max_buffer_bytes`, the largest partitions are written early,
+//! records held pass an eighth of `max_buffer_bytes`, the largest partitions are written early,
 //! open hours included, so a backlog of any size is caught up in bounded memory.
 //!
 //! An hour of a table is marked complete (`_SUCCESS`) once every partition of its topic has
@@ -235,21 +235,23 @@ impl StreamWriter {
         let mut tables = Tables::open(state).await?;
         let settings = &state.settings;
         let lake = &settings.lake;
-        // The memory cap, shared: a quarter for the records held, half for a write (see
-        // `Budget`), the rest for what librdkafka fetches ahead and a step's messages.
-        tables.limits.budget = Budget::within(lake.max_buffer_bytes / 2, lake.max_file_bytes);
+        // The memory cap, shared: an eighth for the records held, a quarter for a write's
+        // budget (its pipeline holds about five quarters of it at the most), a sixteenth for
+        // what librdkafka fetches ahead and a step's messages, and the rest for the process
+        // itself and the allocator's slack.
+        tables.limits.budget = Budget::within(lake.max_buffer_bytes / 4, lake.max_file_bytes);
         let cap = lake.max_buffer_bytes;
         let mut kafka = settings.kafka.clone();
         kafka.group_id = lake.group_id.clone();
         let mut config = imagelake_kafka::consumer_config(&kafka, lake.max_record_bytes)?;
-        let fetch = (cap / 32).clamp(lake.max_record_bytes + (1 << 20), 64 << 20);
+        let fetch = (cap / 64).clamp(lake.max_record_bytes + (1 << 20), 64 << 20);
         config
             // Offsets are committed by the writer after each write, and only as a hint.
             .set("enable.auto.commit", "false")
             .set("fetch.max.bytes", fetch.to_string())
             .set("max.partition.fetch.bytes", (fetch / 2).to_string())
             .set("receive.message.max.bytes", (fetch + (1 << 20)).to_string())
-            .set("queued.max.messages.kbytes", (cap / 16 / 1024).to_string())
+            .set("queued.max.messages.kbytes", (cap / 32 / 1024).to_string())
             // A full fetch queue is drained within a step: fetch again soon, not after 1 s.
             .set("fetch.queue.backoff.ms", "20")
             .set("fetch.wait.max.ms", "100");
@@ -283,8 +285,8 @@ impl StreamWriter {
             topics,
             partitions: BTreeMap::new(),
             bytes: 0,
-            cap: cap / 4,
-            batch_bytes: cap / 32,
+            cap: cap / 8,
+            batch_bytes: cap / 64,
             due: None,
             rewind: BTreeSet::new(),
         })

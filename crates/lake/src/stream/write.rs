@@ -132,9 +132,10 @@ impl StreamWriter {
         if let Some(column) = table.decl.id_field.clone()
             && !table.quarantine
         {
+            let wanted = records.iter().filter_map(|r| r.entry.id.clone()).collect();
             let before = self
                 .tables
-                .ids_written(&partition, prefix, stem, &column)
+                .ids_written(&partition, prefix, stem, &column, wanted)
                 .await?;
             if !before.is_empty() {
                 records.retain(|r| r.entry.id.as_ref().is_none_or(|id| !before.contains(id)));

@@ -105,6 +105,23 @@ impl SqliteStore {
         .await
     }
 
+    /// The event log after `after` as stored (`seq`, JSON payload), for readers that check
+    /// each payload themselves (the lake keeps one it cannot read in its quarantine).
+    pub async fn event_payloads(&self, after: u64, limit: usize) -> Result<Vec<(u64, String)>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after as i64, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Runs `f` on the connection off the async runtime.
     async fn call<T, F>(&self, f: F) -> Result<T>
     where

@@ -193,6 +193,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Customer>, ApiError> {
+    caller.not_a_company_key()?;
     let id: CustomerId = parse_id(&id)?;
     if !caller.can_access(id) {
         return Err(ApiError::not_found("no such customer"));
