@@ -83,8 +83,10 @@ pub struct CustomerCaller(pub CustomerId);
 /// A caller authenticated with the admin token.
 pub struct Admin;
 
-/// A caller that may post lake records: the admin token, or a company key of role `ingest`.
-pub struct LakeSender;
+/// A caller that may post lake records: the admin token, or a company key of role `ingest`;
+/// the key whose share of the upload memory budget its posts take (the admin token's is the
+/// nil id).
+pub struct LakeSender(pub KeyId);
 
 /// The raw bearer token of a request that is not from a customer or the admin (Pub/Sub push).
 pub struct BearerToken(pub String);
@@ -248,11 +250,11 @@ impl FromRequestParts<AppState> for LakeSender {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller::Admin
-            | Caller::Service {
+            Caller::Admin => Ok(Self(KeyId(uuid::Uuid::nil()))),
+            Caller::Service {
                 role: KeyRole::Ingest,
-                ..
-            } => Ok(Self),
+                key,
+            } => Ok(Self(key)),
             Caller::Service { role, .. } => Err(not_for(role)),
             Caller::Customer { .. } => Err(ApiError::new(
                 imagelake_core::ErrorCode::Forbidden,
