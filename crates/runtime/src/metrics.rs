@@ -60,7 +60,7 @@ pub struct LakeMetrics {
     pub quarantined: Family<Labels, Counter>,
     /// Records dropped because a buffer was full, by table (`api_requests`).
     pub dropped: Family<Labels, Counter>,
-    /// Records in the local log waiting for their hour to be written.
+    /// Records read and not yet written: in the local log, or held by the writer on Kafka.
     pub waiting: Gauge,
     /// Records of the lake's topics not yet taken in, by topic and partition.
     pub lag: Family<Labels, Gauge>,
@@ -100,7 +100,7 @@ impl LakeMetrics {
         );
         r.register(
             "lake_records_waiting",
-            "Records in the local log waiting for their hour to be written",
+            "Records read and not yet written (in the local log, or held in memory by the Kafka lake writer)",
             self.waiting.clone(),
         );
         r.register(
