@@ -716,7 +716,13 @@ impl Task for StreamWriter {
         };
         let (before, after) = self.gather(first, now);
         let busy = !before.is_empty() || after.is_some();
-        if let Err(e) = self.work(before, after).await {
+        // A write moves records out of memory before its files are put: after an error, or a
+        // panic, what is held is read again from the manifests, never redone short.
+        let worked = std::panic::AssertUnwindSafe(self.work(before, after))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the lake writer panicked in a step")));
+        if let Err(e) = worked {
             self.reset();
             return Err(e);
         }
