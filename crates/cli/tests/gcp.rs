@@ -10,7 +10,7 @@ use std::{
 };
 
 use common::{
-    Server, create_customer,
+    Server, create_bucket, create_customer,
     kafka::{brokers, create_topics, read_to_end},
     largest_photos, spawn, temp_dir, upload_files,
 };
@@ -31,14 +31,7 @@ fn emulator(var: &str) -> String {
 async fn gcp_config(dir: &Path, tag: &str) -> String {
     let bucket = format!("{tag}-{}", std::process::id());
     create_topics(&[(&format!("{bucket}-events"), 2)]).await;
-    let host = emulator("STORAGE_EMULATOR_HOST");
-    let created = reqwest::Client::new()
-        .post(format!("http://{host}/storage/v1/b?project=imagelake-test"))
-        .json(&json!({"name": bucket}))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
+    create_bucket(&bucket).await;
     let config = dir.join("gcp.toml");
     std::fs::write(
         &config,

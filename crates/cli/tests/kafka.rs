@@ -9,7 +9,7 @@ use std::{
 };
 
 use common::{
-    ADMIN, Server, create_customer,
+    ADMIN, Server, create_bucket, create_customer,
     kafka::{brokers, create_topics, read_to_end},
     largest_photos, photos, spawn, temp_dir, upload_files, wait_until,
 };
@@ -897,19 +897,6 @@ columns = {{ ts = "timestamp" }}
 fn gcs_host() -> String {
     std::env::var("STORAGE_EMULATOR_HOST")
         .expect("STORAGE_EMULATOR_HOST is not set: run the tests through scripts/test")
-}
-
-async fn create_bucket(bucket: &str) {
-    let created = reqwest::Client::new()
-        .post(format!(
-            "http://{}/storage/v1/b?project=imagelake-test",
-            gcs_host()
-        ))
-        .json(&serde_json::json!({ "name": bucket }))
-        .send()
-        .await
-        .unwrap();
-    assert!(created.status().is_success());
 }
 
 /// The bucket's objects under `prefix`: name and generation.

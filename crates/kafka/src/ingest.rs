@@ -137,23 +137,24 @@ impl StreamContext {
 
 impl ClientContext for StreamContext {
     fn stats(&self, statistics: Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        let state = if up { "ok" } else { "unreachable" };
+        let state = if crate::brokers_up(&statistics) {
+            "ok"
+        } else {
+            "unreachable"
+        };
         self.state.health.report("kafka", state, self.required);
         self.update_rate();
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    let labels = vec![
-                        ("topic", topic.clone()),
-                        ("partition", partition.to_string()),
-                    ];
-                    self.state
-                        .metrics
-                        .stream_lag
-                        .get_or_create(&labels)
-                        .set(p.consumer_lag);
-                }
+        for (topic, partition, p) in crate::partitions(&statistics) {
+            if p.consumer_lag >= 0 {
+                let labels = vec![
+                    ("topic", topic.to_owned()),
+                    ("partition", partition.to_string()),
+                ];
+                self.state
+                    .metrics
+                    .stream_lag
+                    .get_or_create(&labels)
+                    .set(p.consumer_lag);
             }
         }
     }

@@ -20,6 +20,7 @@ pub mod message;
 mod produce;
 mod publish;
 mod reach;
+mod stats;
 
 pub use admin::{Created, Layout, create_topics};
 pub use ingest::{ImageStream, check_config, consumer_config, producer_config, run};
@@ -27,3 +28,4 @@ pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};
 pub use publish::Publisher;
 pub use reach::REACH_TIMEOUT;
+pub use stats::{brokers_up, partitions};

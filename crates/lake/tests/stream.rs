@@ -9,13 +9,11 @@ mod common;
 use std::{collections::BTreeSet, path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use common::Flaky;
-use imagelake_core::{Clock, ManualClock, Timestamp, lake::TableDecl};
+use common::{Fixture, Flaky, at};
+use imagelake_core::{Clock, Timestamp, lake::TableDecl};
 use imagelake_lake::{KafkaDoor, StreamWriter};
-use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
     AppState, Settings,
-    keys::AdminToken,
     lake::{ApiRequest, LakeDoor},
     tasks::Task,
 };
@@ -26,17 +24,6 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    clock: Arc<ManualClock>,
-    objects: Arc<Flaky>,
-    state: AppState,
-}
-
-fn at(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
 
 fn brokers() -> String {
     std::env::var("KAFKA_BROKERS").expect(
@@ -85,22 +72,7 @@ async fn fixture(tag: &str, start: &str, max_file_bytes: u64) -> Fixture {
     imagelake_kafka::create_topics(&settings, &brokers(), &layout)
         .await
         .unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
-    let clock = Arc::new(ManualClock::new(at(start)));
-    let state = AppState::assemble(
-        settings,
-        objects.clone(),
-        Arc::new(sqlite.clone()),
-        Arc::new(sqlite),
-        clock.clone(),
-        AdminToken::from_secret("admin"),
-    );
-    Fixture {
-        dir,
-        clock,
-        objects,
-        state,
-    }
+    Fixture::assemble(dir, objects, settings, start)
 }
 
 /// `n` records of hour 10, NDJSON, ids from `first`.

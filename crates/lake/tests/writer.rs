@@ -10,8 +10,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::Flaky;
-use imagelake_core::{Clock, ManualClock, Timestamp, lake::TableDecl};
+use common::{Fixture, Flaky, at};
+use imagelake_core::{Clock, lake::TableDecl};
 use imagelake_lake::{Lake, Writer};
 use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
@@ -23,17 +23,6 @@ use imagelake_runtime::{
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    clock: Arc<ManualClock>,
-    objects: Arc<Flaky>,
-    state: AppState,
-}
-
-fn at(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
 
 fn fixture(start: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -52,22 +41,7 @@ fn fixture(start: &str) -> Fixture {
         }))
         .unwrap(),
     ];
-    let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
-    let clock = Arc::new(ManualClock::new(at(start)));
-    let state = AppState::assemble(
-        settings,
-        objects.clone(),
-        Arc::new(sqlite.clone()),
-        Arc::new(sqlite),
-        clock.clone(),
-        AdminToken::from_secret("admin"),
-    );
-    Fixture {
-        dir,
-        clock,
-        objects,
-        state,
-    }
+    Fixture::assemble(dir, objects, settings, start)
 }
 
 /// `n` records of hour 10, NDJSON, ids `c0`..

@@ -213,3 +213,16 @@ pub fn unique_email(name: &str) -> String {
         .map_or(0, |d| d.subsec_nanos());
     format!("{name}-{}-{n}-{nanos}@example.test", std::process::id())
 }
+
+/// A new bucket on the GCS emulator `scripts/test` starts.
+pub async fn create_bucket(bucket: &str) {
+    let host = std::env::var("STORAGE_EMULATOR_HOST")
+        .expect("STORAGE_EMULATOR_HOST is not set: run the tests through scripts/test");
+    let created = reqwest::Client::new()
+        .post(format!("http://{host}/storage/v1/b?project=imagelake-test"))
+        .json(&serde_json::json!({ "name": bucket }))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success());
+}

@@ -147,29 +147,28 @@ impl LakeContext {
 
 impl ClientContext for LakeContext {
     fn stats(&self, statistics: Statistics) {
-        let up = statistics.brokers.values().any(|b| b.state == "UP");
-        let state = if up { "ok" } else { "unreachable" };
+        let state = if imagelake_kafka::brokers_up(&statistics) {
+            "ok"
+        } else {
+            "unreachable"
+        };
         self.state.health.report("kafka", state, self.required);
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.hi_offset >= 0 {
-                    self.ends
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert((topic.clone(), *partition), (p.hi_offset, Instant::now()));
-                }
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    let labels = vec![
-                        ("topic", topic.clone()),
-                        ("partition", partition.to_string()),
-                    ];
-                    self.state
-                        .metrics
-                        .lake
-                        .lag
-                        .get_or_create(&labels)
-                        .set(p.consumer_lag);
-                }
+        for (topic, partition, p) in imagelake_kafka::partitions(&statistics) {
+            let key = (topic.to_owned(), partition);
+            if p.hi_offset >= 0 {
+                self.ends
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key.clone(), (p.hi_offset, Instant::now()));
+            }
+            if p.consumer_lag >= 0 {
+                let labels = vec![("topic", key.0), ("partition", partition.to_string())];
+                self.state
+                    .metrics
+                    .lake
+                    .lag
+                    .get_or_create(&labels)
+                    .set(p.consumer_lag);
             }
         }
     }

@@ -2,10 +2,16 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicI64, AtomicU64, Ordering},
+};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use imagelake_core::{ManualClock, Timestamp};
+use imagelake_metadata::SqliteStore;
+use imagelake_runtime::{AppState, Settings, keys::AdminToken};
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, local::LocalFileSystem,
@@ -99,5 +105,43 @@ impl Flaky {
     /// Lets `n` more puts through, then refuses them (negative: never).
     pub fn allow(&self, n: i64) {
         self.allowed.store(n, Ordering::SeqCst);
+    }
+}
+
+/// A lake on `objects` under `dir`, on a clock stopped at `start`, with a SQLite metadata store.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<ManualClock>,
+    pub objects: Arc<Flaky>,
+    pub state: AppState,
+}
+
+pub fn at(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+impl Fixture {
+    pub fn assemble(
+        dir: tempfile::TempDir,
+        objects: Arc<Flaky>,
+        settings: Settings,
+        start: &str,
+    ) -> Self {
+        let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
+        let clock = Arc::new(ManualClock::new(at(start)));
+        let state = AppState::assemble(
+            settings,
+            objects.clone(),
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite),
+            clock.clone(),
+            AdminToken::from_secret("admin"),
+        );
+        Self {
+            dir,
+            clock,
+            objects,
+            state,
+        }
     }
 }
