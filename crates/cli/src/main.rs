@@ -1,5 +1,5 @@
-//! The `imagelake` command: `serve` runs the whole system, `api` and `worker` run its two roles
-//! apart; the other commands are clients of a running server (`customers`, `upload`) or measure
+//! The `imagelake` command: `serve` runs the whole system, `api`, `worker`, `kafka-ingest`,
+//! `lake-writer` and `scheduler` run its roles apart, `jobs` drives the scheduled jobs; the other commands are clients of a running server (`customers`, `upload`) or measure
 //! it (`bench`).
 
 mod bench;
@@ -9,6 +9,7 @@ mod bench_kafka;
 mod bench_lake;
 mod client;
 mod events;
+mod jobs;
 #[cfg(feature = "kafka")]
 mod produce;
 mod serve;
@@ -31,11 +32,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the API, the processing workers and the retention sweeper in one process.
+    /// Run the API, the processing workers, the lake writer and the scheduler in one process.
     Serve(settings::ServeArgs),
     /// Run only the HTTP API (scale it apart from the workers).
     Api(settings::ServeArgs),
-    /// Run only processing and the retention sweeper, with /healthz, /readyz and /metrics.
+    /// Run only processing, with /healthz, /readyz and /metrics.
     Worker(settings::ServeArgs),
     /// Run only the Kafka image stream consumer (a consumer group member), with /healthz,
     /// /readyz and /metrics.
@@ -43,6 +44,12 @@ enum Command {
     /// Run only the lake writer (a member of the `[lake] group_id` consumer group; needs
     /// brokers), with /healthz, /readyz and /metrics.
     LakeWriter(settings::ServeArgs),
+    /// Run only the scheduler of the jobs (any number of replicas: each job runs in one at a
+    /// time), with /healthz, /readyz and /metrics.
+    Scheduler(settings::ServeArgs),
+    /// The scheduled jobs: list, run one interval, backfill, history.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Manage customers (needs the admin token).
     #[command(subcommand)]
     Customers(client::CustomersCommand),
@@ -78,6 +85,8 @@ fn main() -> anyhow::Result<()> {
             Command::Worker(args) => serve::serve(args, Role::Worker).await,
             Command::KafkaIngest(args) => serve::serve(args, Role::Ingest).await,
             Command::LakeWriter(args) => serve::serve(args, Role::LakeWriter).await,
+            Command::Scheduler(args) => serve::serve(args, Role::Scheduler).await,
+            Command::Jobs(cmd) => jobs::run(cmd).await,
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Keys(cmd) => client::keys(cmd).await,
             Command::Upload(args) => client::upload(args).await,

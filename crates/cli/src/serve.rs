@@ -1,5 +1,5 @@
-//! `serve`, `api`, `worker`, `kafka-ingest` and `lake-writer`: one role of the system, or all of them, until
-//! Ctrl-C or SIGTERM.
+//! `serve`, `api`, `worker`, `kafka-ingest`, `lake-writer` and `scheduler`: one role of the
+//! system, or all of them, until Ctrl-C or SIGTERM.
 
 use anyhow::Context;
 use imagelake_runtime::AppState;
@@ -31,6 +31,10 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     let mut state = AppState::from_settings(settings).await?;
     let mut tasks = stream::tasks(&state, plan)?;
     tasks.extend(lake(&mut state, role).await?);
+    if matches!(role, Role::All | Role::Scheduler) {
+        let lake_jobs = crate::jobs::lake_jobs(&state);
+        tasks.extend(imagelake_runtime::jobs::scheduler_task(&state, lake_jobs)?);
+    }
     let running = imagelake_server::serve::start_role(state, listen, role, tasks).await?;
     let failed = tokio::select! {
         () = imagelake_server::serve::shutdown_signal() => None,

@@ -21,6 +21,14 @@ pub const EVENTS: &str = "events";
 pub const API_REQUESTS: &str = "api_requests";
 /// Where records that do not fit a table go, per table (`quarantine/<table>`).
 pub const QUARANTINE: &str = "quarantine";
+/// The tables the `lake-transform` job writes; no declared table may take their names.
+pub const TRANSFORMED: [&str; 5] = [
+    "images",
+    "customers",
+    "uploads_hourly",
+    "api_requests_hourly",
+    "job_runs",
+];
 /// The column naming whose row it is, in every table (null where it is nobody's).
 pub const CUSTOMER_ID: &str = "customer_id";
 
@@ -185,7 +193,7 @@ impl TableDecl {
     }
 
     pub fn is_builtin_name(name: &str) -> bool {
-        [EVENTS, API_REQUESTS, QUARANTINE].contains(&name)
+        [EVENTS, API_REQUESTS, QUARANTINE].contains(&name) || TRANSFORMED.contains(&name)
     }
 
     /// Refuses a declaration the writer could not honour, with the reason.

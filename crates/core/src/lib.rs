@@ -9,6 +9,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod jobs;
 pub mod lake;
 pub mod paths;
 pub mod records;

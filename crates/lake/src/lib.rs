@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod parquet;
 #[cfg(feature = "kafka")]
 mod produce;
+mod retention;
 #[cfg(feature = "kafka")]
 mod stream;
 mod writer;
@@ -34,6 +35,7 @@ use tokio::sync::{Mutex, mpsc};
 
 #[cfg(feature = "kafka")]
 pub use produce::KafkaDoor;
+pub use retention::LakeRetention;
 #[cfg(feature = "kafka")]
 pub use stream::StreamWriter;
 pub use writer::Writer;

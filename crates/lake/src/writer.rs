@@ -13,15 +13,13 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
 use async_trait::async_trait;
-use futures::StreamExt;
 use imagelake_core::{Timestamp, lake as tables};
 use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
     lake::ApiRequest,
-    objects::delete_if_present,
     tasks::{Step, Task},
 };
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -228,17 +226,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes whole hours older than the retention, of every dataset: the marker first, so a
-    /// reader never takes a half-deleted hour for a complete one.
+    /// Forgets the log's bookkeeping of hours past the retention (the `lake-retention` job
+    /// deletes their files).
     async fn expire(&self, now: Timestamp) -> anyhow::Result<()> {
-        let before = hour_of(now - self.retention());
-        let objects = self.lake.objects.as_ref();
-        for dataset in self.lake.datasets() {
-            for hour_folder in old_hours(objects, dataset, before).await? {
-                delete_hour(objects, &hour_folder).await?;
-            }
-        }
-        self.lake.log.expire(before).await
+        self.lake.log.expire(hour_of(now - self.retention())).await
     }
 }
 
@@ -254,40 +245,6 @@ fn success(state: &HourState) -> Value {
         }],
         "closed_at": state.closed_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     })
-}
-
-/// The hour folders of `dataset` before hour `before`.
-pub(crate) async fn old_hours(
-    objects: &dyn ObjectStore,
-    dataset: &Dataset,
-    before: Hour,
-) -> anyhow::Result<Vec<Path>> {
-    let mut old = Vec::new();
-    let days = objects.list_with_delimiter(Some(&dataset.folder())).await?;
-    for day in days.common_prefixes {
-        let hours = objects.list_with_delimiter(Some(&day)).await?;
-        for hour in hours.common_prefixes {
-            if folder_hour(&hour).is_some_and(|h| h < before) {
-                old.push(hour);
-            }
-        }
-    }
-    Ok(old)
-}
-
-/// The hour of a `.../dt=YYYY-MM-DD/hour=HH` folder.
-fn folder_hour(folder: &Path) -> Option<Hour> {
-    imagelake_core::paths::partition_hour(folder).map(hour_of)
-}
-
-pub(crate) async fn delete_hour(objects: &dyn ObjectStore, folder: &Path) -> anyhow::Result<()> {
-    let marker = imagelake_core::paths::lake_success(folder);
-    delete_if_present(objects, &marker).await?;
-    let mut listing = objects.list(Some(folder));
-    while let Some(meta) = listing.next().await {
-        delete_if_present(objects, &meta?.location).await?;
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -11,11 +11,12 @@ use std::{
 
 use bytes::Bytes;
 use common::{Fixture, Flaky, at};
-use imagelake_core::{Clock, lake::TableDecl};
+use imagelake_core::{Clock, jobs::Period, lake::TableDecl};
 use imagelake_lake::{Lake, Writer};
 use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
     AppState, Settings,
+    jobs::Job,
     keys::AdminToken,
     lake::LakeDoor,
     tasks::{Step, Task},
@@ -283,9 +284,18 @@ async fn a_lost_marker_is_written_again_and_old_hours_expire_whole() {
     assert_eq!(marker["rows"], 100, "{marker}");
     assert_eq!(marker["sources"][0]["from"], 1, "{marker}");
 
-    // Eight days on, the lake retention (7 days) has passed hours 9 and 10: gone whole.
+    // Eight days on, the lake retention (7 days) has passed hours 9 and 10: the
+    // `lake-retention` job deletes them whole.
     f.clock.set(at("2026-12-08T11:06:00Z"));
     step_until_idle(&mut restarted).await.unwrap();
+    assert!(
+        hour_10.join("_SUCCESS").exists(),
+        "the writer deletes nothing"
+    );
+    let retention = imagelake_lake::LakeRetention::new(&f.state);
+    let interval = Period::HOUR.last_ended(f.clock.now());
+    let deleted = retention.run(interval).await.unwrap();
+    assert!(deleted >= 2, "hours 9 and 10 of every table: {deleted}");
     // (Local files leave the emptied folders; an object store has no folders.)
     let files = |dir: &std::path::Path| std::fs::read_dir(dir).map_or(0, |d| d.count());
     assert_eq!(files(&hour_10), 0, "hour 10 expired");

@@ -24,6 +24,7 @@ pub mod direct;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod jobs;
 pub mod keys;
 pub mod lake;
 pub mod metrics;

@@ -44,6 +44,46 @@ pub struct Metrics {
     pub task_restarts: Family<Labels, Counter>,
     /// The lake writer: what it wrote, by table.
     pub lake: LakeMetrics,
+    /// The scheduled jobs, by job.
+    pub jobs: JobMetrics,
+}
+
+/// What the scheduler reports, by job.
+#[derive(Default)]
+pub struct JobMetrics {
+    /// When the newest successful run ended (Unix seconds).
+    pub last_success: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// How long the newest successful run took.
+    pub duration: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Attempts that failed.
+    pub failures: Family<Labels, Counter>,
+    /// Runs of the schedule not finished by their deadline.
+    pub late: Family<Labels, Gauge>,
+}
+
+impl JobMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "job_last_success_timestamp_seconds",
+            "When the newest successful run of a job ended (Unix seconds)",
+            self.last_success.clone(),
+        );
+        r.register(
+            "job_duration_seconds",
+            "How long the newest successful run of a job took",
+            self.duration.clone(),
+        );
+        r.register(
+            "job_failures",
+            "Attempts of a job that failed",
+            self.failures.clone(),
+        );
+        r.register(
+            "job_late",
+            "Runs of a job's schedule not finished by their deadline",
+            self.late.clone(),
+        );
+    }
 }
 
 /// What the lake writer and its doors report.
@@ -138,6 +178,7 @@ impl Default for Metrics {
             task_state: Family::default(),
             task_restarts: Family::default(),
             lake: LakeMetrics::default(),
+            jobs: JobMetrics::default(),
         };
         let r = &mut m.registry;
         r.register("uploads", "Uploads by outcome", m.uploads.clone());
@@ -224,6 +265,7 @@ impl Default for Metrics {
             m.task_restarts.clone(),
         );
         m.lake.register(r);
+        m.jobs.register(r);
         m
     }
 }

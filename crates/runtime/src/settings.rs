@@ -41,6 +41,7 @@ pub struct Settings {
     pub gcp: Gcp,
     pub kafka: Kafka,
     pub lake: Lake,
+    pub jobs: crate::jobs::JobsSettings,
 }
 
 /// The data lake under `lake/` in the object store.
@@ -411,6 +412,7 @@ impl Default for Settings {
             gcp: Gcp::default(),
             kafka: Kafka::default(),
             lake: Lake::default(),
+            jobs: crate::jobs::JobsSettings::default(),
         }
     }
 }
@@ -500,6 +502,7 @@ impl Settings {
 
     /// Refuses combinations that cannot work, with what to change.
     pub fn check(&self) -> Result<(), String> {
+        crate::jobs::catalog(self)?;
         let gcs = self.objects.backend == ObjectBackend::Gcs;
         if gcs && self.objects.bucket.as_deref().is_none_or(str::is_empty) {
             return Err("objects.backend = \"gcs\" needs objects.bucket".into());

@@ -7,18 +7,18 @@
 
 use chrono::Duration;
 use futures::TryStreamExt;
+use imagelake_core::jobs::Interval;
 use imagelake_core::{
     ErrorCode, paths,
     records::{ErrorInfo, Image, ImageStatus},
 };
 use imagelake_metadata::Removal;
 use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
+    jobs::{IMAGE_RETENTION, Job, JobError},
     objects::delete_if_present,
     state::AppState,
-    tasks::{Schedule, Step, Task},
 };
 
 const BATCH: usize = 200;
@@ -116,30 +116,28 @@ async fn fail_abandoned_uploads(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The retention sweep as a task: a pass every `sweep_interval`, the first at start.
-pub struct Sweeper {
+/// The sweep as the `image-retention` job: each run deletes what has expired by its time.
+pub struct ImageRetention {
     state: AppState,
-    schedule: Schedule,
 }
 
-impl Sweeper {
+impl ImageRetention {
     pub fn new(state: AppState) -> Self {
-        let schedule = Schedule::Every(state.settings.sweep_interval.0);
-        Self { state, schedule }
+        Self { state }
     }
 }
 
 #[async_trait::async_trait]
-impl Task for Sweeper {
-    async fn step(&mut self, _: &CancellationToken) -> anyhow::Result<Step> {
+impl Job for ImageRetention {
+    fn name(&self) -> &'static str {
+        IMAGE_RETENTION
+    }
+
+    async fn run(&self, _: Interval) -> Result<u64, JobError> {
         let removed = sweep_once(&self.state).await?;
         if removed > 0 {
             tracing::info!(removed, "retention sweep finished");
         }
-        Ok(Step::Idle)
-    }
-
-    async fn wait(&mut self, stop: &CancellationToken) {
-        self.schedule.wait(stop).await;
+        Ok(removed as u64)
     }
 }

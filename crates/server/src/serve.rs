@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use imagelake_runtime::{
     AppState,
-    sweeper::Sweeper,
     tasks::{OnFailure, Stage, Supervisor, Task, TaskSpec},
     worker::Workers,
 };
@@ -55,8 +54,10 @@ pub enum Role {
     All,
     /// The HTTP API only; work reaches the workers through the queue.
     Api,
-    /// Processing and the retention sweeper, with health, readiness and metrics on HTTP.
+    /// Processing, with health, readiness and metrics on HTTP.
     Worker,
+    /// Only health, readiness and metrics on HTTP: the scheduler runs beside it.
+    Scheduler,
     /// Only health, readiness and metrics on HTTP: the image stream consumer runs beside it.
     Ingest,
     /// Only health, readiness and metrics on HTTP: the lake writer runs beside it.
@@ -67,7 +68,7 @@ pub enum Role {
 pub type Spawn = (TaskSpec, Box<dyn Task>);
 
 /// The tasks of `role` that this crate knows: the workers (required: a worker that cannot
-/// reach its queue is not ready) and the sweeper (optional).
+/// reach its queue is not ready).
 pub fn role_tasks(state: &AppState, role: Role) -> Vec<Spawn> {
     let mut tasks: Vec<Spawn> = Vec::new();
     let runs_work = matches!(role, Role::All | Role::Worker);
@@ -80,21 +81,13 @@ pub fn role_tasks(state: &AppState, role: Role) -> Vec<Spawn> {
         };
         tasks.push((spec, Box::new(Workers::new(state.clone()))));
     }
-    if runs_work {
-        let spec = TaskSpec {
-            name: "sweeper",
-            required: false,
-            on_failure: OnFailure::Retry,
-            stage: Stage::Work,
-        };
-        tasks.push((spec, Box::new(Sweeper::new(state.clone()))));
-    }
     tasks
 }
 
 /// Binds `listen` (port 0 picks a free one) and starts every role of the embedded system.
 pub async fn start(state: AppState, listen: SocketAddr) -> anyhow::Result<Running> {
-    start_role(state, listen, Role::All, Vec::new()).await
+    let scheduler = imagelake_runtime::jobs::scheduler_task(&state, Vec::new())?;
+    start_role(state, listen, Role::All, scheduler.into_iter().collect()).await
 }
 
 /// Binds `listen` and starts the parts of `role`, with `extra` tasks (the Kafka ones) on the
@@ -126,7 +119,9 @@ pub async fn start_role(
         supervisor.spawn(spec, task);
     }
     let router = match role {
-        Role::Worker | Role::Ingest | Role::LakeWriter => api::ops_router(state.clone()),
+        Role::Worker | Role::Ingest | Role::LakeWriter | Role::Scheduler => {
+            api::ops_router(state.clone())
+        }
         Role::All | Role::Api => api::router(state.clone()),
     };
     let limits = &state.settings.limits;

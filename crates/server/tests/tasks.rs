@@ -27,7 +27,7 @@ async fn readiness_and_metrics_show_every_task() {
     let ready = wait_for(Duration::from_secs(30), || async {
         let (status, body) = server.get("", "/readyz").await;
         let idle = body["checks"]["tasks"]["workers"]["state"] == "idle"
-            && body["checks"]["tasks"]["sweeper"]["state"] == "idle";
+            && body["checks"]["tasks"]["scheduler"]["state"] == "idle";
         (status == StatusCode::OK && idle).then_some(body)
     })
     .await
@@ -44,7 +44,7 @@ async fn readiness_and_metrics_show_every_task() {
     for line in [
         r#"imagelake_task_state{task="workers",state="idle"} 1"#,
         r#"imagelake_task_state{task="workers",state="failing"} 0"#,
-        r#"imagelake_task_state{task="sweeper",state="idle"} 1"#,
+        r#"imagelake_task_state{task="scheduler",state="idle"} 1"#,
         r#"imagelake_task_restarts_total{task="workers"} 0"#,
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");

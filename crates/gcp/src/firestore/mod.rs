@@ -32,6 +32,7 @@
 //! `deploy/firestore.indexes.json`.
 
 mod client;
+mod runs;
 mod store;
 mod values;
 

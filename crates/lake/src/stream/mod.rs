@@ -220,8 +220,6 @@ pub struct StreamWriter {
     cap: usize,
     /// A step takes messages up to about this many bytes.
     batch_bytes: usize,
-    /// The newest due hour when the retention last ran.
-    due: Option<Hour>,
     /// Partitions to seek to their manifest's position before their records are taken: newly
     /// assigned ones, and all of them after a failure.
     rewind: BTreeSet<Key>,
@@ -286,7 +284,6 @@ impl StreamWriter {
             bytes: 0,
             cap: cap / 8,
             batch_bytes: cap / 64,
-            due: None,
             rewind: BTreeSet::new(),
         })
     }
@@ -446,7 +443,7 @@ impl StreamWriter {
     }
 
     /// Tells each partition not told yet to close the newest due hour once read up to its end
-    /// offset as it stands now; once an hour, deletes the hours past the retention. A broker
+    /// offset as it stands now; A broker
     /// that does not answer for a partition is asked again at the next step.
     async fn tick(&mut self) {
         let now = self.tables.clock.now();
@@ -486,15 +483,6 @@ impl StreamWriter {
                 Err(e) => {
                     tracing::warn!(error = %e, "lake writer: the end of a partition is unknown")
                 }
-            }
-        }
-        if self.due != Some(due) {
-            self.due = Some(due);
-            if let Err(e) = self.expire(now).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "lake writer: old hours not deleted; tried again in an hour"
-                );
             }
         }
     }
@@ -604,20 +592,6 @@ impl StreamWriter {
             {
                 let write = manifest.plan(reached, Hour::MAX);
                 self.write(key, write, None).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes the hours past the retention of every table this writer feeds.
-    async fn expire(&self, now: Timestamp) -> anyhow::Result<()> {
-        let before = hour_of(now - self.retention());
-        let objects = self.tables.objects.as_ref();
-        for dataset in self.tables.datasets() {
-            if self.topics.values().any(|t| *t == dataset.table.as_str()) {
-                for folder in crate::writer::old_hours(objects, dataset, before).await? {
-                    crate::writer::delete_hour(objects, &folder).await?;
-                }
             }
         }
         Ok(())

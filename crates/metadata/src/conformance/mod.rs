@@ -5,6 +5,12 @@
 //! Firestore are held to exactly the same contract.
 
 pub mod queue;
+mod runs;
+
+pub use runs::{
+    backfills_round_trip_and_age_out, open_runs_are_listed_until_they_end,
+    run_history_pages_newest_first,
+};
 
 use std::time::Duration;
 
@@ -807,7 +813,9 @@ macro_rules! metadata_conformance {
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
             listing_pages_newest_first, expired_images_oldest_first,
-            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
+            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
+            run_history_pages_newest_first, open_runs_are_listed_until_they_end,
+            backfills_round_trip_and_age_out);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
@@ -817,7 +825,9 @@ macro_rules! metadata_conformance {
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
             listing_pages_newest_first, expired_images_oldest_first,
-            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder);
+            pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
+            run_history_pages_newest_first, open_runs_are_listed_until_they_end,
+            backfills_round_trip_and_age_out);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

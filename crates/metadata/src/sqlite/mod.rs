@@ -11,6 +11,7 @@
 
 mod queue;
 mod rows;
+mod runs;
 mod schema;
 mod store;
 

@@ -88,6 +88,23 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     until INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_runs (
+    job TEXT NOT NULL,
+    interval TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    queued_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (job, interval, attempt)
+);
+CREATE INDEX IF NOT EXISTS job_runs_open ON job_runs(job, state);
+CREATE INDEX IF NOT EXISTS job_runs_by_age ON job_runs(queued_at);
+CREATE TABLE IF NOT EXISTS backfills (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 "#;
 
 /// Brings a database made by an earlier version up to [`SCHEMA`].

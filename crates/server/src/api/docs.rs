@@ -17,7 +17,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{admin, customers, images, keys, lake, ops, uploads};
+use super::{admin, customers, images, jobs, keys, lake, ops, uploads};
 use imagelake_runtime::Settings;
 
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use imagelake_runtime::Settings;
         images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
         lake::append, keys::create, keys::list, keys::revoke,
         admin::dead_letters, admin::retry_dead_letter,
+        jobs::list, jobs::runs, jobs::queue, jobs::backfill, jobs::backfills,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ImageRecord, ErrorBody, super::images::RenditionName)),

@@ -5,6 +5,7 @@ mod admin;
 mod customers;
 pub mod docs;
 mod images;
+mod jobs;
 mod keys;
 mod lake;
 pub mod multipart;
@@ -96,6 +97,15 @@ fn api_routes() -> Router<AppState> {
         .route(
             "/v1/admin/keys/{key_id}",
             axum::routing::delete(keys::revoke),
+        )
+        .route("/v1/admin/jobs", get(jobs::list))
+        .route(
+            "/v1/admin/jobs/{name}/runs",
+            get(jobs::runs).post(jobs::queue),
+        )
+        .route(
+            "/v1/admin/jobs/{name}/backfills",
+            get(jobs::backfills).post(jobs::backfill),
         )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(

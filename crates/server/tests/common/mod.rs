@@ -83,8 +83,10 @@ impl TestServer {
     async fn run_tasks(
         state: AppState,
         dir: tempfile::TempDir,
-        tasks: Vec<imagelake_server::serve::Spawn>,
+        mut tasks: Vec<imagelake_server::serve::Spawn>,
     ) -> Self {
+        // The scheduler as `serve` runs it, with the image retention (the sweep).
+        tasks.extend(imagelake_runtime::jobs::scheduler_task(&state, Vec::new()).unwrap());
         let running = imagelake_server::serve::start_role(
             state.clone(),
             "127.0.0.1:0".parse().unwrap(),

@@ -1,0 +1,378 @@
+//! The jobs from outside, with the real binary: `imagelake jobs` on a data dir, the admin API of
+//! a running `serve`, the `scheduler` role carrying out a backfill started from the CLI, and the
+//! Airflow DAG and CronJobs calling only commands and jobs that exist.
+
+mod common;
+
+use std::{path::Path, process::Command, time::Duration};
+
+use common::{ADMIN, spawn, temp_dir, wait_until};
+use serde_json::{Value, json};
+
+fn imagelake(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imagelake"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("imagelake runs")
+}
+
+fn json_lines(output: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn repo(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn job_names(dir: &str) -> Vec<String> {
+    let listed = imagelake(&["jobs", "list", "--json", "--data-dir", dir]);
+    assert!(listed.status.success(), "{listed:?}");
+    json_lines(&listed)
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_airflow_dag_and_the_cronjobs_run_commands_that_exist() {
+    let dag = repo("deploy/airflow/imagelake_dag.py");
+    let compiled = Command::new("python3")
+        .args(["-m", "py_compile"])
+        .arg(&dag)
+        .output()
+        .expect("python3 runs");
+    assert!(compiled.status.success(), "{compiled:?}");
+    let help = imagelake(&["jobs", "run", "--help"]);
+    assert!(help.status.success(), "{help:?}");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--interval"), "{help}");
+
+    let dir = temp_dir("jobs-names");
+    let known = job_names(dir.to_str().unwrap());
+    let dag = std::fs::read_to_string(dag).unwrap();
+    let cronjobs = std::fs::read_to_string(repo("deploy/k8s/cronjobs.yaml")).unwrap();
+    let called = |text: &str, marker: &str| -> Vec<String> {
+        text.match_indices(marker)
+            .map(|(i, _)| {
+                text[i + marker.len()..]
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let from_dag = called(&dag, "job(\"");
+    let from_cron = called(&cronjobs, "imagelake jobs run ");
+    assert_eq!(from_dag.len(), 3, "{from_dag:?}");
+    assert_eq!(from_cron.len(), 3, "{from_cron:?}");
+    for name in from_dag.iter().chain(&from_cron) {
+        assert!(known.contains(name), "{name} is not a job: {known:?}");
+    }
+    assert!(dag.contains("{IMAGELAKE} jobs run {name} --interval"));
+}
+
+#[test]
+fn jobs_commands_run_record_and_refuse() {
+    let dir = temp_dir("jobs-cli");
+    let dir = dir.to_str().unwrap();
+    assert_eq!(
+        job_names(dir),
+        ["lake-transform", "lake-retention", "image-retention"]
+    );
+
+    let ran = imagelake(&[
+        "jobs",
+        "run",
+        "lake-retention",
+        "--interval",
+        "2026-11-30T10",
+        "--data-dir",
+        dir,
+    ]);
+    assert!(ran.status.success(), "{ran:?}");
+    let run = &json_lines(&ran)[0];
+    assert_eq!(
+        (
+            &run["interval"],
+            &run["state"],
+            &run["trigger"],
+            &run["rows"]
+        ),
+        (
+            &json!("2026-11-30T10"),
+            &json!("success"),
+            &json!("manual"),
+            &json!(0)
+        )
+    );
+
+    // No hour of the lake is written: the transform's input is not there, exit 75.
+    let waiting = imagelake(&[
+        "jobs",
+        "run",
+        "lake-transform",
+        "--interval",
+        "2026-11-30T10:00:00+00:00",
+        "--data-dir",
+        dir,
+    ]);
+    assert_eq!(waiting.status.code(), Some(75), "{waiting:?}");
+    let said = String::from_utf8_lossy(&waiting.stderr);
+    assert!(
+        said.contains("lake/events/dt=2026-11-30/hour=10/_SUCCESS"),
+        "{said}"
+    );
+
+    let history = imagelake(&[
+        "jobs",
+        "history",
+        "lake-transform",
+        "--json",
+        "--data-dir",
+        dir,
+    ]);
+    let runs = json_lines(&history);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["state"], "failed");
+    assert!(runs[0]["error"].as_str().unwrap().starts_with("waiting: "));
+    let table = imagelake(&["jobs", "history", "lake-retention", "--data-dir", dir]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.lines().next().unwrap().starts_with("INTERVAL"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2026-11-30T10") && table.contains("success"),
+        "{table}"
+    );
+
+    for (args, message) in [
+        (
+            vec![
+                "jobs",
+                "run",
+                "lake-trnsform",
+                "--interval",
+                "2026-11-30T10",
+            ],
+            "no job named",
+        ),
+        (
+            vec![
+                "jobs",
+                "run",
+                "lake-transform",
+                "--interval",
+                "2026-11-30T10:30",
+            ],
+            "not at its start",
+        ),
+        (
+            vec!["jobs", "run", "lake-transform", "--interval", "yesterday"],
+            "expected YYYY-MM-DDTHH",
+        ),
+        (
+            vec![
+                "jobs",
+                "backfill",
+                "lake-transform",
+                "--from",
+                "2026-11-30T10",
+                "--to",
+                "2026-11-29T10",
+            ],
+            "is after",
+        ),
+    ] {
+        let out = imagelake(&[args.as_slice(), &["--data-dir", dir]].concat());
+        assert!(!out.status.success(), "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains(message), "{args:?}: {said}");
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
+    let dir = temp_dir("jobs-api");
+    let server = spawn(&["serve", "--data-dir", dir.to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.base);
+    let jobs: Value = client
+        .get(url("/v1/admin/jobs"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["lake-transform", "lake-retention", "image-retention"]
+    );
+    assert_eq!(jobs["jobs"][0]["schedule"], "10 * * * *");
+    assert!(jobs["jobs"][0]["next_run"].is_string(), "{jobs}");
+
+    let queued = client
+        .post(url("/v1/admin/jobs/lake-retention/runs"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"interval": "2026-11-30T10"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queued.status(), 202);
+    let queued: Value = queued.json().await.unwrap();
+    assert_eq!(
+        (queued["state"].as_str(), queued["attempt"].as_u64()),
+        (Some("queued"), Some(1))
+    );
+    let history = || async {
+        let page: Value = client
+            .get(url("/v1/admin/jobs/lake-retention/runs?limit=100"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["runs"].as_array().unwrap().clone()
+    };
+    wait_until(Duration::from_secs(30), || async {
+        history()
+            .await
+            .iter()
+            .any(|r| r["interval"] == "2026-11-30T10" && r["state"] == "success")
+    })
+    .await;
+
+    let started = client
+        .post(url("/v1/admin/jobs/lake-retention/backfills"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"from": "2026-11-29T00", "to": "2026-11-29T23", "reprocess": "all", "max_active": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let backfill: Value = started.json().await.unwrap();
+    wait_until(Duration::from_secs(60), || async {
+        let list: Value = client
+            .get(url("/v1/admin/jobs/lake-retention/backfills"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["backfills"][0]["id"] == backfill["id"] && list["backfills"][0]["state"] == "done"
+    })
+    .await;
+    let runs = history().await;
+    let backfilled = runs.iter().filter(|r| r["trigger"] == "backfill").count();
+    assert_eq!(backfilled, 24);
+
+    for (path, body, status) in [
+        (
+            "/v1/admin/jobs/nope/runs",
+            json!({"interval": "2026-11-30T10"}),
+            404,
+        ),
+        (
+            "/v1/admin/jobs/lake-retention/runs",
+            json!({"interval": "noon"}),
+            400,
+        ),
+        (
+            "/v1/admin/jobs/lake-retention/runs",
+            json!({"hour": "2026-11-30T10"}),
+            400,
+        ),
+        (
+            "/v1/admin/jobs/lake-retention/backfills",
+            json!({"from": "2026-11-29T00", "to": "2026-11-29T01", "max_active": 0}),
+            400,
+        ),
+    ] {
+        let answer = client
+            .post(url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path} {body}");
+    }
+    let customer = client
+        .get(url("/v1/admin/jobs"))
+        .bearer_auth("ilk_not_an_admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(customer.status(), 401);
+}
+
+#[tokio::test]
+async fn the_scheduler_role_carries_out_a_backfill_started_from_the_cli() {
+    let dir = temp_dir("jobs-scheduler");
+    let data_dir = dir.to_str().unwrap();
+    let scheduler = spawn(&["scheduler", "--data-dir", data_dir], &[]);
+    let client = reqwest::Client::new();
+    let ready: Value = client
+        .get(format!("{}/readyz", scheduler.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(ready["checks"]["tasks"]["scheduler"].is_object(), "{ready}");
+
+    let started = imagelake(&[
+        "jobs",
+        "backfill",
+        "lake-retention",
+        "--from",
+        "2026-11-28T00",
+        "--to",
+        "2026-11-28T05",
+        "--max-active",
+        "2",
+        "--data-dir",
+        data_dir,
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let backfill = &json_lines(&started)[0];
+    assert_eq!(backfill["state"], "running");
+    wait_until(Duration::from_secs(60), || async {
+        let history = imagelake(&[
+            "jobs",
+            "history",
+            "lake-retention",
+            "--json",
+            "--limit",
+            "100",
+            "--data-dir",
+            data_dir,
+        ]);
+        json_lines(&history)
+            .iter()
+            .filter(|r| r["trigger"] == "backfill" && r["state"] == "success")
+            .count()
+            == 6
+    })
+    .await;
+}
