@@ -258,7 +258,7 @@ pub fn customers_schema() -> SchemaRef {
 pub fn job_runs_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("job", DataType::Utf8, false),
-        Field::new("interval", DataType::Utf8, false),
+        Field::new("data_interval", DataType::Utf8, false),
         Field::new("attempt", DataType::UInt32, false),
         Field::new("trigger", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),
