@@ -24,6 +24,11 @@ pub enum LakeBench {
     Prepare(PrepareArgs),
     /// Write the prepared hour to Parquet under DIR/objects/lake/events.
     Flush(FlushArgs),
+    /// Write one day of N lifecycle events (and the API requests of its uploads) into DIR's
+    /// lake, an hour a file, marked.
+    Day(crate::bench_transform::DayArgs),
+    /// Run `lake-transform` for the 24 hours of the day in DIR, in order.
+    Transform(crate::bench_transform::TransformArgs),
     /// Send N events of one hour to a new topic on the brokers (the backlog to catch up).
     #[cfg(feature = "kafka")]
     Produce(ProduceArgs),
@@ -84,6 +89,8 @@ pub async fn run(cmd: LakeBench) -> anyhow::Result<()> {
     match cmd {
         LakeBench::Prepare(args) => prepare(args).await,
         LakeBench::Flush(args) => flush(args).await,
+        LakeBench::Day(args) => crate::bench_transform::day(args).await,
+        LakeBench::Transform(args) => crate::bench_transform::transform(args).await,
         #[cfg(feature = "kafka")]
         LakeBench::Produce(args) => produce(args).await,
         #[cfg(feature = "kafka")]

@@ -7,6 +7,8 @@ mod bench;
 mod bench_kafka;
 #[cfg(feature = "lake")]
 mod bench_lake;
+#[cfg(feature = "lake")]
+mod bench_transform;
 mod client;
 mod events;
 mod jobs;

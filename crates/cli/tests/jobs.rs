@@ -69,7 +69,7 @@ fn the_airflow_dag_and_the_cronjobs_run_commands_that_exist() {
             .collect()
     };
     let from_dag = called(&dag, "job(\"");
-    let from_cron = called(&cronjobs, "imagelake jobs run ");
+    let from_cron = called(&cronjobs, "exec imagelake jobs run ");
     assert_eq!(from_dag.len(), 3, "{from_dag:?}");
     assert_eq!(from_cron.len(), 3, "{from_cron:?}");
     for name in from_dag.iter().chain(&from_cron) {
@@ -200,6 +200,7 @@ fn jobs_commands_run_record_and_refuse() {
 
 #[tokio::test]
 async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("jobs-api");
     let server = spawn(&["serve", "--data-dir", dir.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
@@ -327,6 +328,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
 
 #[tokio::test]
 async fn the_scheduler_role_carries_out_a_backfill_started_from_the_cli() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = temp_dir("jobs-scheduler");
     let data_dir = dir.to_str().unwrap();
     let scheduler = spawn(&["scheduler", "--data-dir", data_dir], &[]);
