@@ -38,16 +38,12 @@ ranked AS (
         *,
         row_number() OVER (
             PARTITION BY image_id ORDER BY occurred_at DESC, stage DESC, event_id DESC
-        ) AS newest
+        ) AS newest,
+        min(CASE WHEN type = 'image.deleted' THEN CAST(occurred_at AS TIMESTAMP) END)
+            OVER (PARTITION BY image_id) AS deleted_at,
+        min(CASE WHEN type = 'image.expired' THEN CAST(occurred_at AS TIMESTAMP) END)
+            OVER (PARTITION BY image_id) AS expired_at
     FROM history
-),
-ends AS (
-    SELECT
-        image_id,
-        min(CASE WHEN type = 'image.deleted' THEN CAST(occurred_at AS TIMESTAMP) END) AS deleted_at,
-        min(CASE WHEN type = 'image.expired' THEN CAST(occurred_at AS TIMESTAMP) END) AS expired_at
-    FROM history
-    GROUP BY image_id
 )
 SELECT
     r.upload_hour,
@@ -73,9 +69,8 @@ SELECT
         (date_part('epoch', CAST(r.data->>'processed_at' AS TIMESTAMP))
             - date_part('epoch', CAST(r.data->>'uploaded_at' AS TIMESTAMP))) * 1000,
         3) AS latency_ms,
-    e.deleted_at,
-    e.expired_at
+    r.deleted_at,
+    r.expired_at
 FROM ranked r
-JOIN ends e ON r.image_id = e.image_id
 WHERE r.newest = 1
 ORDER BY r.upload_hour, r.image_id

@@ -221,6 +221,12 @@ pub async fn day(args: DayArgs) -> anyhow::Result<()> {
 }
 
 pub async fn transform(args: TransformArgs) -> anyhow::Result<()> {
+    // Each hour's seconds by table, on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("imagelake_sql=info"))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
     let start = at(DAY);
     let state = state(&args.dir, start + chrono::Duration::hours(25))?;
     let transforms = imagelake_sql::Transforms::new(&state);

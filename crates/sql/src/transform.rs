@@ -80,12 +80,25 @@ impl Transforms {
                 return Err(JobError::NotReady(format!("{marker} is not written yet")));
             }
         }
-        let mut rows = 0;
-        rows += self.hourly(&engine, hour).await?;
-        rows += self.images(&engine, hour).await?;
-        rows += self.customers(&engine, hour).await?;
-        rows += self.job_runs(&engine).await?;
-        Ok(rows)
+        let started = std::time::Instant::now();
+        let hourly = self.hourly(&engine, hour).await?;
+        let after_hourly = started.elapsed();
+        let images = self.images(&engine, hour).await?;
+        let after_images = started.elapsed();
+        let customers = self.customers(&engine, hour).await?;
+        let runs = self.job_runs(&engine).await?;
+        tracing::info!(
+            interval = %hour,
+            hourly_rows = hourly,
+            image_rows = images,
+            customers,
+            runs,
+            hourly_seconds = after_hourly.as_secs_f64(),
+            images_seconds = (after_images - after_hourly).as_secs_f64(),
+            seconds = started.elapsed().as_secs_f64(),
+            "lake hour transformed"
+        );
+        Ok(hourly + images + customers + runs)
     }
 
     /// `uploads_hourly` and `api_requests_hourly` of the hour.
