@@ -1,5 +1,5 @@
-//! One runtime for every background task of every role: the processing workers, the retention
-//! sweeper, the Kafka stream consumer and the event publisher, and the scheduled jobs to come.
+//! One runtime for every background task of every role: the processing workers, the scheduler
+//! of the jobs, the Kafka stream consumer, the event publisher and the lake writers.
 //!
 //! A [`Task`] does its work in steps small enough that stopping between two of them loses
 //! nothing, and waits between them in a way a stop can cut short (garage's `Worker`). The
@@ -24,7 +24,6 @@ use std::{
 };
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveTime, Utc};
 use futures::FutureExt;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -306,43 +305,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
-/// When a periodic task runs: every interval, or at times of day (UTC).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Schedule {
-    Every(Duration),
-    DailyAt(Vec<NaiveTime>),
-}
-
-impl Schedule {
-    /// The first run strictly after `now`.
-    pub fn next_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            Self::Every(interval) => {
-                now + chrono::Duration::from_std(*interval).unwrap_or(chrono::Duration::MAX)
-            }
-            Self::DailyAt(times) => {
-                let today = now.date_naive();
-                (0..=1)
-                    .flat_map(|days| times.iter().map(move |t| (days, *t)))
-                    .map(|(days, time)| (today + chrono::Days::new(days)).and_time(time).and_utc())
-                    .filter(|at| *at > now)
-                    .min()
-                    .unwrap_or(now + chrono::Duration::days(1))
-            }
-        }
-    }
-
-    /// Waits until the next run after now, or `stop`.
-    pub async fn wait(&self, stop: &CancellationToken) {
-        let now = Utc::now();
-        let pause = (self.next_after(now) - now).to_std().unwrap_or_default();
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(pause) => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -496,24 +458,5 @@ mod tests {
         }
         supervisor.shutdown().await;
         assert_eq!(*log.lock().unwrap(), ["consumer", "workers", "publisher"]);
-    }
-
-    #[test]
-    fn schedules_name_the_next_run() {
-        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let now = at("2026-11-30T10:15:00Z");
-        assert_eq!(
-            Schedule::Every(Duration::from_secs(300)).next_after(now),
-            at("2026-11-30T10:20:00Z")
-        );
-        let daily = Schedule::DailyAt(vec![
-            NaiveTime::from_hms_opt(2, 0, 0).unwrap(),
-            NaiveTime::from_hms_opt(14, 30, 0).unwrap(),
-        ]);
-        assert_eq!(daily.next_after(now), at("2026-11-30T14:30:00Z"));
-        assert_eq!(
-            daily.next_after(at("2026-11-30T14:30:00Z")),
-            at("2026-12-01T02:00:00Z")
-        );
     }
 }
