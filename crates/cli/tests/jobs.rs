@@ -24,6 +24,13 @@ fn json_lines(output: &std::process::Output) -> Vec<Value> {
         .collect()
 }
 
+/// The day before today (UTC), `YYYY-MM-DD`: backfills must lie within the lake retention.
+fn yesterday() -> String {
+    (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -190,6 +197,28 @@ fn jobs_commands_run_record_and_refuse() {
             ],
             "is after",
         ),
+        (
+            vec![
+                "jobs",
+                "run",
+                "lake-retention",
+                "--interval",
+                "2099-01-01T00",
+            ],
+            "has not ended yet",
+        ),
+        (
+            vec![
+                "jobs",
+                "backfill",
+                "lake-retention",
+                "--from",
+                "2020-01-01T00",
+                "--to",
+                "2020-01-01T05",
+            ],
+            "older than the lake keeps",
+        ),
     ] {
         let out = imagelake(&[args.as_slice(), &["--data-dir", dir]].concat());
         assert!(!out.status.success(), "{args:?}");
@@ -263,7 +292,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     let started = client
         .post(url("/v1/admin/jobs/lake-retention/backfills"))
         .bearer_auth(ADMIN)
-        .json(&json!({"from": "2026-11-29T00", "to": "2026-11-29T23", "reprocess": "all", "max_active": 3}))
+        .json(&json!({"from": format!("{}T00", yesterday()), "to": format!("{}T23", yesterday()), "reprocess": "all", "max_active": 3}))
         .send()
         .await
         .unwrap();
@@ -304,7 +333,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
         ),
         (
             "/v1/admin/jobs/lake-retention/backfills",
-            json!({"from": "2026-11-29T00", "to": "2026-11-29T01", "max_active": 0}),
+            json!({"from": format!("{}T00", yesterday()), "to": format!("{}T01", yesterday()), "max_active": 0}),
             400,
         ),
     ] {
@@ -348,9 +377,9 @@ async fn the_scheduler_role_carries_out_a_backfill_started_from_the_cli() {
         "backfill",
         "lake-retention",
         "--from",
-        "2026-11-28T00",
+        &format!("{}T00", yesterday()),
         "--to",
-        "2026-11-28T05",
+        &format!("{}T05", yesterday()),
         "--max-active",
         "2",
         "--data-dir",

@@ -232,6 +232,9 @@ pub struct JobRun {
     /// The backfill it belongs to.
     #[schema(value_type = Option<String>, format = Uuid)]
     pub backfill: Option<Uuid>,
+    /// 0 for a run as it was asked for; 1, 2, ... for the retries that followed its failures.
+    #[serde(default)]
+    pub retry: u32,
 }
 
 impl JobRun {
@@ -250,6 +253,7 @@ impl JobRun {
             rows: None,
             error: None,
             backfill: None,
+            retry: 0,
         }
     }
 

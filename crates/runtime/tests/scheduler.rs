@@ -96,6 +96,10 @@ fn fixture(start: &str) -> Fixture {
         ..Settings::default()
     };
     settings.jobs.retries = 2;
+    // A fortnight of lake, so the week's backfill lies within it.
+    settings.lake.retention = Some(imagelake_core::duration::HumanDuration(
+        Duration::from_secs(14 * 86_400),
+    ));
     let store = Arc::new(SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap());
     let clock = Arc::new(ManualClock::new(at(start)));
     let objects = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
@@ -215,6 +219,12 @@ async fn a_run_waits_for_its_input_and_is_flagged_late() {
         Some("imagelake_job_late{job=\"lake-transform\"} 1")
     );
     job.not_ready.store(false, Ordering::SeqCst);
+    // The round above started it once more; once that try is recorded, it looks again in 30 s.
+    rounds_until(&mut scheduler, "the try at 11:31 recorded", async || {
+        state_of(&f.state, "2026-11-30T10").await != Some(RunState::Running)
+    })
+    .await;
+    f.clock.set(at("2026-11-30T11:32:00Z"));
     rounds_until(&mut scheduler, "the run after its input", async || {
         state_of(&f.state, "2026-11-30T10").await == Some(RunState::Success)
     })
@@ -238,10 +248,11 @@ async fn missed_hours_run_oldest_first_after_a_gap() {
     .await;
     drop(first);
 
-    // Down from 10:10 to 15:15, and the catch-up window is 4 hours: 11 to 14 run, 10 does not.
+    // Down from 10:10 to 15:15, and the catch-up window is 5 hours (back to 10:15): 11 to 14
+    // run; 10, which holds the window's start, does not (the lake retention is deleting it).
     let mut settings = (*f.state.settings).clone();
     settings.jobs.catchup_window = Some(imagelake_core::duration::HumanDuration(
-        Duration::from_secs(4 * 3600),
+        Duration::from_secs(5 * 3600),
     ));
     let state = AppState::assemble(
         settings,

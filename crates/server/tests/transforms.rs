@@ -115,20 +115,13 @@ async fn the_transforms_agree_with_the_api_and_with_duckdb() {
     let objects = server.objects_dir();
     let (customer, key) = server.customer("transforms").await;
 
-    // Before its hour is written, a run waits for it.
+    // An hour still going cannot be run.
     let job: Arc<dyn Job> = Arc::new(Transforms::new(&server.state));
     let early = control::run_here(&server.state, job, "2026-11-30T10").await;
-    let Err(control::RunHereError::Ended(early)) = early else {
-        panic!("hour 10 is not written yet: {early:?}");
+    let Err(control::RunHereError::Refused(refused)) = early else {
+        panic!("hour 10 has not ended: {early:?}");
     };
-    assert!(
-        early
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("events/dt=2026-11-30/hour=10/_SUCCESS"),
-        "{early:?}"
-    );
+    assert!(refused.message.contains("has not ended yet"), "{refused:?}");
 
     // The clock runs ten times faster than real time while the photos are processed, so each
     // has a latency of its own.
@@ -172,6 +165,22 @@ async fn the_transforms_agree_with_the_api_and_with_duckdb() {
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     ticking.store(false, std::sync::atomic::Ordering::SeqCst);
     ticker.await.unwrap();
+
+    // Hour 10 has ended but is not written (its grace runs to 11:05): a run waits for it.
+    clock.set("2026-11-30T11:01:00Z".parse().unwrap());
+    let job: Arc<dyn Job> = Arc::new(Transforms::new(&server.state));
+    let early = control::run_here(&server.state, job, "2026-11-30T10").await;
+    let Err(control::RunHereError::Ended(early)) = early else {
+        panic!("hour 10 is not written yet: {early:?}");
+    };
+    assert!(
+        early
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("events/dt=2026-11-30/hour=10/_SUCCESS"),
+        "{early:?}"
+    );
 
     // Hour 10 closes at 11:05; the three images left expire (their hour of retention is over).
     clock.set("2026-11-30T11:06:00Z".parse().unwrap());

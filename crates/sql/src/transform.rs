@@ -54,6 +54,10 @@ pub const JOB_RUNS: &str = "job_runs";
 const PART: &str = "part-0";
 
 pub struct Transforms {
+    /// Runs go one at a time in a process (the scheduler's lanes, a backfill's `max_active`):
+    /// `customers` and `images` partitions are read and rewritten whole, and two runs at once
+    /// would lose one's changes.
+    serial: tokio::sync::Mutex<()>,
     objects: Arc<dyn ObjectStore>,
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
@@ -63,6 +67,7 @@ pub struct Transforms {
 impl Transforms {
     pub fn new(state: &AppState) -> Self {
         Self {
+            serial: tokio::sync::Mutex::new(()),
             objects: state.objects.clone(),
             store: state.store.clone(),
             clock: state.clock.clone(),
@@ -73,6 +78,7 @@ impl Transforms {
 
     /// Transforms one hour; returns the rows written.
     pub async fn transform(&self, hour: Interval) -> Result<u64, JobError> {
+        let _serial = self.serial.lock().await;
         let engine = Engine::new(self.objects.clone())?;
         for table in [EVENTS, API_REQUESTS] {
             let marker = paths::lake_success(&partition(table, hour));

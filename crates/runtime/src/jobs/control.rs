@@ -12,7 +12,10 @@ use imagelake_core::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Job, JobError, JobInfo, scheduler::settle};
+use super::{
+    Job, JobInfo,
+    scheduler::{Outcome, settle},
+};
 use crate::{AppState, Error};
 
 /// One job as `imagelake jobs list` and `GET /v1/admin/jobs` show it.
@@ -81,9 +84,36 @@ pub async fn queue_run(state: &AppState, job: &str, interval: &str) -> Result<Jo
     Ok(run)
 }
 
+/// Ends the attempts of the interval still open: with the job's lease held here no scheduler
+/// runs them (one left `running` was killed with its process, one `queued` waits for a
+/// scheduler that is off).
+async fn close_open_attempts(
+    state: &AppState,
+    info: &JobInfo,
+    interval: &str,
+) -> Result<(), Error> {
+    let key = info.period.parse(interval).map_err(Error::invalid)?.key();
+    for mut open in state.store.runs_between(info.name, &key, &key).await? {
+        if open.state.is_final() {
+            continue;
+        }
+        open.state = RunState::Failed;
+        open.error = Some("superseded: run by `imagelake jobs run`".to_owned());
+        open.ended_at = Some(state.clock.now());
+        state.store.put_run(&open).await?;
+    }
+    Ok(())
+}
+
 /// A new manual attempt of the interval, numbered after the ones before it.
 async fn next_attempt(state: &AppState, info: &JobInfo, interval: &str) -> Result<JobRun, Error> {
     let interval = info.period.parse(interval).map_err(Error::invalid)?;
+    let now = state.clock.now();
+    if interval.end() > now {
+        return Err(Error::invalid(format!(
+            "interval {interval} has not ended yet (a run is for an interval that has)"
+        )));
+    }
     let key = interval.key();
     let before = state.store.runs_between(info.name, &key, &key).await?;
     if let Some(open) = before.iter().find(|r| !r.state.is_final()) {
@@ -94,7 +124,6 @@ async fn next_attempt(state: &AppState, info: &JobInfo, interval: &str) -> Resul
             open.state.as_str()
         )));
     }
-    let now = state.clock.now();
     let mut run = JobRun::queued(info.name, interval, Trigger::Manual, now);
     run.attempt = before.last().map_or(1, |r| r.attempt + 1);
     Ok(run)
@@ -126,22 +155,39 @@ pub async fn run_here(
     let info = find(state, job.name())?;
     let holder = format!("cli-{}-{}", std::process::id(), uuid::Uuid::now_v7());
     let lease = format!("job:{}", info.name);
-    let now = state.clock.now();
-    let until = now + chrono::Duration::hours(6);
-    if !state
-        .store
-        .acquire_lease(&lease, &holder, now, until)
-        .await
-        .map_err(Error::from)?
-    {
+    if !take_lease(state, &lease, &holder).await? {
         return Err(RunHereError::Busy(info.name.to_owned()));
     }
-    let outcome = run_leased(state, &info, job, interval).await;
+    // The lease is renewed while the run goes on, so a killed run frees the job a minute later.
+    let run = run_leased(state, &info, job, interval);
+    tokio::pin!(run);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            () = tokio::time::sleep(LEASE_RENEWAL) => {
+                if !take_lease(state, &lease, &holder).await.unwrap_or(false) {
+                    tracing::warn!(job = info.name, "the job's lease could not be renewed");
+                }
+            }
+        }
+    };
     let now = state.clock.now();
     if let Err(e) = state.store.acquire_lease(&lease, &holder, now, now).await {
         tracing::warn!(error = %e, "could not give the job's lease up");
     }
     outcome
+}
+
+/// How long `run_here` holds the job's lease without renewing it, and how often it renews.
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+const LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(20);
+
+async fn take_lease(state: &AppState, lease: &str, holder: &str) -> Result<bool, Error> {
+    let now = state.clock.now();
+    Ok(state
+        .store
+        .acquire_lease(lease, holder, now, now + LEASE)
+        .await?)
 }
 
 async fn run_leased(
@@ -150,13 +196,14 @@ async fn run_leased(
     job: Arc<dyn Job>,
     interval: &str,
 ) -> Result<JobRun, RunHereError> {
+    close_open_attempts(state, info, interval).await?;
     let mut run = next_attempt(state, info, interval).await?;
     let interval = info.period.parse(&run.interval).map_err(Error::invalid)?;
     run.state = RunState::Running;
     run.started_at = Some(state.clock.now());
     state.store.put_run(&run).await.map_err(Error::from)?;
-    let outcome = job.run(interval).await;
-    let waiting = matches!(outcome, Err(JobError::NotReady(_)));
+    let outcome = Outcome::from(job.run(interval).await);
+    let waiting = matches!(outcome, Outcome::Waiting(_));
     let no_retries = JobInfo {
         retries: 0,
         ..info.clone()

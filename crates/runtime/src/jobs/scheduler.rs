@@ -55,17 +55,40 @@ struct Scheduled {
     held: bool,
     /// Runs started by this process and not yet ended, by (interval, attempt).
     running: BTreeSet<(String, u32)>,
+    /// Their tasks, aborted when the scheduler stops, before it gives the lease up.
+    tasks: Vec<tokio::task::AbortHandle>,
     /// Intervals already reported late.
     late: BTreeSet<String>,
 }
 
+/// How a run ended, as the history records it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Rows written or things removed.
+    Done(u64),
+    /// Its input is not complete yet.
+    Waiting(String),
+    Failed(String),
+    /// Its holder stopped before it ended: the next attempt comes at once.
+    Interrupted,
+}
+
+impl From<Result<u64, JobError>> for Outcome {
+    fn from(result: Result<u64, JobError>) -> Self {
+        match result {
+            Ok(rows) => Self::Done(rows),
+            Err(JobError::NotReady(why)) => Self::Waiting(why),
+            Err(JobError::Failed(error)) => Self::Failed(format!("{error:#}")),
+        }
+    }
+}
+
 /// A run that ended, sent back by its task.
+#[derive(Clone)]
 struct Ended {
     job: usize,
     run: JobRun,
-    outcome: Result<u64, JobError>,
-    /// Its holder stopped before it ended: the next attempt comes at once.
-    interrupted: bool,
+    outcome: Outcome,
 }
 
 /// Runs the catalog's jobs on their schedules.
@@ -93,6 +116,7 @@ impl Scheduler {
                     planned: None,
                     held: false,
                     running: BTreeSet::new(),
+                    tasks: Vec::new(),
                     late: BTreeSet::new(),
                 })
             })
@@ -115,8 +139,12 @@ impl Scheduler {
         while let Ok(ended) = self.ended_rx.try_recv() {
             self.ended.push(ended);
         }
-        for ended in std::mem::take(&mut self.ended) {
-            self.record_end(ended).await?;
+        while let Some(ended) = self.ended.pop() {
+            if let Err(e) = self.record_end(ended.clone()).await {
+                // Kept, to be recorded at the next round: the run stays this holder's until then.
+                self.ended.push(ended);
+                return Err(e);
+            }
         }
         for index in 0..self.jobs.len() {
             if self.take_lease(index).await? {
@@ -170,7 +198,8 @@ impl Scheduler {
             return Ok(());
         }
         let window = chrono::Duration::from_std(info.catchup_window).unwrap_or_default();
-        let earliest = info.period.interval_at(now - window);
+        // The oldest interval within the window, not the one the lake retention is deleting.
+        let earliest = info.period.interval_at(now - window).next();
         let first = match planned {
             Some(planned) if info.catchup => planned.next().max(earliest),
             _ => due,
@@ -238,7 +267,10 @@ impl Scheduler {
                 let Some(next) = backfill.next.as_deref() else {
                     break;
                 };
-                let interval = info.period.parse(next).map_err(anyhow::Error::msg)?;
+                let Ok(interval) = info.period.parse(next) else {
+                    backfill.next = None;
+                    break;
+                };
                 if interval > last {
                     backfill.next = None;
                     break;
@@ -299,15 +331,24 @@ impl Scheduler {
                 continue;
             }
             if run.state == RunState::Running {
-                let ended = Ended {
+                let outcome = Outcome::Interrupted;
+                self.record_end(Ended {
                     job: index,
                     run,
-                    outcome: Err(JobError::Failed(anyhow::anyhow!(
-                        "interrupted: the scheduler running it stopped"
-                    ))),
-                    interrupted: true,
-                };
-                self.record_end(ended).await?;
+                    outcome,
+                })
+                .await?;
+                continue;
+            }
+            if self.jobs[index].info.period.parse(&run.interval).is_err() {
+                let why = "its interval no longer fits the job's period".to_owned();
+                let outcome = Outcome::Failed(why);
+                self.record_end(Ended {
+                    job: index,
+                    run,
+                    outcome,
+                })
+                .await?;
                 continue;
             }
             if run.not_before > now {
@@ -349,36 +390,42 @@ impl Scheduler {
         job.running.insert((run.interval.clone(), run.attempt));
         tracing::info!(job = job.info.name, interval = %run.interval, attempt = run.attempt, trigger = run.trigger.as_str(), "job run started");
         let (work, sender) = (job.job.clone(), self.ended_tx.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let outcome = std::panic::AssertUnwindSafe(work.run(interval));
-            let outcome = futures::FutureExt::catch_unwind(outcome)
-                .await
-                .unwrap_or_else(|_| Err(JobError::Failed(anyhow::anyhow!("the run panicked"))));
+            let outcome = futures::FutureExt::catch_unwind(outcome).await.map_or_else(
+                |_| Outcome::Failed("the run panicked".to_owned()),
+                Outcome::from,
+            );
             let _ = sender.send(Ended {
                 job: index,
                 run,
                 outcome,
-                interrupted: false,
             });
         });
+        job.tasks.retain(|t| !t.is_finished());
+        job.tasks.push(task.abort_handle());
         Ok(())
     }
 
     /// Writes how a run ended, queues its retry, and counts it.
     async fn record_end(&mut self, ended: Ended) -> anyhow::Result<()> {
         let now = self.state.clock.now();
-        let job = &mut self.jobs[ended.job];
-        job.running
-            .remove(&(ended.run.interval.clone(), ended.run.attempt));
-        let info = job.info.clone();
-        let (run, mut retry) = settle(&info, ended.run, ended.outcome, now);
-        if let (Some(retry), true) = (&mut retry, ended.interrupted) {
-            retry.not_before = now;
-        }
+        let info = self.jobs[ended.job].info.clone();
+        let key = (ended.run.interval.clone(), ended.run.attempt);
+        let outcome = match ended.outcome {
+            // Input that has not come within the catch-up window never will: the lake
+            // retention is deleting that hour.
+            Outcome::Waiting(why) if waited_too_long(&info, &ended.run, now) => {
+                Outcome::Failed(format!("its input never came: {why}"))
+            }
+            outcome => outcome,
+        };
+        let (run, retry) = settle(&info, ended.run, outcome, now);
         self.state.store.put_run(&run).await?;
         if let Some(retry) = &retry {
             self.state.store.put_run(retry).await?;
         }
+        self.jobs[ended.job].running.remove(&key);
         let metrics = &self.state.metrics.jobs;
         let labels = vec![("job", info.name.to_owned())];
         match run.state {
@@ -423,7 +470,10 @@ impl Scheduler {
         let deadline = chrono::Duration::from_std(job.info.deadline).unwrap_or_default();
         let open = self.state.store.open_runs(job.info.name).await?;
         let mut late = 0;
-        for run in open.iter().filter(|r| r.trigger != Trigger::Backfill) {
+        job.late
+            .retain(|interval| open.iter().any(|r| &r.interval == interval));
+        let scheduled = |r: &&JobRun| matches!(r.trigger, Trigger::Scheduled | Trigger::Catchup);
+        for run in open.iter().filter(scheduled) {
             let Ok(interval) = job.info.period.parse(&run.interval) else {
                 continue;
             };
@@ -494,45 +544,59 @@ impl Scheduler {
 pub fn settle(
     info: &JobInfo,
     mut run: JobRun,
-    outcome: Result<u64, JobError>,
+    outcome: Outcome,
     now: Timestamp,
 ) -> (JobRun, Option<JobRun>) {
-    match outcome {
-        Ok(rows) => {
+    let (error, at_once) = match outcome {
+        Outcome::Done(rows) => {
             run.state = RunState::Success;
             run.rows = Some(rows);
             run.error = None;
             run.ended_at = Some(now);
-            (run, None)
+            return (run, None);
         }
-        Err(JobError::NotReady(why)) => {
+        Outcome::Waiting(why) => {
             run.state = RunState::Queued;
             run.started_at = None;
             run.not_before = now + chrono::Duration::from_std(RECHECK).unwrap_or_default();
             run.error = Some(format!("waiting: {why}"));
-            (run, None)
+            return (run, None);
         }
-        Err(JobError::Failed(error)) => {
-            run.state = RunState::Failed;
-            run.error = Some(format!("{error:#}"));
-            run.ended_at = Some(now);
-            let retry = (run.attempt <= info.retries).then(|| {
-                let backoff = 30 * 2i64.pow(run.attempt.saturating_sub(1).min(5));
-                JobRun {
-                    attempt: run.attempt + 1,
-                    state: RunState::Queued,
-                    queued_at: now,
-                    not_before: now + chrono::Duration::seconds(backoff.min(600)),
-                    started_at: None,
-                    ended_at: None,
-                    rows: None,
-                    error: None,
-                    ..run.clone()
-                }
-            });
-            (run, retry)
+        Outcome::Failed(error) => (error, false),
+        Outcome::Interrupted => (
+            "interrupted: the scheduler running it stopped".to_owned(),
+            true,
+        ),
+    };
+    run.state = RunState::Failed;
+    run.error = Some(error);
+    run.ended_at = Some(now);
+    let retry = (run.retry < info.retries).then(|| {
+        let backoff = 30 * 2i64.pow(run.retry.min(5));
+        let wait = if at_once { 0 } else { backoff.min(600) };
+        JobRun {
+            attempt: run.attempt + 1,
+            state: RunState::Queued,
+            queued_at: now,
+            not_before: now + chrono::Duration::seconds(wait),
+            started_at: None,
+            ended_at: None,
+            rows: None,
+            error: None,
+            retry: run.retry + 1,
+            ..run.clone()
         }
-    }
+    });
+    (run, retry)
+}
+
+/// Whether a run waiting for its input has waited past the catch-up window since its
+/// interval ended.
+fn waited_too_long(info: &JobInfo, run: &JobRun, now: Timestamp) -> bool {
+    let window = chrono::Duration::from_std(info.catchup_window).unwrap_or_default();
+    info.period
+        .parse(&run.interval)
+        .is_ok_and(|interval| interval.end() + window < now)
 }
 
 /// Queues a backfill of `job` from `from` to `to` (interval keys or times), checked against the
@@ -553,6 +617,17 @@ pub async fn start_backfill(
     let (first, last) = (info.period.parse(from)?, info.period.parse(to)?);
     if first > last {
         return Err(format!("from {first} is after to {last}"));
+    }
+    let now = state.clock.now();
+    if last.end() > now {
+        return Err(format!("to {last} has not ended yet"));
+    }
+    let window = chrono::Duration::from_std(info.catchup_window).unwrap_or_default();
+    let oldest = info.period.interval_at(now - window).next();
+    if first < oldest {
+        return Err(format!(
+            "from {first} is older than the lake keeps (the oldest interval is {oldest})"
+        ));
     }
     if max_active == 0 {
         return Err("max_active must be at least 1".to_owned());
@@ -597,6 +672,13 @@ impl Task for Scheduler {
     }
 
     async fn finish(&mut self) {
+        // Runs in flight stop here, before the leases go: the next holder finds them
+        // `running`, records them interrupted and runs them again, never beside this one.
+        for job in &mut self.jobs {
+            for task in job.tasks.drain(..) {
+                task.abort();
+            }
+        }
         self.release().await;
     }
 }
