@@ -140,7 +140,11 @@ fn event(i: usize, n: usize, start: Timestamp) -> anyhow::Result<(Timestamp, Str
     Ok((occurred, row.to_string()))
 }
 
-fn state(dir: &std::path::Path, now: Timestamp, max_buffer_bytes: u64) -> anyhow::Result<AppState> {
+pub(crate) fn state(
+    dir: &std::path::Path,
+    now: Timestamp,
+    max_buffer_bytes: u64,
+) -> anyhow::Result<AppState> {
     let mut settings = Settings {
         data_dir: dir.to_path_buf(),
         ..Settings::default()

@@ -8,18 +8,16 @@
 //! its `_SUCCESS`. `transform` runs `lake-transform` for the 24 hours in order, as the scheduler
 //! would, and reports the seconds.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+use std::{path::PathBuf, time::Instant};
 
 use clap::Args;
 use imagelake_core::{
-    ManualClock, Timestamp,
+    Timestamp,
     jobs::Period,
     lake::TableDecl,
     paths::{self, LakeTable},
 };
 use imagelake_lake::parquet::{Batches, Budget, Encoder};
-use imagelake_metadata::SqliteStore;
-use imagelake_runtime::{AppState, Settings, keys::AdminToken};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
 
@@ -38,26 +36,11 @@ pub struct TransformArgs {
 /// The day the events are in.
 const DAY: &str = "2026-11-30T00:00:00Z";
 const CUSTOMERS: usize = 500;
+/// `[lake] max_buffer_bytes` as `serve` has it.
+const DEFAULT_BUFFER: u64 = 256 << 20;
 
 fn at(s: &str) -> Timestamp {
     s.parse().expect("a fixed time")
-}
-
-fn state(dir: &std::path::Path, now: Timestamp) -> anyhow::Result<AppState> {
-    let settings = Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    };
-    let objects = imagelake_runtime::state::object_store(&settings)?;
-    let sqlite = SqliteStore::open(&dir.join("metadata.sqlite"))?;
-    Ok(AppState::assemble(
-        settings,
-        objects,
-        Arc::new(sqlite.clone()),
-        Arc::new(sqlite),
-        Arc::new(ManualClock::new(now)),
-        AdminToken::from_secret("bench"),
-    ))
 }
 
 /// The events and requests of one uploaded image (or refused upload), number `i`.
@@ -171,7 +154,7 @@ async fn write_hour(
 
 pub async fn day(args: DayArgs) -> anyhow::Result<()> {
     let start = at(DAY);
-    let state = state(&args.dir, start)?;
+    let state = crate::bench_lake::state(&args.dir, start, DEFAULT_BUFFER)?;
     let (mut events, mut requests): (Vec<Value>, Vec<Value>) = (Vec::new(), Vec::new());
     for c in 0..CUSTOMERS {
         let id = format!("01a30000-0000-7000-8000-{c:012x}");
@@ -229,7 +212,11 @@ pub async fn transform(args: TransformArgs) -> anyhow::Result<()> {
         .with_ansi(false)
         .try_init();
     let start = at(DAY);
-    let state = state(&args.dir, start + chrono::Duration::hours(25))?;
+    let state = crate::bench_lake::state(
+        &args.dir,
+        start + chrono::Duration::hours(25),
+        DEFAULT_BUFFER,
+    )?;
     let transforms = imagelake_sql::Transforms::new(&state);
     let first = Period::HOUR.interval_at(start);
     let started = Instant::now();
