@@ -159,12 +159,12 @@ start_kafka_broker() {
 # IMAGELAKE_SCHEMATHESIS, the path of its `st` command.
 SCHEMATHESIS_VERSION="4.32.5"
 # DuckDB and pyarrow: two readers of the lake, each independent of the writer.
-LAKE_READERS_VERSIONS="duckdb==2.0.1 pyarrow==26.0.1"
+LAKE_READERS_VERSIONS="duckdb==2.0.1 pyarrow==26.0.1 sqlglot==30.30.0"
 
 install_lake_readers() {
   local venv
   venv="$(_emulators_dir)/lake-readers-$(echo "$LAKE_READERS_VERSIONS" | tr ' =' '-_')"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import duckdb, pyarrow" 2>/dev/null; then
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import duckdb, pyarrow, sqlglot" 2>/dev/null; then
     python3 -m venv "$venv" >&2
     # shellcheck disable=SC2086
     "$venv/bin/python" -m pip install --quiet $LAKE_READERS_VERSIONS >&2

@@ -16,6 +16,8 @@ mod jobs;
 mod produce;
 mod serve;
 mod settings;
+#[cfg(feature = "lake")]
+mod sql;
 mod stream;
 
 use clap::{Parser, Subcommand};
@@ -60,6 +62,13 @@ enum Command {
     Keys(client::KeysCommand),
     /// Upload files and folders of images.
     Upload(client::UploadArgs),
+    /// Query the lake with SQL: against a server with `--key`, or the local data dir.
+    #[cfg(feature = "lake")]
+    Sql(sql::SqlArgs),
+    /// BigQuery over the same files: `bigquery ddl --dataset D --bucket B`.
+    #[cfg(feature = "lake")]
+    #[command(subcommand)]
+    Bigquery(sql::BigqueryCommand),
     /// Work with the Kafka image stream.
     #[cfg(feature = "kafka")]
     #[command(subcommand)]
@@ -92,6 +101,10 @@ fn main() -> anyhow::Result<()> {
             Command::Customers(cmd) => client::customers(cmd).await,
             Command::Keys(cmd) => client::keys(cmd).await,
             Command::Upload(args) => client::upload(args).await,
+            #[cfg(feature = "lake")]
+            Command::Sql(args) => sql::run(args).await,
+            #[cfg(feature = "lake")]
+            Command::Bigquery(cmd) => sql::bigquery(cmd).await,
             #[cfg(feature = "kafka")]
             Command::Kafka(cmd) => produce::run(cmd).await,
             Command::Events(args) => events::events(args).await,

@@ -203,6 +203,7 @@ mod tests {
         assert_eq!(example.gcp, defaults.gcp);
         assert_eq!(example.kafka, defaults.kafka);
         assert_eq!(example.lake, defaults.lake);
+        assert_eq!(example.sql, defaults.sql);
         let gcp: Settings =
             toml::from_str(include_str!("../../../gcp.toml")).expect("gcp.toml parses");
         assert_eq!(gcp.check(), Ok(()), "gcp.toml is a working combination");

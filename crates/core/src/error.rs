@@ -25,6 +25,14 @@ pub enum ErrorCode {
     RequestTimeout,
     /// The server is at its capacity for the moment (the upload budget); retry later.
     Unavailable,
+    /// SQL that does not parse, plan or run (unknown table or column, bad cast).
+    InvalidSql,
+    /// SQL that is not a query: the SQL doors are read-only.
+    ForbiddenStatement,
+    /// A query ran past the SQL timeout and was cancelled.
+    QueryTimeout,
+    /// A query needed more memory than the SQL memory cap.
+    QueryTooLarge,
 }
 
 impl ErrorCode {
@@ -44,6 +52,10 @@ impl ErrorCode {
             Self::DecodeLimitExceeded => "decode_limit_exceeded",
             Self::RequestTimeout => "request_timeout",
             Self::Unavailable => "unavailable",
+            Self::InvalidSql => "invalid_sql",
+            Self::ForbiddenStatement => "forbidden_statement",
+            Self::QueryTimeout => "query_timeout",
+            Self::QueryTooLarge => "query_too_large",
         }
     }
 
@@ -53,12 +65,12 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::Forbidden => 403,
             Self::NotFound => 404,
-            Self::PayloadTooLarge => 413,
+            Self::PayloadTooLarge | Self::QueryTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::PixelLimitExceeded | Self::CorruptImage | Self::DecodeLimitExceeded => 422,
-            Self::RequestTimeout => 408,
+            Self::RequestTimeout | Self::QueryTimeout => 408,
             Self::Unavailable => 503,
-            Self::InvalidRequest => 400,
+            Self::InvalidRequest | Self::InvalidSql | Self::ForbiddenStatement => 400,
             Self::Conflict => 409,
             Self::RateLimited => 429,
             Self::Internal => 500,

@@ -30,6 +30,7 @@ fn main() -> Result<()> {
     seeds.extend(multipart(&images[0]).into_iter().map(|s| ("multipart", s)));
     seeds.extend(kafka().into_iter().map(|s| ("kafka_message", s)));
     seeds.extend(claims().into_iter().map(|s| ("claim_check", s)));
+    seeds.extend(sql().into_iter().map(|s| ("sql", s)));
     let notifications = notifications();
     for notification in &notifications {
         let (attributes, data) = notification;
@@ -58,6 +59,25 @@ fn photos_arg() -> Option<PathBuf> {
 }
 
 /// Writes `bytes` as `<prefix><hash>` in `dir`.
+/// `POST /v1/sql` bodies and bare SQL: reads, writes in disguise, parameters of each kind.
+fn sql() -> Vec<Vec<u8>> {
+    [
+        r#"{"sql": "SELECT type, count(*) FROM events WHERE occurred_at > now() - INTERVAL '1 day' GROUP BY ALL"}"#,
+        r#"{"sql": "SELECT * FROM images WHERE image_id = $1 AND bytes > $2", "params": ["0195", 10, 1.5, true, null]}"#,
+        r#"{"sql": "WITH a AS (SELECT 1) SELECT * FROM a UNION ALL SELECT 2", "params": [[1], {"a": 1}]}"#,
+        r#"{"sql": "EXPLAIN SELECT h.hour FROM hours(now() - INTERVAL '1 day', now()) h"}"#,
+        "SELECT 1 INTO t",
+        "COPY (SELECT 1) TO '/tmp/x'; DROP TABLE events",
+        "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 's3://b/'",
+        "SHOW TABLES",
+        "DESCRIBE quarantine.events",
+        "SELECT * FORM events WHERE (((",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
 fn write(dir: &Path, prefix: &str, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let name = format!("{prefix}{:016x}", fnv(bytes));

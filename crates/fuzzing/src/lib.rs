@@ -13,6 +13,7 @@ pub mod messages;
 #[allow(unsafe_code)]
 mod meter;
 pub mod requests;
+pub mod sql;
 
 pub use meter::{Meter, peak_of};
 
@@ -30,6 +31,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("kafka_message", messages::kafka_message),
     ("claim_check", messages::claim_check),
     ("gcs_notification", messages::gcs_notification),
+    ("sql", sql::sql),
 ];
 
 /// The target named `name`.

@@ -46,6 +46,54 @@ pub struct Metrics {
     pub lake: LakeMetrics,
     /// The scheduled jobs, by job.
     pub jobs: JobMetrics,
+    /// The SQL doors' queries.
+    pub sql: SqlMetrics,
+}
+
+/// What the SQL doors report.
+pub struct SqlMetrics {
+    /// Queries by door (`http`, `cli`, `pg`) and outcome (`ok`, `truncated` or the error code).
+    pub queries: Family<Labels, Counter>,
+    /// How long queries took, whatever the outcome.
+    pub seconds: Histogram,
+    /// Rows answered.
+    pub rows: Counter,
+    /// Queries running now.
+    pub running: Gauge,
+}
+
+impl Default for SqlMetrics {
+    fn default() -> Self {
+        Self {
+            queries: Family::default(),
+            seconds: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+            rows: Counter::default(),
+            running: Gauge::default(),
+        }
+    }
+}
+
+impl SqlMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "sql_queries",
+            "SQL queries by door and outcome",
+            self.queries.clone(),
+        );
+        r.register(
+            "sql_query_seconds",
+            "How long SQL queries took",
+            self.seconds.clone(),
+        );
+        r.register("sql_rows", "Rows SQL queries answered", self.rows.clone());
+        r.register(
+            "sql_queries_running",
+            "SQL queries running now",
+            self.running.clone(),
+        );
+    }
 }
 
 /// What the scheduler reports, by job.
@@ -179,6 +227,7 @@ impl Default for Metrics {
             task_restarts: Family::default(),
             lake: LakeMetrics::default(),
             jobs: JobMetrics::default(),
+            sql: SqlMetrics::default(),
         };
         let r = &mut m.registry;
         r.register("uploads", "Uploads by outcome", m.uploads.clone());
@@ -266,6 +315,7 @@ impl Default for Metrics {
         );
         m.lake.register(r);
         m.jobs.register(r);
+        m.sql.register(r);
         m
     }
 }

@@ -42,6 +42,45 @@ pub struct Settings {
     pub kafka: Kafka,
     pub lake: Lake,
     pub jobs: crate::jobs::JobsSettings,
+    pub sql: Sql,
+}
+
+/// The SQL doors' limits, per query unless said.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sql {
+    /// A query still running after this is cancelled (`query_timeout`).
+    pub timeout: HumanDuration,
+    /// The memory a query may use for its operators and its answer (`query_too_large`).
+    pub max_memory_bytes: u64,
+    /// Rows past this are not sent; the answer says it was truncated.
+    pub max_rows: u64,
+    /// Queries one key may run at once; more are refused with `rate_limited`.
+    pub max_concurrent_per_key: u32,
+}
+
+impl Default for Sql {
+    fn default() -> Self {
+        Self {
+            timeout: HumanDuration(Duration::from_secs(30)),
+            max_memory_bytes: 512 * 1024 * 1024,
+            max_rows: 100_000,
+            max_concurrent_per_key: 4,
+        }
+    }
+}
+
+impl Sql {
+    pub fn check(&self) -> Result<(), String> {
+        if self.timeout.0.is_zero()
+            || self.max_memory_bytes < 1 << 20
+            || self.max_rows == 0
+            || self.max_concurrent_per_key == 0
+        {
+            return Err("sql.timeout, sql.max_rows and sql.max_concurrent_per_key must be above 0, sql.max_memory_bytes at least 1 MiB".into());
+        }
+        Ok(())
+    }
 }
 
 /// The data lake under `lake/` in the object store.
@@ -413,6 +452,7 @@ impl Default for Settings {
             kafka: Kafka::default(),
             lake: Lake::default(),
             jobs: crate::jobs::JobsSettings::default(),
+            sql: Sql::default(),
         }
     }
 }
@@ -533,6 +573,7 @@ impl Settings {
         }
         self.parsed_trusted_proxies()?;
         self.limits.check()?;
+        self.sql.check()?;
         let needs_project =
             self.metadata.backend == MetadataBackend::Firestore || self.work_from_notifications();
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {

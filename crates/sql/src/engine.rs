@@ -22,7 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use parquet::{arrow::ArrowWriter, basic::Compression, file::properties::WriterProperties};
 
 /// The URL the object store is registered under.
-const STORE_URL: &str = "imagelake://lake";
+pub(crate) const STORE_URL: &str = "imagelake://lake";
 
 /// One DataFusion session over the object store.
 pub struct Engine {
@@ -188,7 +188,7 @@ impl Engine {
 }
 
 /// The schema as written: timestamps as UTC microseconds.
-fn utc_schema(schema: &SchemaRef) -> SchemaRef {
+pub(crate) fn utc_schema(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()

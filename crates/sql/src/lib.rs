@@ -1,5 +1,6 @@
 //! SQL over the lake, with DataFusion: the transforms of the `lake-transform` job (the Dataflow
-//! role) now, the analysts' query doors next.
+//! role), and the query layer of the analysts' doors (the BigQuery role): `imagelake sql`,
+//! `POST /v1/sql`, and the Postgres wire.
 //!
 //! DataFusion reads the lake through the same `Arc<dyn ObjectStore>` the writer writes with
 //! (local files, GCS), registered under the URL scheme `imagelake://`. The SQL itself is kept
@@ -7,8 +8,12 @@
 //! timestamps cast to `TIMESTAMP` and written back as UTC), so the same files can be checked,
 //! or run, by DuckDB on the same Parquet.
 
+pub mod bigquery;
 pub mod engine;
+pub mod format;
+pub mod query;
 pub mod transform;
 
 pub use datafusion;
+pub use query::{Answer, Asker, QueryEngine, QueryError, Viewer};
 pub use transform::Transforms;

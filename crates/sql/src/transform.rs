@@ -260,6 +260,44 @@ async fn write_partition(
     Ok(rows)
 }
 
+/// The hourly tables the transforms write, with their columns as written (planned from the SQL
+/// over empty inputs) and the column that names the hour, if any.
+pub async fn output_schemas() -> anyhow::Result<Vec<(&'static str, SchemaRef, Option<&'static str>)>>
+{
+    let engine = Engine::new(Arc::new(object_store::memory::InMemory::new()))?;
+    let raw = |decl: &TableDecl| imagelake_lake::parquet::schema(&decl.written_columns());
+    engine.register_batches(EVENTS, raw(&TableDecl::events()), Vec::new())?;
+    engine.register_batches(API_REQUESTS, raw(&TableDecl::api_requests()), Vec::new())?;
+    let rewrite = Arc::new(Schema::new(vec![Field::new(
+        "upload_hour",
+        DataType::Utf8,
+        false,
+    )]));
+    engine.register_batches("rewrite", rewrite, Vec::new())?;
+    let mut out = Vec::new();
+    for (table, sql, time) in [
+        (IMAGES, IMAGES_SQL, Some("uploaded_at")),
+        (UPLOADS_HOURLY, UPLOADS_HOURLY_SQL, None),
+        (API_REQUESTS_HOURLY, API_REQUESTS_HOURLY_SQL, None),
+    ] {
+        let planned = engine.context().sql(sql).await?;
+        let fields: Vec<Field> = planned
+            .schema()
+            .as_arrow()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "upload_hour")
+            .map(|f| f.as_ref().clone())
+            .collect();
+        out.push((
+            table,
+            crate::engine::utc_schema(&Arc::new(Schema::new(fields))),
+            time,
+        ));
+    }
+    Ok(out)
+}
+
 /// The columns of `customers` as written.
 pub fn customers_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![

@@ -41,8 +41,10 @@ pub struct ApiDoc;
 /// answers `404` to everything otherwise, so it is not there to describe), the answers every
 /// operation shares, and the limits of these settings.
 pub fn document(settings: &Settings) -> Value {
-    #[cfg_attr(not(feature = "gcp"), allow(unused_mut))]
+    #[cfg_attr(not(any(feature = "gcp", feature = "sql")), allow(unused_mut))]
     let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "sql")]
+    doc.merge(super::sql::SqlDoc::openapi());
     #[cfg(feature = "gcp")]
     if settings.push.enabled {
         doc.merge(super::push::PushDoc::openapi());

@@ -12,6 +12,8 @@ pub mod multipart;
 mod ops;
 #[cfg(feature = "gcp")]
 mod push;
+#[cfg(feature = "sql")]
+mod sql;
 mod uploads;
 
 use axum::{
@@ -31,7 +33,25 @@ use crate::error::ApiError;
 /// The whole API as a router over `state`.
 /// Every endpoint: the API role (and `serve`).
 pub fn router(state: AppState) -> Router {
-    with_layers(api_routes().merge(ops_routes()).merge(push_routes()), state)
+    with_layers(
+        api_routes()
+            .merge(ops_routes())
+            .merge(push_routes())
+            .merge(sql_routes()),
+        state,
+    )
+}
+
+#[cfg(feature = "sql")]
+fn sql_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sql", post(sql::query))
+        .layer(axum::Extension(sql::SqlDoor::default()))
+}
+
+#[cfg(not(feature = "sql"))]
+fn sql_routes() -> Router<AppState> {
+    Router::new()
 }
 
 /// Health, readiness, metrics and pushed work: the worker role's port.

@@ -1,0 +1,145 @@
+//! Only queries pass: the SQL text is parsed once here, and anything but a read (a `SELECT`,
+//! `WITH`, `VALUES`, `SHOW TABLES`, `SHOW COLUMNS`, `DESCRIBE`, `EXPLAIN` of those) is refused
+//! as `forbidden_statement` before it is planned. The plan is checked again for DDL, DML and
+//! statements ([`read_only`]), so a write that hides inside a query (`SELECT ... INTO`) is
+//! refused too.
+
+use datafusion::{
+    execution::context::SQLOptions,
+    sql::{
+        parser::{DFParser, Statement},
+        sqlparser::{ast, dialect::GenericDialect},
+    },
+};
+
+use super::error::QueryError;
+
+/// The one statement of `sql`, if it is a read.
+pub fn statement(sql: &str) -> Result<Statement, QueryError> {
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| QueryError::from_engine(&e))?;
+    let statement = match statements.len() {
+        0 => return Err(QueryError::invalid("no SQL statement given")),
+        1 => statements.pop_front().unwrap_or_else(|| unreachable!()),
+        n => {
+            return Err(QueryError::invalid(format!(
+                "{n} statements given; send one per request"
+            )));
+        }
+    };
+    check(&statement)?;
+    Ok(statement)
+}
+
+fn check(statement: &Statement) -> Result<(), QueryError> {
+    match statement {
+        Statement::Statement(s) => check_sql(s),
+        Statement::Explain(explain) => check(&explain.statement),
+        Statement::CreateExternalTable(_) => Err(refused("CREATE EXTERNAL TABLE")),
+        Statement::CopyTo(_) => Err(refused("COPY")),
+        Statement::Reset(_) => Err(refused("RESET")),
+    }
+}
+
+fn check_sql(statement: &ast::Statement) -> Result<(), QueryError> {
+    use ast::Statement as S;
+    match statement {
+        S::Query(_) | S::ShowTables { .. } | S::ShowColumns { .. } | S::ExplainTable { .. } => {
+            Ok(())
+        }
+        S::Explain { statement, .. } => check_sql(statement),
+        other => Err(refused(&kind(other))),
+    }
+}
+
+/// The statement's leading words, to name what was refused.
+fn kind(statement: &ast::Statement) -> String {
+    let text = statement.to_string();
+    let words: Vec<&str> = text.split_whitespace().take(2).collect();
+    match words.as_slice() {
+        [first, second]
+            if ["CREATE", "DROP", "ALTER", "SHOW", "SET"]
+                .contains(&first.to_uppercase().as_str()) =>
+        {
+            format!("{} {}", first.to_uppercase(), second.to_uppercase())
+        }
+        [first, ..] => first.to_uppercase(),
+        [] => "this statement".to_owned(),
+    }
+}
+
+fn refused(what: &str) -> QueryError {
+    QueryError::forbidden(format!(
+        "{what} is not allowed: SQL here is read-only (SELECT, WITH, VALUES, SHOW TABLES, DESCRIBE, EXPLAIN)"
+    ))
+}
+
+/// The checks of the plan: no DDL, no DML, no statements (`SET`, transactions).
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use imagelake_core::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn reads_pass() {
+        for sql in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1 AS x) SELECT x FROM a",
+            "VALUES (1), (2)",
+            "SHOW TABLES",
+            "SHOW COLUMNS FROM events",
+            "DESCRIBE events",
+            "EXPLAIN SELECT * FROM events",
+            "EXPLAIN ANALYZE SELECT 1",
+            "select 1;",
+        ] {
+            statement(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        for sql in [
+            "CREATE TABLE t (a INT)",
+            "CREATE TABLE t AS SELECT 1",
+            "CREATE VIEW v AS SELECT 1",
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc/'",
+            "DROP TABLE events",
+            "INSERT INTO events VALUES (1)",
+            "UPDATE events SET type = 'x'",
+            "DELETE FROM events",
+            "COPY events TO '/tmp/x.parquet'",
+            "COPY (SELECT 1) TO '/tmp/x.csv'",
+            "SET datafusion.execution.target_partitions = 1",
+            "RESET datafusion.execution.batch_size",
+            "BEGIN",
+            "EXPLAIN CREATE TABLE t (a INT)",
+            "EXPLAIN DELETE FROM events",
+            "TRUNCATE TABLE events",
+            "ALTER TABLE events ADD COLUMN x INT",
+            "CREATE FUNCTION f() RETURNS INT RETURN 1",
+            "PREPARE p AS SELECT 1",
+        ] {
+            let e = statement(sql).expect_err(sql);
+            assert_eq!(e.code, ErrorCode::ForbiddenStatement, "{sql}: {e}");
+        }
+    }
+
+    #[test]
+    fn bad_or_many_statements_are_invalid() {
+        for sql in ["", "SELEC 1", "SELECT 1; SELECT 2", "SELECT * FORM events"] {
+            let e = statement(sql).expect_err(sql);
+            assert_eq!(e.code, ErrorCode::InvalidSql, "{sql}: {e}");
+        }
+        let e = statement("SELECT * FORM events").unwrap_err();
+        assert!(e.position.is_some(), "{e}");
+    }
+}

@@ -1,0 +1,359 @@
+//! The query layer every SQL door shares (the CLI, `POST /v1/sql`, the Postgres wire): one
+//! call, [`QueryEngine::run`], takes who is asking, the SQL text and its parameters, and gives
+//! the answer or a [`QueryError`] with the API's code.
+//!
+//! Each query gets a session of its own: its tables as the caller may see them (a customer's
+//! key sees its own rows of the tables that have a `customer_id`, and no other table), its own
+//! memory pool (`sql.max_memory_bytes`, no spilling to disk; the answer held counts too), and
+//! the row cap (`sql.max_rows`, one row more is asked for to know the answer was cut). Only
+//! reads are planned ([`guard`]). The whole query runs within `sql.timeout`, and dropping its
+//! future (a client gone) cancels it. A key may run `sql.max_concurrent_per_key` queries at
+//! once. Every query is logged and counted, with its outcome.
+
+mod catalog;
+pub mod error;
+mod functions;
+pub mod guard;
+mod own_rows;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use datafusion::{
+    arrow::{array::RecordBatch, datatypes::SchemaRef},
+    catalog::MemorySchemaProvider,
+    common::{ParamValues, ScalarValue},
+    execution::{
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        memory_pool::MemoryConsumer,
+        runtime_env::RuntimeEnvBuilder,
+    },
+    prelude::{SessionConfig, SessionContext},
+};
+use futures::StreamExt;
+use imagelake_core::{CustomerId, ErrorCode, lake::QUARANTINE};
+use imagelake_runtime::{Settings, metrics::Metrics, settings::Sql};
+use object_store::ObjectStore;
+
+pub use catalog::{Catalog, TableDef};
+pub use error::{Position, QueryError};
+
+use crate::engine::STORE_URL;
+
+/// Whose query it is, which decides the rows it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// The admin token, or the operator on the machine: every row.
+    Admin,
+    /// An `analyst` key: every row.
+    Analyst,
+    /// A customer's key: its own rows only.
+    Customer(CustomerId),
+}
+
+/// Who asks, through which door.
+#[derive(Debug, Clone)]
+pub struct Asker {
+    pub viewer: Viewer,
+    /// The key id, or `admin`: the concurrency cap and the logs go by it.
+    pub key: String,
+    /// `http`, `cli` or `pg`.
+    pub door: &'static str,
+}
+
+/// A query's rows, up to the row cap.
+#[derive(Debug)]
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: u64,
+    /// More rows than `sql.max_rows` were found; those past it are not here.
+    pub truncated: bool,
+}
+
+pub struct QueryEngine {
+    objects: Arc<dyn ObjectStore>,
+    catalog: Catalog,
+    limits: Sql,
+    running: Mutex<HashMap<String, u32>>,
+    metrics: Arc<Metrics>,
+}
+
+impl QueryEngine {
+    pub async fn new(
+        objects: Arc<dyn ObjectStore>,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            objects,
+            catalog: Catalog::new(settings).await?,
+            limits: settings.sql.clone(),
+            running: Mutex::new(HashMap::new()),
+            metrics,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn limits(&self) -> &Sql {
+        &self.limits
+    }
+
+    /// Runs one read-only statement for `asker`.
+    pub async fn run(
+        &self,
+        asker: &Asker,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<Answer, QueryError> {
+        let mut record = Running::start(self, asker)?;
+        let timeout = self.limits.timeout.0;
+        let outcome = match tokio::time::timeout(timeout, self.execute(asker, sql, params)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(QueryError::new(
+                ErrorCode::QueryTimeout,
+                format!(
+                    "the query ran past the SQL timeout ({}) and was cancelled",
+                    self.limits.timeout
+                ),
+            )),
+        };
+        record.finish(&outcome);
+        outcome
+    }
+
+    async fn execute(
+        &self,
+        asker: &Asker,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<Answer, QueryError> {
+        let engine = |e: datafusion::error::DataFusionError| QueryError::from_engine(&e);
+        let statement = guard::statement(sql)?;
+        let ctx = self.session(asker.viewer).map_err(engine)?;
+        let plan = ctx
+            .state()
+            .statement_to_plan(statement)
+            .await
+            .map_err(engine)?;
+        guard::read_only()
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::forbidden(error::QueryError::from_engine(&e).message))?;
+        let plan = if params.is_empty() {
+            plan
+        } else {
+            plan.with_param_values(param_values(params)?)
+                .map_err(engine)?
+        };
+        let cap = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX);
+        let frame = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(engine)?
+            .limit(0, Some(cap.saturating_add(1)))
+            .map_err(engine)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(engine)?;
+        let pool = ctx.runtime_env().memory_pool.clone();
+        let held = MemoryConsumer::new("sql answer").register(&pool);
+        let (mut batches, mut rows, mut truncated) = (Vec::new(), 0usize, false);
+        while let Some(batch) = stream.next().await {
+            let mut batch = batch.map_err(engine)?;
+            if rows + batch.num_rows() > cap {
+                batch = batch.slice(0, cap - rows);
+                truncated = true;
+            }
+            held.try_grow(batch.get_array_memory_size())
+                .map_err(engine)?;
+            rows += batch.num_rows();
+            batches.push(batch);
+            if truncated {
+                break;
+            }
+        }
+        Ok(Answer {
+            schema,
+            batches,
+            rows: rows as u64,
+            truncated,
+        })
+    }
+
+    /// A session with the tables `viewer` may see, the functions, and the query's limits.
+    fn session(&self, viewer: Viewer) -> datafusion::error::Result<SessionContext> {
+        let memory = usize::try_from(self.limits.max_memory_bytes).unwrap_or(usize::MAX);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let mut config = SessionConfig::new().with_information_schema(true);
+        config.options_mut().sql_parser.collect_spans = true;
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        let url = url::Url::parse(STORE_URL)
+            .map_err(|e| datafusion::error::DataFusionError::Internal(format!("store URL: {e}")))?;
+        ctx.register_object_store(&url, self.objects.clone());
+        datafusion_functions_json::register_all(&mut ctx)?;
+        functions::register(&ctx);
+        if let Some(catalog) = ctx.catalog("datafusion") {
+            catalog.register_schema(QUARANTINE, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let customer = match viewer {
+            Viewer::Customer(id) => Some(id.to_string()),
+            Viewer::Admin | Viewer::Analyst => None,
+        };
+        for (name, provider) in self.catalog.providers(customer.as_deref())? {
+            ctx.register_table(name, provider)?;
+        }
+        Ok(ctx)
+    }
+
+    /// Takes one of the key's query slots, or refuses.
+    fn take_slot(&self, key: &str) -> Result<(), QueryError> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let count = running.entry(key.to_owned()).or_default();
+        if *count >= self.limits.max_concurrent_per_key {
+            return Err(QueryError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this key already runs {} queries (sql.max_concurrent_per_key); wait for one to end",
+                    *count
+                ),
+            ));
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    fn give_slot(&self, key: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = running.get_mut(key) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(key);
+            }
+        }
+    }
+}
+
+/// A query in flight: its slot, the running gauge, and the log line and counts at its end,
+/// also when it is dropped unfinished (the client went away).
+struct Running<'a> {
+    engine: &'a QueryEngine,
+    asker: &'a Asker,
+    started: Instant,
+    finished: bool,
+}
+
+impl<'a> Running<'a> {
+    fn start(engine: &'a QueryEngine, asker: &'a Asker) -> Result<Self, QueryError> {
+        if let Err(refused) = engine.take_slot(&asker.key) {
+            count(
+                &engine.metrics,
+                asker.door,
+                refused.code.as_str(),
+                Duration::ZERO,
+            );
+            tracing::info!(key_id = %asker.key, door = asker.door, outcome = refused.code.as_str(), "query refused");
+            return Err(refused);
+        }
+        engine.metrics.sql.running.inc();
+        Ok(Self {
+            engine,
+            asker,
+            started: Instant::now(),
+            finished: false,
+        })
+    }
+
+    fn finish(&mut self, outcome: &Result<Answer, QueryError>) {
+        self.finished = true;
+        let elapsed = self.started.elapsed();
+        let (code, rows, bytes) = match outcome {
+            Ok(answer) => (
+                if answer.truncated { "truncated" } else { "ok" },
+                answer.rows,
+                answer
+                    .batches
+                    .iter()
+                    .map(RecordBatch::get_array_memory_size)
+                    .sum::<usize>(),
+            ),
+            Err(e) => (e.code.as_str(), 0, 0),
+        };
+        self.engine.metrics.sql.rows.inc_by(rows);
+        count(&self.engine.metrics, self.asker.door, code, elapsed);
+        let error = outcome.as_ref().err().map(|e| e.message.as_str());
+        tracing::info!(
+            key_id = %self.asker.key,
+            door = self.asker.door,
+            seconds = elapsed.as_secs_f64(),
+            rows,
+            bytes,
+            outcome = code,
+            error,
+            "query"
+        );
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let elapsed = self.started.elapsed();
+            count(&self.engine.metrics, self.asker.door, "cancelled", elapsed);
+            tracing::info!(
+                key_id = %self.asker.key,
+                door = self.asker.door,
+                seconds = elapsed.as_secs_f64(),
+                outcome = "cancelled",
+                "query cancelled: its caller went away"
+            );
+        }
+        self.engine.metrics.sql.running.dec();
+        self.engine.give_slot(&self.asker.key);
+    }
+}
+
+fn count(metrics: &Metrics, door: &str, outcome: &str, elapsed: Duration) {
+    metrics
+        .sql
+        .queries
+        .get_or_create(&vec![
+            ("door", door.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ])
+        .inc();
+    metrics.sql.seconds.observe(elapsed.as_secs_f64());
+}
+
+/// The JSON parameters as `$1`, `$2`, ...: strings, numbers, booleans and null.
+pub fn param_values(params: &[serde_json::Value]) -> Result<ParamValues, QueryError> {
+    use serde_json::Value;
+    let values = params
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Null => Ok(ScalarValue::Null),
+            Value::Bool(b) => Ok(ScalarValue::Boolean(Some(*b))),
+            Value::String(s) => Ok(ScalarValue::Utf8(Some(s.clone()))),
+            Value::Number(n) => Ok(match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => ScalarValue::Int64(Some(i)),
+                (None, Some(f)) => ScalarValue::Float64(Some(f)),
+                (None, None) => ScalarValue::Utf8(Some(n.to_string())),
+            }),
+            Value::Array(_) | Value::Object(_) => Err(QueryError::invalid(format!(
+                "params[{i}] must be a string, a number, a boolean or null"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ParamValues::from(values))
+}
