@@ -142,6 +142,7 @@ impl Target {
                     batches,
                     rows,
                     truncated,
+                    held: Default::default(),
                 })
             }
         }

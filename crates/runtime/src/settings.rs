@@ -57,6 +57,9 @@ pub struct Sql {
     pub max_rows: u64,
     /// Queries one key may run at once; more are refused with `rate_limited`.
     pub max_concurrent_per_key: u32,
+    /// Queries the process runs at once, all keys together (with `max_memory_bytes`, the
+    /// bound on what SQL may take of the process).
+    pub max_concurrent: u32,
 }
 
 impl Default for Sql {
@@ -66,6 +69,7 @@ impl Default for Sql {
             max_memory_bytes: 512 * 1024 * 1024,
             max_rows: 100_000,
             max_concurrent_per_key: 4,
+            max_concurrent: 8,
         }
     }
 }
@@ -76,8 +80,9 @@ impl Sql {
             || self.max_memory_bytes < 1 << 20
             || self.max_rows == 0
             || self.max_concurrent_per_key == 0
+            || self.max_concurrent == 0
         {
-            return Err("sql.timeout, sql.max_rows and sql.max_concurrent_per_key must be above 0, sql.max_memory_bytes at least 1 MiB".into());
+            return Err("sql.timeout, sql.max_rows, sql.max_concurrent_per_key and sql.max_concurrent must be above 0, sql.max_memory_bytes at least 1 MiB".into());
         }
         Ok(())
     }

@@ -191,7 +191,7 @@ async fn sql_over_the_lake_is_right_safe_and_bounded() {
     parameters_and_formats(&server, &url, &analyst).await;
     limits_hold(&server, &url, &analyst).await;
     keys_and_roles(&server, &url, &analyst_id, &analyst).await;
-    time_predicates_prune_hours(&server, &url, &analyst).await;
+    time_predicates_prune_hours(&server, &url, &alpha.1).await;
 }
 
 async fn customers_see_their_own_rows(
@@ -246,12 +246,27 @@ async fn customers_see_their_own_rows(
     // beta's rows would make does not fail.
     let probes = [
         format!("SELECT count(*) FROM events WHERE 1 / (CASE WHEN customer_id = '{beta_id}' THEN 0 ELSE 1 END) = 1"),
+        format!("SELECT row_number() OVER (ORDER BY 1 / (CASE WHEN customer_id = '{beta_id}' THEN 0 ELSE 1 END)) FROM events"),
+        format!("SELECT image_id, rank() OVER (PARTITION BY CAST(CASE WHEN customer_id = '{beta_id}' THEN 'x' ELSE '1' END AS INT) ORDER BY image_id) FROM images"),
+        format!("SELECT count(*) FROM events WHERE dt = DATE '2026-11-30' AND hour = 10 AND 1 / (CASE WHEN customer_id = '{beta_id}' THEN 0 ELSE 1 END) = 1"),
         format!("SELECT sum(CASE WHEN customer_id = '{beta_id}' THEN CAST(name AS INT) ELSE 0 END) FROM customers"),
         "SELECT count(*) FROM customers WHERE CAST(CASE WHEN name = 'beta' THEN 'x' ELSE '1' END AS INT) = 1".to_owned(),
     ];
     for sql in probes {
         let (status, body) = query(client, url, alpha, &sql, &[]).await;
         assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+    }
+    // Plans count whole files' rows: EXPLAIN is for analysts.
+    for sql in [
+        "EXPLAIN SELECT * FROM events",
+        "EXPLAIN ANALYZE SELECT count(*) FROM images",
+    ] {
+        let (status, body) = query(client, url, alpha, sql, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{sql}: {body}");
+        assert_eq!(
+            body["error"]["code"], "forbidden_statement",
+            "{sql}: {body}"
+        );
     }
     // An error about alpha's own rows names no one else.
     let (status, body) = query(
@@ -311,6 +326,21 @@ async fn parameters_and_formats(server: &TestServer, url: &str, analyst: &str) {
     assert_eq!(body["truncated"], false);
     let (status, body) = query(client, url, analyst, "SELECT $1", &[json!({"a": 1})]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // CSV cannot hold a list: refused before anything is sent.
+    let nested = client
+        .post(url)
+        .bearer_auth(analyst)
+        .header("accept", "text/csv")
+        .json(&json!({"sql": "SELECT [1, 2] AS pair"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nested.status(), StatusCode::BAD_REQUEST);
+    let body: Value = nested.json().await.unwrap();
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("pair"),
+        "{body}"
+    );
 
     let sql = json!({"sql": "SELECT value FROM generate_series(1, 3) ORDER BY value"});
     let ask = |accept: &'static str| {
@@ -489,7 +519,7 @@ async fn keys_and_roles(server: &TestServer, url: &str, analyst_id: &str, analys
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-async fn time_predicates_prune_hours(server: &TestServer, url: &str, _analyst: &str) {
+async fn time_predicates_prune_hours(server: &TestServer, url: &str, customer: &str) {
     // A file that is not Parquet in an hour no query below asks for: a query that reads that
     // hour fails, one whose time range excludes it never opens it.
     let junk = server
@@ -506,8 +536,17 @@ async fn time_predicates_prune_hours(server: &TestServer, url: &str, _analyst: &
         "SELECT count(*) FROM events WHERE dt = DATE '2026-11-30'",
         "SELECT count(*) FROM events WHERE dt = '2026-11-30' AND hour = 10",
     ] {
-        let (status, body) = query(client, url, ADMIN, sql, &[]).await;
-        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
-        assert!(body["rows"][0][0].as_u64().unwrap() > 0, "{sql}: {body}");
+        // For the admin, and for a customer (whose own filter is below the scan's bounds).
+        for key in [ADMIN, customer] {
+            let (status, body) = query(client, url, key, sql, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+            assert!(body["rows"][0][0].as_u64().unwrap() > 0, "{sql}: {body}");
+        }
     }
+    let (status, body) = query(client, url, customer, "SELECT count(*) FROM events", &[]).await;
+    assert_ne!(
+        status,
+        StatusCode::OK,
+        "the junk hour is read for a customer too: {body}"
+    );
 }

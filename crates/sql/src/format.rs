@@ -77,6 +77,7 @@ impl Format {
             batches,
             rows,
             truncated,
+            held,
         } = answer;
         let mut head = Vec::new();
         let kind = match self {
@@ -93,6 +94,13 @@ impl Format {
                 Kind::Json { first: true }
             }
             Self::Csv => {
+                if let Some(nested) = schema.fields().iter().find(|f| f.data_type().is_nested()) {
+                    return Err(ArrowError::CsvError(format!(
+                        "CSV cannot hold column {:?} of type {}: cast it to VARCHAR, or ask for JSON",
+                        nested.name(),
+                        sql_type(nested.data_type())
+                    )));
+                }
                 let names: Vec<String> = schema
                     .fields()
                     .iter()
@@ -104,6 +112,10 @@ impl Format {
             }
             Self::Ndjson => Kind::Ndjson,
             Self::Arrow => {
+                // The batches' own schema (the plan's may differ in what it knows of nulls).
+                let schema = batches
+                    .first()
+                    .map_or_else(|| schema.clone(), RecordBatch::schema);
                 let mut metadata = schema.metadata().clone();
                 metadata.insert("imagelake.truncated".into(), truncated.to_string());
                 let schema = Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata));
@@ -115,7 +127,14 @@ impl Format {
                 }
             }
             Self::Table => {
-                head = format!("{}\n", pretty_format_batches(&batches)?).into_bytes();
+                // No rows still shows the columns.
+                let empty = [RecordBatch::new_empty(schema.clone())];
+                let shown = if batches.is_empty() {
+                    &empty[..]
+                } else {
+                    &batches[..]
+                };
+                head = format!("{}\n", pretty_format_batches(shown)?).into_bytes();
                 Kind::Whole
             }
             Self::Parquet => {
@@ -135,6 +154,7 @@ impl Format {
             rows,
             truncated,
             done: false,
+            held,
         })
     }
 }
@@ -161,6 +181,8 @@ pub struct Pieces {
     rows: u64,
     truncated: bool,
     done: bool,
+    /// Given back once the last rows are encoded, before they are sent.
+    held: crate::query::Held,
 }
 
 impl Iterator for Pieces {
@@ -177,6 +199,7 @@ impl Iterator for Pieces {
             return None;
         }
         self.done = true;
+        self.held = crate::query::Held::default();
         let tail = match &mut self.kind {
             Kind::Json { .. } => Ok(format!(
                 "],\"row_count\":{},\"truncated\":{}}}",

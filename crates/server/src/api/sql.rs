@@ -16,7 +16,10 @@ use axum::{
 };
 use imagelake_core::{ErrorCode, records::KeyRole};
 use imagelake_runtime::AppState;
-use imagelake_sql::{Asker, QueryEngine, QueryError, Viewer, format::Format, query::Position};
+use imagelake_sql::{
+    Asker, QueryEngine, QueryError, Viewer, datafusion::arrow::error::ArrowError, format::Format,
+    query::Position,
+};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 use utoipa::ToSchema;
@@ -91,7 +94,10 @@ pub async fn query(
     let (rows, truncated) = (answer.rows, answer.truncated);
     let pieces = format
         .encode(answer)
-        .map_err(|e| ApiError::internal(&e))?
+        .map_err(|e| match e {
+            ArrowError::CsvError(message) => ApiError::invalid(message),
+            e => ApiError::internal(&e),
+        })?
         .map(|piece| {
             piece
                 .map(axum::body::Bytes::from)

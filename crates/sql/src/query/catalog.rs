@@ -86,6 +86,14 @@ impl TableDef {
         matches!(self.layout, Layout::Hourly { .. })
     }
 
+    /// The column whose time names the hour, for an hourly table that has one.
+    pub fn time_column(&self) -> Option<&str> {
+        match &self.layout {
+            Layout::Hourly { time } => time.as_deref(),
+            Layout::File => None,
+        }
+    }
+
     /// Its folder (ending `/`) or file below the store's root.
     pub fn location(&self) -> &str {
         &self.location
@@ -179,10 +187,12 @@ impl Catalog {
         for def in &self.tables {
             let provider = def.provider()?;
             let provider = match customer {
-                Some(customer) => match OwnRows::wrap(provider, customer) {
-                    Some(own) => own,
-                    None => continue,
-                },
+                Some(customer) => {
+                    match OwnRows::wrap(provider, customer, def.time_column(), def.is_hourly()) {
+                        Some(own) => own,
+                        None => continue,
+                    }
+                }
                 None => provider,
             };
             out.push((def.reference(), provider));
@@ -287,10 +297,15 @@ pub fn hour_bounds(time: &str, filters: &[Expr]) -> Vec<Expr> {
     bounds
 }
 
+/// The column an expression is, also through casts to another timestamp type (which never
+/// move a time across an hour: units only truncate, and the columns are UTC). A cast to a
+/// date or a string is not the column: its comparisons say nothing simple about hours.
 fn column_name(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(cast) => column_name(&cast.expr),
+        Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(_, _)) => {
+            column_name(&cast.expr)
+        }
         _ => None,
     }
 }
@@ -366,7 +381,18 @@ mod tests {
 
     #[test]
     fn other_columns_and_operators_bound_nothing() {
+        let day = || lit(ScalarValue::Date32(Some(20_422)));
         let filters = [
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(col("occurred_at")),
+                DataType::Date32,
+            ))
+            .eq(day()),
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(col("occurred_at")),
+                DataType::Utf8,
+            ))
+            .gt_eq(lit("2026-11-30 10:30")),
             col("received_at").gt(ts("2026-11-30T10:00:00Z")),
             col("occurred_at").not_eq(ts("2026-11-30T10:00:00Z")),
             col("occurred_at")

@@ -1,8 +1,8 @@
 //! Functions beyond DataFusion's own that dashboards need:
 //! - `time_bucket(interval, ts)`: the start of the bucket `ts` falls in (DuckDB's and
 //!   TimescaleDB's name for `date_bin`, buckets counted from the Unix epoch);
-//! - `hours(from, to)`: a table of one row per hour (`hour`, a UTC timestamp) from the hour of
-//!   `from` up to `to`, to left-join on so empty hours show as zeros.
+//! - `hours(from, to)`: a table of one row per hour (`hour`, a UTC timestamp) that starts in
+//!   [the hour of `from`, `to`), to left-join on so empty hours show as zeros.
 
 use std::sync::Arc;
 
@@ -38,11 +38,20 @@ impl TableFunctionImpl for Hours {
         };
         let from = constant_micros(&args, from)?;
         let to = constant_micros(&args, to)?;
-        let first = from.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
-        let count = (to - first).div_euclid(MICROS_PER_HOUR).max(0);
+        // Every hour that starts in [the hour of from, to).
+        let Some(first) = from
+            .div_euclid(MICROS_PER_HOUR)
+            .checked_mul(MICROS_PER_HOUR)
+        else {
+            return plan_err!("hours(from, to): from is out of range");
+        };
+        let span = to.checked_sub(first).unwrap_or(i64::MAX);
+        let count =
+            span.div_euclid(MICROS_PER_HOUR) + i64::from(span.rem_euclid(MICROS_PER_HOUR) > 0);
         if count > MAX_HOURS {
             return plan_err!("hours(from, to) makes at most {MAX_HOURS} hours");
         }
+        let count = count.max(0);
         let hours: TimestampMicrosecondArray = (0..count)
             .map(|i| Some(first + i * MICROS_PER_HOUR))
             .collect();

@@ -31,6 +31,13 @@ pub fn statement(sql: &str) -> Result<Statement, QueryError> {
     Ok(statement)
 }
 
+/// Whether it is an `EXPLAIN` (whose plans and metrics count the rows of whole files, so
+/// customers' keys may not run it).
+pub fn is_explain(statement: &Statement) -> bool {
+    matches!(statement, Statement::Explain(_))
+        || matches!(statement, Statement::Statement(s) if matches!(s.as_ref(), ast::Statement::Explain { .. }))
+}
+
 fn check(statement: &Statement) -> Result<(), QueryError> {
     match statement {
         Statement::Statement(s) => check_sql(s),

@@ -28,9 +28,10 @@ use datafusion::{
     common::{ParamValues, ScalarValue},
     execution::{
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
-        memory_pool::MemoryConsumer,
+        memory_pool::{MemoryConsumer, MemoryReservation},
         runtime_env::RuntimeEnvBuilder,
     },
+    logical_expr::LogicalPlan,
     prelude::{SessionConfig, SessionContext},
 };
 use futures::StreamExt;
@@ -72,13 +73,60 @@ pub struct Answer {
     pub rows: u64,
     /// More rows than `sql.max_rows` were found; those past it are not here.
     pub truncated: bool,
+    /// The query's slot and the memory its rows take, given back when the answer is dropped
+    /// (after a door has sent it).
+    pub held: Held,
+}
+
+/// What an answer holds of the engine's limits until it is dropped.
+#[derive(Default)]
+pub struct Held {
+    slot: Option<Slot>,
+    memory: Option<MemoryReservation>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("slot", &self.slot.is_some())
+            .field("memory", &self.memory.as_ref().map(MemoryReservation::size))
+            .finish()
+    }
+}
+
+/// Queries running, per key and in all.
+#[derive(Default)]
+struct Slots {
+    per_key: Mutex<(HashMap<String, u32>, u32)>,
+}
+
+/// One running query's place in [`Slots`], and in the running gauge.
+struct Slot {
+    slots: Arc<Slots>,
+    key: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut guard = self.slots.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_key, total) = &mut *guard;
+        *total = total.saturating_sub(1);
+        if let Some(count) = per_key.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                per_key.remove(&self.key);
+            }
+        }
+        self.metrics.sql.running.dec();
+    }
 }
 
 pub struct QueryEngine {
     objects: Arc<dyn ObjectStore>,
     catalog: Catalog,
     limits: Sql,
-    running: Mutex<HashMap<String, u32>>,
+    slots: Arc<Slots>,
     metrics: Arc<Metrics>,
 }
 
@@ -92,7 +140,7 @@ impl QueryEngine {
             objects,
             catalog: Catalog::new(settings).await?,
             limits: settings.sql.clone(),
-            running: Mutex::new(HashMap::new()),
+            slots: Arc::default(),
             metrics,
         })
     }
@@ -125,7 +173,10 @@ impl QueryEngine {
             )),
         };
         record.finish(&outcome);
-        outcome
+        outcome.map(|mut answer| {
+            answer.held.slot = record.slot.take();
+            answer
+        })
     }
 
     async fn execute(
@@ -136,6 +187,11 @@ impl QueryEngine {
     ) -> Result<Answer, QueryError> {
         let engine = |e: datafusion::error::DataFusionError| QueryError::from_engine(&e);
         let statement = guard::statement(sql)?;
+        if matches!(asker.viewer, Viewer::Customer(_)) && guard::is_explain(&statement) {
+            return Err(QueryError::forbidden(
+                "EXPLAIN is for analyst keys: plans count the rows of whole files",
+            ));
+        }
         let ctx = self.session(asker.viewer).map_err(engine)?;
         let plan = ctx
             .state()
@@ -152,12 +208,18 @@ impl QueryEngine {
                 .map_err(engine)?
         };
         let cap = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX);
-        let frame = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(engine)?
-            .limit(0, Some(cap.saturating_add(1)))
-            .map_err(engine)?;
+        // One row more than the cap, so the engine stops early and the cut is known. (A plan
+        // about a plan, EXPLAIN's, must stay the root; its rows are few.)
+        let about_a_plan = matches!(
+            plan,
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) | LogicalPlan::DescribeTable(_)
+        );
+        let mut frame = ctx.execute_logical_plan(plan).await.map_err(engine)?;
+        if !about_a_plan {
+            frame = frame
+                .limit(0, Some(cap.saturating_add(1)))
+                .map_err(engine)?;
+        }
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let mut stream = frame.execute_stream().await.map_err(engine)?;
         let pool = ctx.runtime_env().memory_pool.clone();
@@ -182,6 +244,10 @@ impl QueryEngine {
             batches,
             rows: rows as u64,
             truncated,
+            held: Held {
+                slot: None,
+                memory: Some(held),
+            },
         })
     }
 
@@ -216,10 +282,17 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// Takes one of the key's query slots, or refuses.
-    fn take_slot(&self, key: &str) -> Result<(), QueryError> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let count = running.entry(key.to_owned()).or_default();
+    /// Takes one of the key's query slots and one of the process's, or refuses.
+    fn take_slot(&self, key: &str) -> Result<Slot, QueryError> {
+        let mut guard = self.slots.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_key, total) = &mut *guard;
+        if *total >= self.limits.max_concurrent {
+            return Err(QueryError::new(
+                ErrorCode::RateLimited,
+                format!("{total} queries are running (sql.max_concurrent); try again in a moment"),
+            ));
+        }
+        let count = per_key.entry(key.to_owned()).or_default();
         if *count >= self.limits.max_concurrent_per_key {
             return Err(QueryError::new(
                 ErrorCode::RateLimited,
@@ -230,17 +303,13 @@ impl QueryEngine {
             ));
         }
         *count += 1;
-        Ok(())
-    }
-
-    fn give_slot(&self, key: &str) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = running.get_mut(key) {
-            *count -= 1;
-            if *count == 0 {
-                running.remove(key);
-            }
-        }
+        *total += 1;
+        self.metrics.sql.running.inc();
+        Ok(Slot {
+            slots: self.slots.clone(),
+            key: key.to_owned(),
+            metrics: self.metrics.clone(),
+        })
     }
 }
 
@@ -251,11 +320,14 @@ struct Running<'a> {
     asker: &'a Asker,
     started: Instant,
     finished: bool,
+    /// Until the answer takes it.
+    slot: Option<Slot>,
 }
 
 impl<'a> Running<'a> {
     fn start(engine: &'a QueryEngine, asker: &'a Asker) -> Result<Self, QueryError> {
-        if let Err(refused) = engine.take_slot(&asker.key) {
+        let slot = engine.take_slot(&asker.key);
+        if let Err(refused) = &slot {
             count(
                 &engine.metrics,
                 asker.door,
@@ -263,14 +335,13 @@ impl<'a> Running<'a> {
                 Duration::ZERO,
             );
             tracing::info!(key_id = %asker.key, door = asker.door, outcome = refused.code.as_str(), "query refused");
-            return Err(refused);
         }
-        engine.metrics.sql.running.inc();
         Ok(Self {
             engine,
             asker,
             started: Instant::now(),
             finished: false,
+            slot: Some(slot?),
         })
     }
 
@@ -318,8 +389,6 @@ impl Drop for Running<'_> {
                 "query cancelled: its caller went away"
             );
         }
-        self.engine.metrics.sql.running.dec();
-        self.engine.give_slot(&self.asker.key);
     }
 }
 

@@ -3,11 +3,15 @@
 //! table scan of every plan (joins, subqueries, `UNION`, CTEs) reads through the filter, not
 //! the SQL text.
 //!
-//! The filter is its own plan node ([`OwnRowsExec`]) directly on the scan, and the wrapper
-//! takes none of the query's own filters: so no expression of the query is ever evaluated on
-//! another customer's row, and no error, division by zero or cast failure can tell that such
-//! a row exists. The scan below gets the customer's predicate as a hint only (row groups
-//! whose statistics rule the customer out are skipped).
+//! The filter is a plan node of its own ([`OwnRowsExec`]) that runs the scan inside it: to the
+//! optimizer it is a leaf, so no sort, filter, projection or dynamic filter can be placed
+//! between the files and the filter, and no expression of the query is ever evaluated on
+//! another customer's row: no error, division by zero or cast failure can tell that such a row
+//! exists. The query's own filters stay above it. Below it go only bounds the wrapper builds
+//! itself from literals (the hours a query's `dt`, `hour` and time-column comparisons allow,
+//! and the customer's predicate), so hours are pruned for customers too and row groups whose
+//! statistics rule the customer out are skipped, while nothing of the query's text runs on
+//! other customers' partition values or rows.
 
 use std::{fmt, sync::Arc};
 
@@ -19,11 +23,13 @@ use datafusion::{
         datatypes::{DataType, SchemaRef},
     },
     catalog::{Session, TableProvider},
-    common::{Result, tree_node::TreeNodeRecursion},
+    common::{Result, ScalarValue, tree_node::TreeNodeRecursion},
     datasource::TableType,
     error::DataFusionError,
     execution::{SendableRecordBatchStream, TaskContext},
-    logical_expr::{Expr, TableProviderFilterPushDown, col, lit},
+    logical_expr::{
+        BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit, utils::split_conjunction,
+    },
     physical_expr::PhysicalExpr,
     physical_plan::{
         DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, projection::ProjectionExec,
@@ -33,6 +39,8 @@ use datafusion::{
 use futures::StreamExt;
 use imagelake_core::lake::CUSTOMER_ID;
 
+use super::catalog::hour_bounds;
+
 /// A table as one customer sees it.
 #[derive(Debug)]
 pub struct OwnRows {
@@ -40,19 +48,74 @@ pub struct OwnRows {
     /// The index of `customer_id` in the table's schema.
     column: usize,
     customer: String,
+    /// The column that names the hour, for an hourly table.
+    time: Option<String>,
+    hourly: bool,
 }
 
 impl OwnRows {
     /// The table for `customer`, or `None` when it has no `customer_id` (such tables are
     /// nobody's, and invisible to customers).
-    pub fn wrap(inner: Arc<dyn TableProvider>, customer: &str) -> Option<Arc<dyn TableProvider>> {
+    pub fn wrap(
+        inner: Arc<dyn TableProvider>,
+        customer: &str,
+        time: Option<&str>,
+        hourly: bool,
+    ) -> Option<Arc<dyn TableProvider>> {
         let column = inner.schema().index_of(CUSTOMER_ID).ok()?;
         Some(Arc::new(Self {
             inner,
             column,
             customer: customer.to_owned(),
+            time: time.map(str::to_owned),
+            hourly,
         }))
     }
+
+    /// The partition bounds `filter` implies, rebuilt from its literals: `dt` and `hour`
+    /// compared with constants, and ranges of the time column. Empty when it implies none.
+    fn bounds(&self, filter: &Expr) -> Vec<Expr> {
+        if !self.hourly {
+            return Vec::new();
+        }
+        let mut bounds = Vec::new();
+        for conjunct in split_conjunction(filter) {
+            if let Some(bound) = partition_bound(conjunct) {
+                bounds.push(bound);
+            }
+        }
+        if let Some(time) = &self.time {
+            bounds.extend(hour_bounds(time, std::slice::from_ref(filter)));
+        }
+        bounds
+    }
+}
+
+/// `dt` or `hour` compared with a constant, rebuilt.
+fn partition_bound(expr: &Expr) -> Option<Expr> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+        return None;
+    };
+    let (name, op, value) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c.name.as_str(), *op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) => (c.name.as_str(), op.swap()?, v),
+        _ => return None,
+    };
+    let value = match (name, value) {
+        ("dt", ScalarValue::Date32(Some(d))) => ScalarValue::Date32(Some(*d)),
+        ("hour", ScalarValue::Int32(Some(h))) => ScalarValue::Int32(Some(*h)),
+        _ => return None,
+    };
+    let column = col(name);
+    let value = lit(value);
+    Some(match op {
+        Operator::Eq => column.eq(value),
+        Operator::Lt => column.lt(value),
+        Operator::LtEq => column.lt_eq(value),
+        Operator::Gt => column.gt(value),
+        Operator::GtEq => column.gt_eq(value),
+        _ => return None,
+    })
 }
 
 #[async_trait]
@@ -65,22 +128,29 @@ impl TableProvider for OwnRows {
         self.inner.table_type()
     }
 
-    /// None of the query's filters go below the customer's filter.
+    /// The query's filters all stay above the customer's filter; those that imply partition
+    /// bounds are also seen by the scan ([`Self::bounds`]).
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.bounds(f).is_empty() {
+                    TableProviderFilterPushDown::Unsupported
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let width = self.schema().fields().len();
@@ -89,8 +159,9 @@ impl TableProvider for OwnRows {
         if !read.contains(&self.column) {
             read.push(self.column);
         }
-        let hint = col(CUSTOMER_ID).eq(lit(self.customer.clone()));
-        let scan = self.inner.scan(state, Some(&read), &[hint], None).await?;
+        let mut below: Vec<Expr> = filters.iter().flat_map(|f| self.bounds(f)).collect();
+        below.push(col(CUSTOMER_ID).eq(lit(self.customer.clone())));
+        let scan = self.inner.scan(state, Some(&read), &below, None).await?;
         let position = read.iter().position(|&i| i == self.column).unwrap_or(0);
         let own: Arc<dyn ExecutionPlan> =
             Arc::new(OwnRowsExec::new(scan, position, self.customer.clone()));
@@ -109,21 +180,21 @@ impl TableProvider for OwnRows {
     }
 }
 
-/// The rows of its input whose `column` is the customer's; everything else is dropped before
-/// any other node sees it.
+/// The rows of its scan whose `column` is the customer's; everything else is dropped before
+/// any other node sees it. The scan runs inside: the node is a leaf of the plan.
 #[derive(Debug)]
 pub struct OwnRowsExec {
-    input: Arc<dyn ExecutionPlan>,
+    scan: Arc<dyn ExecutionPlan>,
     column: usize,
     customer: String,
     properties: Arc<PlanProperties>,
 }
 
 impl OwnRowsExec {
-    fn new(input: Arc<dyn ExecutionPlan>, column: usize, customer: String) -> Self {
-        let properties = input.properties().clone();
+    fn new(scan: Arc<dyn ExecutionPlan>, column: usize, customer: String) -> Self {
+        let properties = scan.properties().clone();
         Self {
-            input,
+            scan,
             column,
             customer,
             properties,
@@ -147,7 +218,7 @@ impl ExecutionPlan for OwnRowsExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        Vec::new()
     }
 
     fn apply_expressions(
@@ -159,22 +230,12 @@ impl ExecutionPlan for OwnRowsExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "OwnRowsExec has one child".into(),
-            ));
+        if !children.is_empty() {
+            return Err(DataFusionError::Internal("OwnRowsExec is a leaf".into()));
         }
-        Ok(Arc::new(Self::new(
-            children.swap_remove(0),
-            self.column,
-            self.customer.clone(),
-        )))
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
+        Ok(self)
     }
 
     fn execute(
@@ -182,7 +243,7 @@ impl ExecutionPlan for OwnRowsExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
+        let input = self.scan.execute(partition, context)?;
         let schema = input.schema();
         let column = self.column;
         let customer = self.customer.clone();
