@@ -29,6 +29,8 @@ pub enum LakeBench {
     Day(crate::bench_transform::DayArgs),
     /// Run `lake-transform` for the 24 hours of the day in DIR, in order.
     Transform(crate::bench_transform::TransformArgs),
+    /// Run the dashboard queries of a file over DIR's lake, cold and warm (see scripts/bench-sql).
+    Query(crate::bench_sql::QueryArgs),
     /// Send N events of one hour to a new topic on the brokers (the backlog to catch up).
     #[cfg(feature = "kafka")]
     Produce(ProduceArgs),
@@ -91,6 +93,7 @@ pub async fn run(cmd: LakeBench) -> anyhow::Result<()> {
         LakeBench::Flush(args) => flush(args).await,
         LakeBench::Day(args) => crate::bench_transform::day(args).await,
         LakeBench::Transform(args) => crate::bench_transform::transform(args).await,
+        LakeBench::Query(args) => crate::bench_sql::run(args).await,
         #[cfg(feature = "kafka")]
         LakeBench::Produce(args) => produce(args).await,
         #[cfg(feature = "kafka")]

@@ -8,6 +8,8 @@ mod bench_kafka;
 #[cfg(feature = "lake")]
 mod bench_lake;
 #[cfg(feature = "lake")]
+mod bench_sql;
+#[cfg(feature = "lake")]
 mod bench_transform;
 mod client;
 mod events;

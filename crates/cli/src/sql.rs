@@ -7,12 +7,10 @@
 use std::{
     io::{IsTerminal, Write},
     path::PathBuf,
-    sync::Arc,
 };
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use imagelake_runtime::metrics::Metrics;
 use imagelake_sql::{
     Answer, Asker, QueryEngine, QueryError, Viewer,
     datafusion::arrow::{array::RecordBatch, ipc::reader::StreamReader},
@@ -86,10 +84,8 @@ impl Target {
                 key: key.clone(),
             });
         }
-        let settings = args.settings.settings()?;
-        settings.check().map_err(anyhow::Error::msg)?;
-        let objects = imagelake_runtime::state::object_store(&settings)?;
-        let engine = QueryEngine::new(objects, &settings, Arc::new(Metrics::default())).await?;
+        let state = imagelake_runtime::AppState::from_settings(args.settings.settings()?).await?;
+        let engine = QueryEngine::new(&state).await?;
         Ok(Self::Local(Box::new(engine)))
     }
 

@@ -130,6 +130,8 @@ pub trait MetadataStore: RunStore + Send + Sync + 'static {
     /// with [`StoreError::AlreadyExists`], here and in [`update_customer`](Self::update_customer).
     async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()>;
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>>;
+    /// The newest `limit` customers, newest first (the SQL doors' `live.customers`).
+    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>>;
     /// Fails with [`StoreError::NotFound`] when the customer does not exist (event
     /// `customer.updated`).
     async fn update_customer(&self, customer: &Customer) -> Result<()>;
@@ -183,7 +185,12 @@ pub trait MetadataStore: RunStore + Send + Sync + 'static {
     ) -> Result<Option<Image>>;
     /// The record whatever its expiry; callers decide whether to serve it.
     async fn get_image(&self, id: ImageId) -> Result<Option<Image>>;
-    async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>>;
+    /// One customer's images, or every customer's (`None`: the SQL doors' `live.images`).
+    async fn list_images(
+        &self,
+        customer: Option<CustomerId>,
+        query: &ImageQuery,
+    ) -> Result<Vec<Image>>;
     /// Every image id of a customer, expired or not.
     async fn customer_image_ids(&self, customer: CustomerId) -> Result<Vec<ImageId>>;
     /// Replaces a record's mutable fields (status, facts, error, processed_at, and what is known

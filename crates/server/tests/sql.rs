@@ -268,6 +268,17 @@ async fn customers_see_their_own_rows(
             "{sql}: {body}"
         );
     }
+    // The live views: alpha's own records of the metadata store.
+    for (sql, expected) in [
+        ("SELECT count(*) FROM live.images WHERE uploaded_at >= TIMESTAMP '2026-11-30T00:00:00Z'".to_owned(), json!(2)),
+        ("SELECT count(*) FROM live.customers".to_owned(), json!(1)),
+        (format!("SELECT count(*) FROM live.images WHERE uploaded_at > TIMESTAMP '2026-11-30T00:00:00Z' AND customer_id = '{beta_id}'"), json!(0)),
+        (format!("SELECT count(*) FROM (SELECT * FROM live.images LIMIT 50) WHERE customer_id <> '{alpha_id}'"), json!(0)),
+    ] {
+        let (status, body) = query(client, url, alpha, &sql, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+        assert_eq!(scalar(&body), expected, "{sql}: {body}");
+    }
     // An error about alpha's own rows names no one else.
     let (status, body) = query(
         client,

@@ -255,6 +255,19 @@ impl MetadataStore for FirestoreStore {
             .transpose()
     }
 
+    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>> {
+        let structured = json!({
+            "from": [{"collectionId": "customers"}],
+            "orderBy": [order("created_at", "DESCENDING"), order("__name__", "DESCENDING")],
+            "limit": limit,
+        });
+        self.query(structured)
+            .await?
+            .iter()
+            .map(customer_from)
+            .collect()
+    }
+
     async fn update_customer(&self, customer: &Customer) -> Result<()> {
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             match self.try_update_customer(customer).await? {
@@ -486,8 +499,15 @@ impl MetadataStore for FirestoreStore {
             .transpose()
     }
 
-    async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>> {
-        let mut filters = vec![equal("customer_id", string(&customer.to_string()))];
+    async fn list_images(
+        &self,
+        customer: Option<CustomerId>,
+        query: &ImageQuery,
+    ) -> Result<Vec<Image>> {
+        let mut filters: Vec<Value> = customer
+            .map(|c| equal("customer_id", string(&c.to_string())))
+            .into_iter()
+            .collect();
         if let Some(since) = query.since {
             filters.push(compare("uploaded_at", "GREATER_THAN_OR_EQUAL", ts(since)));
         }
@@ -500,10 +520,12 @@ impl MetadataStore for FirestoreStore {
         while out.len() < query.limit {
             let mut structured = json!({
                 "from": [{"collectionId": "images"}],
-                "where": all_of(filters.clone()),
                 "orderBy": [order("uploaded_at", "DESCENDING"), order("__name__", "DESCENDING")],
                 "limit": query.limit,
             });
+            if !filters.is_empty() {
+                structured["where"] = all_of(filters.clone());
+            }
             if let Some((uploaded_at, id)) = after {
                 structured["startAt"] = json!({
                     "values": [ts(uploaded_at), {"referenceValue": self.name("images", &id.to_string())}],

@@ -650,7 +650,7 @@ pub async fn listing_pages_newest_first(store: &dyn MetadataStore) {
     let mut seen = Vec::new();
     let mut q = query(now, 3);
     loop {
-        let page = store.list_images(c.id, &q).await.unwrap();
+        let page = store.list_images(Some(c.id), &q).await.unwrap();
         seen.extend(page.iter().map(|i| i.id));
         let Some(last) = page.last() else { break };
         if page.len() < q.limit {
@@ -668,12 +668,55 @@ pub async fn listing_pages_newest_first(store: &dyn MetadataStore) {
         until: Some(t0() + secs(3)),
         ..query(now, 100)
     };
-    let in_window = store.list_images(c.id, &window).await.unwrap();
+    let in_window = store.list_images(Some(c.id), &window).await.unwrap();
     assert_eq!(in_window.len(), 4, "since is inclusive, until exclusive");
 
     let after_expiry = query(t0() + chrono::Duration::days(7) + secs(1), 100);
-    let live = store.list_images(c.id, &after_expiry).await.unwrap();
+    let live = store.list_images(Some(c.id), &after_expiry).await.unwrap();
     assert_eq!(live.len(), 3, "expired images are not listed");
+}
+
+/// The SQL doors' live views: every customer's images in a window, newest first, and the
+/// newest customers.
+pub async fn every_customer_listed_for_the_live_views(store: &dyn MetadataStore) {
+    let mut customers = Vec::new();
+    for (i, name) in ["live-a", "live-b", "live-c"].into_iter().enumerate() {
+        let (mut c, k) = customer(name);
+        c.created_at = t0() + secs(i as i64);
+        store.insert_customer(&c, &k).await.unwrap();
+        customers.push(c);
+    }
+    for (i, c) in customers.iter().enumerate() {
+        for j in 0..2 {
+            let at = t0() + secs(10 * i as i64 + j);
+            let img = image(c.id, at, &format!("live-{i}-{j}"));
+            store.insert_image(&new(&img), false).await.unwrap();
+        }
+    }
+    let now = t0() + secs(600);
+    let everyone = store.list_images(None, &query(now, 100)).await.unwrap();
+    assert_eq!(everyone.len(), 6, "every customer's images");
+    let times: Vec<_> = everyone.iter().map(|i| i.uploaded_at).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let window = ImageQuery {
+        since: Some(t0() + secs(10)),
+        until: Some(t0() + secs(20)),
+        ..query(now, 100)
+    };
+    let in_window = store.list_images(None, &window).await.unwrap();
+    assert_eq!(in_window.len(), 2, "since inclusive, until exclusive");
+    assert!(in_window.iter().all(|i| i.customer_id == customers[1].id));
+    assert_eq!(
+        store.list_images(None, &query(now, 4)).await.unwrap().len(),
+        4
+    );
+
+    let newest = store.list_customers(2).await.unwrap();
+    let names: Vec<&str> = newest.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["live-c", "live-b"], "the newest customers first");
 }
 
 pub async fn pending_uploads_oldest_first(store: &dyn MetadataStore) {
@@ -813,6 +856,7 @@ macro_rules! metadata_conformance {
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
             listing_pages_newest_first, expired_images_oldest_first,
+            every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
             backfills_round_trip_and_age_out);
@@ -825,6 +869,7 @@ macro_rules! metadata_conformance {
             concurrent_inserts_of_one_customer,
             idempotency_keys_replay, answers_are_remembered_once, customer_emails_are_unique,
             listing_pages_newest_first, expired_images_oldest_first,
+            every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
             backfills_round_trip_and_age_out);

@@ -162,6 +162,20 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| Ok(customer_row(conn, id)?)).await
     }
 
+    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>> {
+        self.call(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, email, plan, created_at, updated_at FROM customers
+                 ORDER BY created_at DESC, id DESC LIMIT ?1",
+            )?;
+            let rows = stmt
+                .query_map([limit as i64], customer_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     async fn update_customer(&self, customer: &Customer) -> Result<()> {
         let c = customer.clone();
         self.call(move |conn| {
@@ -441,7 +455,11 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| Ok(image_row(conn, id)?)).await
     }
 
-    async fn list_images(&self, customer: CustomerId, query: &ImageQuery) -> Result<Vec<Image>> {
+    async fn list_images(
+        &self,
+        customer: Option<CustomerId>,
+        query: &ImageQuery,
+    ) -> Result<Vec<Image>> {
         let q = query.clone();
         self.call(move |conn| {
             let (after_ts, after_id) = match q.after {
@@ -450,7 +468,7 @@ impl MetadataStore for SqliteStore {
             };
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {IMAGE_COLUMNS} FROM images
-                 WHERE customer_id = ?1 AND expires_at > ?2
+                 WHERE (?1 IS NULL OR customer_id = ?1) AND expires_at > ?2
                    AND (?3 IS NULL OR uploaded_at >= ?3)
                    AND (?4 IS NULL OR uploaded_at < ?4)
                    AND (?5 IS NULL OR uploaded_at < ?5 OR (uploaded_at = ?5 AND id < ?6))
@@ -460,7 +478,7 @@ impl MetadataStore for SqliteStore {
             let rows = stmt
                 .query_map(
                     params![
-                        customer.to_string(),
+                        customer.map(|c| c.to_string()),
                         to_micros(q.now),
                         q.since.map(to_micros),
                         q.until.map(to_micros),

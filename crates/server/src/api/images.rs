@@ -575,7 +575,7 @@ pub async fn list(
     // One extra row tells whether another page exists.
     let want = query.limit;
     query.limit += 1;
-    let mut images = state.store.list_images(customer, &query).await?;
+    let mut images = state.store.list_images(Some(customer), &query).await?;
     let next_cursor = if images.len() > want {
         images.truncate(want);
         images.last().map(|last| {

@@ -37,15 +37,7 @@ pub struct SqlDoor(Arc<OnceCell<Arc<QueryEngine>>>);
 impl SqlDoor {
     async fn engine(&self, state: &AppState) -> Result<Arc<QueryEngine>, ApiError> {
         self.0
-            .get_or_try_init(|| async {
-                QueryEngine::new(
-                    state.objects.clone(),
-                    &state.settings,
-                    state.metrics.clone(),
-                )
-                .await
-                .map(Arc::new)
-            })
+            .get_or_try_init(|| async { QueryEngine::new(state).await.map(Arc::new) })
             .await
             .cloned()
             .map_err(|e| ApiError::internal(&format!("{e:#}")))

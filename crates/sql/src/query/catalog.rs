@@ -300,7 +300,7 @@ pub fn hour_bounds(time: &str, filters: &[Expr]) -> Vec<Expr> {
 /// The column an expression is, also through casts to another timestamp type (which never
 /// move a time across an hour: units only truncate, and the columns are UTC). A cast to a
 /// date or a string is not the column: its comparisons say nothing simple about hours.
-fn column_name(expr: &Expr) -> Option<&str> {
+pub(super) fn column_name(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Column(c) => Some(c.name.as_str()),
         Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(_, _)) => {
@@ -311,7 +311,7 @@ fn column_name(expr: &Expr) -> Option<&str> {
 }
 
 /// A constant timestamp, in microseconds since the epoch (UTC).
-fn micros(expr: &Expr) -> Option<i64> {
+pub(super) fn micros(expr: &Expr) -> Option<i64> {
     let Expr::Literal(value, _) = expr else {
         return None;
     };

@@ -93,6 +93,8 @@ fn clean(message: &str) -> String {
         text = text.strip_prefix(prefix).unwrap_or(text);
     }
     let text = text.strip_suffix("\")").unwrap_or(text);
+    // The position is given apart.
+    let text = text.rfind(" at Line: ").map_or(text, |at| &text[..at]);
     text.split("\n\nbacktrace")
         .next()
         .unwrap_or(text)
@@ -144,6 +146,7 @@ mod tests {
             })
         );
         assert!(error.message.contains("found: FORM"), "{}", error.message);
+        assert!(!error.message.contains("Line:"), "{}", error.message);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod catalog;
 pub mod error;
 mod functions;
 pub mod guard;
+mod live;
 mod own_rows;
 
 use std::{
@@ -25,7 +26,7 @@ use std::{
 use datafusion::{
     arrow::{array::RecordBatch, datatypes::SchemaRef},
     catalog::MemorySchemaProvider,
-    common::{ParamValues, ScalarValue},
+    common::{ParamValues, ScalarValue, TableReference},
     execution::{
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
         memory_pool::{MemoryConsumer, MemoryReservation},
@@ -35,14 +36,18 @@ use datafusion::{
     prelude::{SessionConfig, SessionContext},
 };
 use futures::StreamExt;
-use imagelake_core::{CustomerId, ErrorCode, lake::QUARANTINE};
-use imagelake_runtime::{Settings, metrics::Metrics, settings::Sql};
+use imagelake_core::{Clock, CustomerId, ErrorCode, lake::QUARANTINE};
+use imagelake_metadata::MetadataStore;
+use imagelake_runtime::{AppState, metrics::Metrics, settings::Sql};
 use object_store::ObjectStore;
 
 pub use catalog::{Catalog, TableDef};
 pub use error::{Position, QueryError};
 
 use crate::engine::STORE_URL;
+
+/// The schema of the metadata store's live views.
+const LIVE: &str = "live";
 
 /// Whose query it is, which decides the rows it sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +129,8 @@ impl Drop for Slot {
 
 pub struct QueryEngine {
     objects: Arc<dyn ObjectStore>,
+    store: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
     catalog: Catalog,
     limits: Sql,
     slots: Arc<Slots>,
@@ -131,17 +138,16 @@ pub struct QueryEngine {
 }
 
 impl QueryEngine {
-    pub async fn new(
-        objects: Arc<dyn ObjectStore>,
-        settings: &Settings,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
+    /// The engine over the lake and the metadata store of `state`.
+    pub async fn new(state: &AppState) -> anyhow::Result<Self> {
         Ok(Self {
-            objects,
-            catalog: Catalog::new(settings).await?,
-            limits: settings.sql.clone(),
+            objects: state.objects.clone(),
+            store: state.store.clone(),
+            clock: state.clock.clone(),
+            catalog: Catalog::new(&state.settings).await?,
+            limits: state.settings.sql.clone(),
             slots: Arc::default(),
-            metrics,
+            metrics: state.metrics.clone(),
         })
     }
 
@@ -262,7 +268,7 @@ impl QueryEngine {
             .build_arc()?;
         let mut config = SessionConfig::new().with_information_schema(true);
         config.options_mut().sql_parser.collect_spans = true;
-        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.pushdown_filters = false;
         let mut ctx = SessionContext::new_with_config_rt(config, runtime);
         let url = url::Url::parse(STORE_URL)
             .map_err(|e| datafusion::error::DataFusionError::Internal(format!("store URL: {e}")))?;
@@ -270,15 +276,36 @@ impl QueryEngine {
         datafusion_functions_json::register_all(&mut ctx)?;
         functions::register(&ctx);
         if let Some(catalog) = ctx.catalog("datafusion") {
-            catalog.register_schema(QUARANTINE, Arc::new(MemorySchemaProvider::new()))?;
+            for schema in [QUARANTINE, LIVE] {
+                catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+            }
         }
         let customer = match viewer {
-            Viewer::Customer(id) => Some(id.to_string()),
+            Viewer::Customer(id) => Some(id),
             Viewer::Admin | Viewer::Analyst => None,
         };
-        for (name, provider) in self.catalog.providers(customer.as_deref())? {
+        let own = customer.map(|id| id.to_string());
+        for (name, provider) in self.catalog.providers(own.as_deref())? {
             ctx.register_table(name, provider)?;
         }
+        let max_rows = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX - 1);
+        ctx.register_table(
+            TableReference::partial(LIVE, "images"),
+            Arc::new(live::LiveImages {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                customer,
+                max_rows,
+            }),
+        )?;
+        ctx.register_table(
+            TableReference::partial(LIVE, "customers"),
+            Arc::new(live::LiveCustomers {
+                store: self.store.clone(),
+                customer,
+                max_rows,
+            }),
+        )?;
         Ok(ctx)
     }
 
