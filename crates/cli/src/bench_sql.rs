@@ -44,6 +44,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     settings.sql.max_memory_bytes = 4 << 30;
     settings.sql.timeout =
         imagelake_core::duration::HumanDuration(std::time::Duration::from_secs(600));
+    settings.admin_token = Some(imagelake_runtime::settings::Secret(
+        imagelake_runtime::keys::generate_key().0,
+    ));
     let state = imagelake_runtime::AppState::from_settings(settings).await?;
     let engine = QueryEngine::new(&state).await?;
     let asker = Asker {

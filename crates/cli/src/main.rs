@@ -84,12 +84,30 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// The stack of each thread that runs the command (the runtime's, and the one that drives it).
+const RUNTIME_STACK_BYTES: usize = 64 << 20;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The command is driven from a thread with the runtime threads' stack, not the main
+    // thread's 8 MiB.
+    std::thread::Builder::new()
+        .name("imagelake".into())
+        .stack_size(RUNTIME_STACK_BYTES)
+        .spawn(move || run(cli))?
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // Several HTTP and cloud crates enable more than one rustls crypto provider; pick one first.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Plans and expressions are trees walked recursively (by the SQL planner, the optimizer and
+    // the evaluation of a long `AND` chain): room for the deepest a 64 KiB query can make, on
+    // every thread of the runtime (address space only until used).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(RUNTIME_STACK_BYTES)
         .build()?;
     runtime.block_on(async {
         match cli.command {

@@ -84,7 +84,12 @@ impl Target {
                 key: key.clone(),
             });
         }
-        let state = imagelake_runtime::AppState::from_settings(args.settings.settings()?).await?;
+        let mut settings = args.settings.settings()?;
+        // The operator on the machine needs no token; none is read or written for it.
+        settings.admin_token = Some(imagelake_runtime::settings::Secret(
+            imagelake_runtime::keys::generate_key().0,
+        ));
+        let state = imagelake_runtime::AppState::from_settings(settings).await?;
         let engine = QueryEngine::new(&state).await?;
         Ok(Self::Local(Box::new(engine)))
     }

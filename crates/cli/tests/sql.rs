@@ -154,6 +154,35 @@ async fn sql_against_a_server_and_on_the_data_dir() {
         said(&forbidden)
     );
 
+    // The operator's queries neither need nor write an admin token.
+    assert!(!dir.path().join("admin-token").exists());
+
+    // A query as long as a body may be, a chain of ANDs the planner walks recursively: an
+    // answer, and the server lives on (for a customer's key too).
+    let chain = format!("SELECT 1 AS one WHERE 1 = 1{}", " AND 1=1".repeat(8000));
+    for key in [analyst, customer.as_str()] {
+        let answer = client
+            .post(format!("{base}/v1/sql"))
+            .bearer_auth(key)
+            .json(&json!({ "sql": chain }))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert!(
+            status == 200 || status == 400,
+            "{status}: {}",
+            answer.text().await.unwrap()
+        );
+    }
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let local = imagelake(
+        &["sql", "--data-dir", data_dir, "--format", "csv", &chain],
+        None,
+    );
+    assert!(local.status.success(), "{}", said(&local));
+
     // The shell, under a pseudo-terminal: a statement over two lines, then \q; history kept.
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();

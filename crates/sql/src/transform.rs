@@ -15,9 +15,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use datafusion::arrow::{
-    array::{
-        ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt32Array, UInt64Array,
-    },
+    array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray},
     datatypes::{DataType, Field, Schema, SchemaRef},
 };
 use imagelake_core::{
@@ -316,13 +314,13 @@ pub fn job_runs_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("job", DataType::Utf8, false),
         Field::new("data_interval", DataType::Utf8, false),
-        Field::new("attempt", DataType::UInt32, false),
+        Field::new("attempt", DataType::Int64, false),
         Field::new("trigger", DataType::Utf8, false),
         Field::new("state", DataType::Utf8, false),
         Field::new("queued_at", utc_micros(), false),
         Field::new("started_at", utc_micros(), true),
         Field::new("ended_at", utc_micros(), true),
-        Field::new("rows", DataType::UInt64, true),
+        Field::new("rows", DataType::Int64, true),
         Field::new("error", DataType::Utf8, true),
         Field::new("backfill_id", DataType::Utf8, true),
     ]))
@@ -342,13 +340,21 @@ fn job_runs_batch(schema: &SchemaRef, runs: &[JobRun]) -> anyhow::Result<RecordB
     let columns = vec![
         text(|r| Some(r.job.clone())),
         text(|r| Some(r.interval.clone())),
-        Arc::new(runs.iter().map(|r| r.attempt).collect::<UInt32Array>()) as ArrayRef,
+        Arc::new(
+            runs.iter()
+                .map(|r| i64::from(r.attempt))
+                .collect::<Int64Array>(),
+        ) as ArrayRef,
         text(|r| Some(r.trigger.as_str().to_owned())),
         text(|r| Some(r.state.as_str().to_owned())),
         time(|r| Some(r.queued_at)),
         time(|r| r.started_at),
         time(|r| r.ended_at),
-        Arc::new(runs.iter().map(|r| r.rows).collect::<UInt64Array>()) as ArrayRef,
+        Arc::new(
+            runs.iter()
+                .map(|r| r.rows.and_then(|n| i64::try_from(n).ok()))
+                .collect::<Int64Array>(),
+        ) as ArrayRef,
         text(|r| r.error.clone()),
         text(|r| r.backfill.map(|b| b.to_string())),
     ];

@@ -51,9 +51,14 @@ fn check(statement: &Statement) -> Result<(), QueryError> {
 fn check_sql(statement: &ast::Statement) -> Result<(), QueryError> {
     use ast::Statement as S;
     match statement {
-        S::Query(_) | S::ShowTables { .. } | S::ShowColumns { .. } | S::ExplainTable { .. } => {
-            Ok(())
-        }
+        S::Query(query) => match query.body.as_ref() {
+            ast::SetExpr::Insert(_)
+            | ast::SetExpr::Update(_)
+            | ast::SetExpr::Delete(_)
+            | ast::SetExpr::Merge(_) => Err(refused("a write inside WITH")),
+            _ => Ok(()),
+        },
+        S::ShowTables { .. } | S::ShowColumns { .. } | S::ExplainTable { .. } => Ok(()),
         S::Explain { statement, .. } => check_sql(statement),
         other => Err(refused(&kind(other))),
     }
@@ -134,6 +139,7 @@ mod tests {
             "ALTER TABLE events ADD COLUMN x INT",
             "CREATE FUNCTION f() RETURNS INT RETURN 1",
             "PREPARE p AS SELECT 1",
+            "WITH a AS (SELECT 1) INSERT INTO events SELECT * FROM a",
         ] {
             let e = statement(sql).expect_err(sql);
             assert_eq!(e.code, ErrorCode::ForbiddenStatement, "{sql}: {e}");

@@ -199,6 +199,8 @@ impl TableProvider for LiveImages {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (since, until) = range("uploaded_at", filters);
+        // The row cap's own limit is no bound: only a LIMIT within it is.
+        let limit = limit.filter(|&l| l <= self.max_rows);
         if since.is_none() && until.is_none() && limit.is_none() {
             return plan_err!(
                 "live.images reads the metadata store: bound it with a range on uploaded_at or a LIMIT"
@@ -286,6 +288,7 @@ impl TableProvider for LiveCustomers {
                 .into_iter()
                 .collect(),
             None => {
+                let limit = limit.filter(|&l| l <= self.max_rows);
                 let read = limit.unwrap_or(usize::MAX).min(self.max_rows + 1);
                 let customers = self.store.list_customers(read).await.map_err(store_error)?;
                 if limit.is_none() && customers.len() > self.max_rows {

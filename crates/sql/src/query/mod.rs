@@ -204,9 +204,12 @@ impl QueryEngine {
             .statement_to_plan(statement)
             .await
             .map_err(engine)?;
-        guard::read_only()
-            .verify_plan(&plan)
-            .map_err(|e| QueryError::forbidden(error::QueryError::from_engine(&e).message))?;
+        guard::read_only().verify_plan(&plan).map_err(|e| {
+            let why = error::QueryError::from_engine(&e).message;
+            QueryError::forbidden(format!(
+                "the query would write ({why}): SQL here is read-only"
+            ))
+        })?;
         let plan = if params.is_empty() {
             plan
         } else {
