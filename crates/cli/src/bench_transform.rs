@@ -26,6 +26,10 @@ pub struct DayArgs {
     dir: PathBuf,
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
+    /// Each hour's events sorted by type, then time (the order a writer that sorted its
+    /// files would leave), instead of the order they happened in.
+    #[arg(long)]
+    sorted: bool,
 }
 
 #[derive(Args)]
@@ -152,10 +156,75 @@ async fn write_hour(
     Ok(kept)
 }
 
+/// The rows of one table not yet written, by hour, and the hours of the day still to write.
+struct Pending {
+    decl: TableDecl,
+    /// The field whose time names the hour.
+    field: &'static str,
+    by_hour: std::collections::BTreeMap<Timestamp, Vec<Value>>,
+    next: Timestamp,
+    end: Timestamp,
+    written: usize,
+    /// The fields to sort each hour's rows by, if any.
+    sort_by: &'static [&'static str],
+}
+
+impl Pending {
+    fn new(decl: TableDecl, field: &'static str, start: Timestamp) -> Self {
+        Self {
+            decl,
+            field,
+            by_hour: Default::default(),
+            next: start,
+            end: start + chrono::Duration::days(1),
+            written: 0,
+            sort_by: &[],
+        }
+    }
+
+    /// Keeps a row for its hour; rows past the day are not written.
+    fn push(&mut self, row: Value) -> anyhow::Result<()> {
+        let t: Timestamp = row[self.field].as_str().unwrap_or_default().parse()?;
+        let hour = Period::HOUR.interval_at(t).start;
+        if hour < self.end {
+            self.by_hour.entry(hour).or_default().push(row);
+        }
+        Ok(())
+    }
+
+    /// Writes every hour of the day that ends by `until`, empty ones as a marker alone.
+    async fn write_until(
+        &mut self,
+        objects: &dyn ObjectStore,
+        until: Timestamp,
+    ) -> anyhow::Result<()> {
+        while self.next < self.end && self.next + chrono::Duration::hours(1) <= until {
+            let mut rows = self.by_hour.remove(&self.next).unwrap_or_default();
+            if !self.sort_by.is_empty() {
+                let sort_by = self.sort_by;
+                rows.sort_by_cached_key(|row| {
+                    sort_by
+                        .iter()
+                        .map(|f| row[*f].as_str().map(str::to_owned))
+                        .collect::<Vec<_>>()
+                });
+            }
+            self.written += write_hour(objects, &self.decl, self.next, &rows).await?;
+            self.next += chrono::Duration::hours(1);
+        }
+        Ok(())
+    }
+}
+
 pub async fn day(args: DayArgs) -> anyhow::Result<()> {
     let start = at(DAY);
     let state = crate::bench_lake::state(&args.dir, start, DEFAULT_BUFFER)?;
-    let (mut events, mut requests): (Vec<Value>, Vec<Value>) = (Vec::new(), Vec::new());
+    let objects = state.objects.as_ref();
+    let mut events = Pending::new(TableDecl::events(), "occurred_at", start);
+    if args.sorted {
+        events.sort_by = &["type", "occurred_at"];
+    }
+    let mut requests = Pending::new(TableDecl::api_requests(), "at", start);
     for c in 0..CUSTOMERS {
         let id = format!("01a30000-0000-7000-8000-{c:012x}");
         let created = start + chrono::Duration::seconds(c as i64);
@@ -163,42 +232,34 @@ pub async fn day(args: DayArgs) -> anyhow::Result<()> {
         events.push(json!({"schema_version": 1, "event_id": format!("customer-{c}"),
             "type": "customer.created", "occurred_at": micros, "customer_id": id,
             "data": {"id": id, "name": format!("customer {c}"), "email": format!("c{c}@example.com"),
-                     "plan": "pro", "created_at": micros, "updated_at": micros}}));
+                     "plan": "pro", "created_at": micros, "updated_at": micros}}))?;
     }
     // 2.061 events per upload on average (2% refused: one; the rest two, and some a duplicate
     // or a deletion): spread the uploads over the day so the events come to N.
     let uploads = args.events * 1000 / 2061;
     for i in 0..uploads {
         let offset = (i as i128 * 86_000_000_000 / uploads.max(1) as i128) as i64;
-        let (e, r) = upload(i, start + chrono::Duration::microseconds(offset));
-        events.extend(e);
-        requests.extend(r);
-    }
-    let hour_of = |row: &Value, field: &str| -> anyhow::Result<Timestamp> {
-        let t: Timestamp = row[field].as_str().unwrap_or_default().parse()?;
-        Ok(Period::HOUR.interval_at(t).start)
-    };
-    let mut written = Vec::new();
-    for (decl, rows, field) in [
-        (TableDecl::events(), events, "occurred_at"),
-        (TableDecl::api_requests(), requests, "at"),
-    ] {
-        let mut by_hour: std::collections::BTreeMap<Timestamp, Vec<Value>> = Default::default();
-        for row in rows {
-            by_hour.entry(hour_of(&row, field)?).or_default().push(row);
+        let at = start + chrono::Duration::microseconds(offset);
+        let (e, r) = upload(i, at);
+        for row in e {
+            events.push(row)?;
         }
-        for hour in Period::HOUR
-            .interval_at(start)
-            .through(Period::HOUR.interval_at(start + chrono::Duration::hours(23)))
-        {
-            let rows = by_hour.remove(&hour.start).unwrap_or_default();
-            written.push(write_hour(state.objects.as_ref(), &decl, hour.start, &rows).await?);
+        for row in r {
+            requests.push(row)?;
         }
+        // An upload's events end within 92 minutes (its deletion), so hours ended two hours
+        // before it are whole: written as they complete, the day never waits in memory.
+        let whole = at - chrono::Duration::hours(2);
+        events.write_until(objects, whole).await?;
+        requests.write_until(objects, whole).await?;
     }
-    let events: usize = written[..24].iter().sum();
-    let requests: usize = written[24..].iter().sum();
+    for pending in [&mut events, &mut requests] {
+        pending.write_until(objects, pending.end).await?;
+    }
     println!(
-        "wrote {events} events and {requests} API requests of {DAY} in {}",
+        "wrote {} events and {} API requests of {DAY} in {}",
+        events.written,
+        requests.written,
         args.dir.display()
     );
     Ok(())

@@ -1,16 +1,18 @@
 //! SQL over a lake the writer made from real uploads, through `POST /v1/sql`: the `.slt` files
 //! of `tests/sql/` (sqllogictest) as an analyst; the customer filter door by door; the limits
-//! (row cap, timeout, memory cap, queries at once, a client that goes away); and partition
-//! pruning on time predicates.
+//! (row cap, timeout, memory cap, queries at once, a client that goes away); partition
+//! pruning on time predicates; and files rewritten in place read anew.
 
 mod common;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use common::{ADMIN, TestServer, corpus, wait_for};
-use imagelake_core::{ManualClock, duration::HumanDuration};
+use futures::StreamExt;
+use imagelake_core::{ManualClock, duration::HumanDuration, lake::TableDecl};
 use imagelake_runtime::jobs::{Job, control};
 use imagelake_sql::Transforms;
+use object_store::ObjectStoreExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType};
@@ -138,27 +140,10 @@ async fn lake() -> (TestServer, [(String, String); 2]) {
     (server, [alpha, beta])
 }
 
-async fn analyst_key(server: &TestServer) -> (String, String) {
-    let (status, body) = server
-        .send(
-            server
-                .client
-                .post(server.url("/v1/admin/keys"))
-                .bearer_auth(ADMIN)
-                .json(&json!({"role": "analyst", "name": "dashboards"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    (
-        body["key_id"].as_str().unwrap().to_owned(),
-        body["api_key"].as_str().unwrap().to_owned(),
-    )
-}
-
 #[tokio::test]
 async fn sql_over_the_lake_is_right_safe_and_bounded() {
     let (server, [alpha, beta]) = lake().await;
-    let (analyst_id, analyst) = analyst_key(&server).await;
+    let (analyst_id, analyst) = server.company_key("analyst", "dashboards").await;
     let url = server.url("/v1/sql");
 
     // The .slt files, as the analyst.
@@ -192,6 +177,7 @@ async fn sql_over_the_lake_is_right_safe_and_bounded() {
     limits_hold(&server, &url, &analyst).await;
     keys_and_roles(&server, &url, &analyst_id, &analyst).await;
     time_predicates_prune_hours(&server, &url, &alpha.1).await;
+    rewritten_files_are_read_anew(&server, &url).await;
 }
 
 async fn customers_see_their_own_rows(
@@ -505,16 +491,8 @@ async fn limits_hold(server: &TestServer, url: &str, analyst: &str) {
 
 async fn keys_and_roles(server: &TestServer, url: &str, analyst_id: &str, analyst: &str) {
     let client = &server.client;
-    let (status, body) = server
-        .send(
-            client
-                .post(server.url("/v1/admin/keys"))
-                .bearer_auth(ADMIN)
-                .json(&json!({"role": "ingest", "name": "feeds"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let ingest = body["api_key"].as_str().unwrap();
+    let (_, ingest) = server.company_key("ingest", "feeds").await;
+    let ingest = ingest.as_str();
     let (status, _) = query(client, url, ingest, "SELECT 1", &[]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, body) = query(client, url, ADMIN, "SELECT count(*) FROM job_runs", &[]).await;
@@ -559,5 +537,40 @@ async fn time_predicates_prune_hours(server: &TestServer, url: &str, customer: &
         status,
         StatusCode::OK,
         "the junk hour is read for a customer too: {body}"
+    );
+}
+
+/// The engine keeps the files' footers and statistics between queries; a file rewritten in
+/// place (as a transform rewrites a partition) is read anew, not answered from what was kept.
+async fn rewritten_files_are_read_anew(server: &TestServer, url: &str) {
+    let sql = "SELECT count(*) FROM events WHERE dt = '2026-11-30' AND hour = 10";
+    let count = || async {
+        let (status, body) = query(&server.client, url, ADMIN, sql, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["rows"][0][0].as_u64().unwrap()
+    };
+    assert!(count().await > 1, "the hour holds several events");
+    let folder = object_store::path::Path::from("lake/events/dt=2026-11-30/hour=10");
+    let engine = imagelake_sql::engine::Engine::new(server.state.objects.clone()).unwrap();
+    engine
+        .register_hours("hour", &TableDecl::events(), std::slice::from_ref(&folder))
+        .await
+        .unwrap();
+    let (schema, rows) = engine.query("SELECT * FROM hour LIMIT 1").await.unwrap();
+    let listed: Vec<_> = server.state.objects.list(Some(&folder)).collect().await;
+    let files: Vec<_> = listed
+        .into_iter()
+        .map(|o| o.unwrap().location)
+        .filter(|l| l.as_ref().ends_with(".parquet"))
+        .collect();
+    let (first, others) = files.split_first().expect("the hour's files");
+    engine.write_parquet(first, &schema, &rows).await.unwrap();
+    for other in others {
+        server.state.objects.delete(other).await.unwrap();
+    }
+    assert_eq!(
+        count().await,
+        1,
+        "the rewritten file is read, not its old footer"
     );
 }

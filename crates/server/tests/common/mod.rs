@@ -211,6 +211,23 @@ impl TestServer {
         )
     }
 
+    /// A company key (`ingest` or `analyst`) made by the admin: its id and the key.
+    pub async fn company_key(&self, role: &str, name: &str) -> (String, String) {
+        let (status, body) = self
+            .send(
+                self.client
+                    .post(self.url("/v1/admin/keys"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"role": role, "name": name})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["key_id"].as_str().unwrap().to_owned(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.send().await.expect("request sent");
         let status = response.status();

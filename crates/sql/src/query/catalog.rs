@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::{
-    arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit},
+    arrow::datatypes::{DataType, Field, Schema, SchemaRef},
     catalog::{Session, TableProvider},
     common::{Result, ScalarValue, TableReference},
     datasource::{
@@ -20,19 +20,24 @@ use datafusion::{
         file_format::parquet::ParquetFormat,
         listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl},
     },
-    logical_expr::{
-        BinaryExpr, Expr, Operator, TableProviderFilterPushDown, col, lit, utils::split_conjunction,
-    },
+    execution::cache::cache_manager::FileStatisticsCache,
+    logical_expr::{Expr, Operator, TableProviderFilterPushDown, col, lit},
     physical_plan::ExecutionPlan,
 };
 use imagelake_core::lake::{QUARANTINE, TableDecl};
 use imagelake_runtime::Settings;
+
+use super::time_filter::time_comparisons;
 
 use super::own_rows::OwnRows;
 use crate::{
     engine::STORE_URL,
     transform::{self, CUSTOMERS, JOB_RUNS},
 };
+
+/// The statistics of files read before, kept across queries (each entry checked against the
+/// file's size and time when used, so a rewritten file is read again).
+pub type FileStatistics = Option<Arc<FileStatisticsCache>>;
 
 /// How a table's files lie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,8 +111,8 @@ impl TableDef {
         }
     }
 
-    /// The table as the engine reads it.
-    fn provider(&self) -> Result<Arc<dyn TableProvider>> {
+    /// The table as the engine reads it; `statistics` keeps what its files' footers say.
+    fn provider(&self, statistics: &FileStatistics) -> Result<Arc<dyn TableProvider>> {
         let url = ListingTableUrl::parse(format!("{STORE_URL}/{}", self.location))?;
         let mut options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
@@ -120,7 +125,7 @@ impl TableDef {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(self.columns.clone());
-        let table = Arc::new(ListingTable::try_new(config)?);
+        let table = Arc::new(ListingTable::try_new(config)?.with_cache(statistics.clone()));
         Ok(match &self.layout {
             Layout::Hourly { time } => Arc::new(Hourly {
                 inner: table,
@@ -182,10 +187,11 @@ impl Catalog {
     pub fn providers(
         &self,
         customer: Option<&str>,
+        statistics: &FileStatistics,
     ) -> Result<Vec<(TableReference, Arc<dyn TableProvider>)>> {
         let mut out = Vec::new();
         for def in &self.tables {
-            let provider = def.provider()?;
+            let provider = def.provider(statistics)?;
             let provider = match customer {
                 Some(customer) => {
                     match OwnRows::wrap(provider, customer, def.time_column(), def.is_hourly()) {
@@ -254,72 +260,15 @@ impl TableProvider for Hourly {
 /// `dt`/`hour` filters implied by ranges on the `time` column among `filters`.
 pub fn hour_bounds(time: &str, filters: &[Expr]) -> Vec<Expr> {
     let mut bounds = Vec::new();
-    for filter in filters {
-        for conjunct in split_conjunction(filter) {
-            match conjunct {
-                Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                    let (op, value) = match (column_name(left), column_name(right)) {
-                        (Some(c), None) if c == time => (*op, right.as_ref()),
-                        (None, Some(c)) if c == time => match op.swap() {
-                            Some(op) => (op, left.as_ref()),
-                            None => continue,
-                        },
-                        _ => continue,
-                    };
-                    let Some(micros) = micros(value) else {
-                        continue;
-                    };
-                    match op {
-                        Operator::Gt | Operator::GtEq => bounds.push(at_or_after(micros)),
-                        Operator::Lt | Operator::LtEq => bounds.push(at_or_before(micros)),
-                        Operator::Eq => {
-                            bounds.push(at_or_after(micros));
-                            bounds.push(at_or_before(micros));
-                        }
-                        _ => {}
-                    }
-                }
-                Expr::Between(between)
-                    if !between.negated
-                        && column_name(&between.expr).is_some_and(|c| c == time) =>
-                {
-                    if let Some(low) = micros(&between.low) {
-                        bounds.push(at_or_after(low));
-                    }
-                    if let Some(high) = micros(&between.high) {
-                        bounds.push(at_or_before(high));
-                    }
-                }
-                _ => {}
-            }
+    for (op, micros) in time_comparisons(time, filters) {
+        if matches!(op, Operator::Gt | Operator::GtEq | Operator::Eq) {
+            bounds.push(at_or_after(micros));
+        }
+        if matches!(op, Operator::Lt | Operator::LtEq | Operator::Eq) {
+            bounds.push(at_or_before(micros));
         }
     }
     bounds
-}
-
-/// The column an expression is, also through casts to another timestamp type (which never
-/// move a time across an hour: units only truncate, and the columns are UTC). A cast to a
-/// date or a string is not the column: its comparisons say nothing simple about hours.
-pub(super) fn column_name(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(_, _)) => {
-            column_name(&cast.expr)
-        }
-        _ => None,
-    }
-}
-
-/// A constant timestamp, in microseconds since the epoch (UTC).
-pub(super) fn micros(expr: &Expr) -> Option<i64> {
-    let Expr::Literal(value, _) = expr else {
-        return None;
-    };
-    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    match value.cast_to(&utc).ok()? {
-        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v),
-        _ => None,
-    }
 }
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;

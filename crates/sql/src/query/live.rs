@@ -19,9 +19,7 @@ use datafusion::{
     common::{Result, plan_err},
     datasource::{TableType, memory::MemorySourceConfig},
     error::DataFusionError,
-    logical_expr::{
-        BinaryExpr, Expr, Operator, TableProviderFilterPushDown, utils::split_conjunction,
-    },
+    logical_expr::{Expr, TableProviderFilterPushDown},
     physical_plan::ExecutionPlan,
 };
 use imagelake_core::{
@@ -30,8 +28,11 @@ use imagelake_core::{
 };
 use imagelake_metadata::{ImageQuery, MetadataStore};
 
-use super::catalog::{column_name, micros};
+use super::time_filter::{time_comparisons, time_range, used_if};
 use crate::engine::utc_micros;
+
+/// The column `live.images` is bounded by.
+const UPLOADED_AT: &str = "uploaded_at";
 
 /// `live.images`, as one viewer sees it.
 pub struct LiveImages {
@@ -75,7 +76,7 @@ fn images_schema() -> SchemaRef {
         text("content_type"),
         int("bytes"),
         text("sha256"),
-        time("uploaded_at"),
+        time(UPLOADED_AT),
         time("expires_at"),
         time("processed_at"),
         text("format"),
@@ -96,52 +97,6 @@ fn customers_schema() -> SchemaRef {
         time("created_at"),
         time("updated_at"),
     ]))
-}
-
-/// Whether a filter bounds `column` by a constant.
-fn bounds(column: &str, filter: &Expr) -> bool {
-    split_conjunction(filter).into_iter().any(|c| {
-        matches!(c, Expr::BinaryExpr(BinaryExpr { left, right, .. })
-            if column_name(left) == Some(column) && micros(right).is_some()
-                || column_name(right) == Some(column) && micros(left).is_some())
-    })
-}
-
-/// `[since, until)` in microseconds that the filters put on `column`.
-fn range(column: &str, filters: &[Expr]) -> (Option<i64>, Option<i64>) {
-    let (mut since, mut until): (Option<i64>, Option<i64>) = (None, None);
-    let mut lower = |v: i64| since = Some(since.map_or(v, |s| s.max(v)));
-    let mut upper = |v: i64| until = Some(until.map_or(v, |u| u.min(v)));
-    for filter in filters {
-        for conjunct in split_conjunction(filter) {
-            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = conjunct else {
-                continue;
-            };
-            let (op, value) = if column_name(left) == Some(column) {
-                (*op, micros(right))
-            } else if column_name(right) == Some(column) {
-                match op.swap() {
-                    Some(op) => (op, micros(left)),
-                    None => continue,
-                }
-            } else {
-                continue;
-            };
-            let Some(v) = value else { continue };
-            match op {
-                Operator::Gt => lower(v.saturating_add(1)),
-                Operator::GtEq => lower(v),
-                Operator::Lt => upper(v),
-                Operator::LtEq => upper(v.saturating_add(1)),
-                Operator::Eq => {
-                    lower(v);
-                    upper(v.saturating_add(1));
-                }
-                _ => {}
-            }
-        }
-    }
-    (since, until)
 }
 
 fn at(micros: i64) -> Result<chrono::DateTime<chrono::Utc>> {
@@ -181,13 +136,7 @@ impl TableProvider for LiveImages {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| {
-                if bounds("uploaded_at", f) {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
+            .map(|f| used_if(!time_comparisons(UPLOADED_AT, std::slice::from_ref(*f)).is_empty()))
             .collect())
     }
 
@@ -198,7 +147,7 @@ impl TableProvider for LiveImages {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (since, until) = range("uploaded_at", filters);
+        let (since, until) = time_range(&time_comparisons(UPLOADED_AT, filters));
         // The row cap's own limit is no bound: only a LIMIT within it is.
         let limit = limit.filter(|&l| l <= self.max_rows);
         if since.is_none() && until.is_none() && limit.is_none() {

@@ -8,7 +8,8 @@
 //! the row cap (`sql.max_rows`, one row more is asked for to know the answer was cut). Only
 //! reads are planned ([`guard`]). The whole query runs within `sql.timeout`, and dropping its
 //! future (a client gone) cancels it. A key may run `sql.max_concurrent_per_key` queries at
-//! once. Every query is logged and counted, with its outcome.
+//! once. Every query is logged and counted, with its outcome. Between queries the engine keeps
+//! only the files' footers and statistics ([`FileCaches`]); the file lists are read afresh.
 
 mod catalog;
 pub mod error;
@@ -16,6 +17,7 @@ mod functions;
 pub mod guard;
 mod live;
 mod own_rows;
+mod time_filter;
 
 use std::{
     collections::HashMap,
@@ -28,6 +30,7 @@ use datafusion::{
     catalog::MemorySchemaProvider,
     common::{ParamValues, ScalarValue, TableReference},
     execution::{
+        cache::cache_manager::{CacheManager, CacheManagerConfig, FileMetadataCache},
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
         memory_pool::{MemoryConsumer, MemoryReservation},
         runtime_env::RuntimeEnvBuilder,
@@ -135,6 +138,33 @@ pub struct QueryEngine {
     limits: Sql,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
+    caches: FileCaches,
+}
+
+/// What the engine keeps of the lake's files from one query to the next: their Parquet
+/// footers and the statistics read from them. Entries are checked against each file's size and
+/// modification time when used; the file lists are not kept (a query sees the files written
+/// since the last one).
+struct FileCaches {
+    statistics: catalog::FileStatistics,
+    footers: Arc<FileMetadataCache>,
+}
+
+impl FileCaches {
+    fn new() -> datafusion::error::Result<Self> {
+        let made = CacheManager::try_new(&CacheManagerConfig::default())?;
+        Ok(Self {
+            statistics: made.get_file_statistic_cache(),
+            footers: made.get_file_metadata_cache(),
+        })
+    }
+
+    /// A query's cache settings: these caches, and a list of files of its own.
+    fn config(&self) -> CacheManagerConfig {
+        CacheManagerConfig::default()
+            .with_file_statistics_cache(self.statistics.clone())
+            .with_file_metadata_cache(Some(self.footers.clone()))
+    }
 }
 
 impl QueryEngine {
@@ -148,6 +178,7 @@ impl QueryEngine {
             limits: state.settings.sql.clone(),
             slots: Arc::default(),
             metrics: state.metrics.clone(),
+            caches: FileCaches::new()?,
         })
     }
 
@@ -264,6 +295,7 @@ impl QueryEngine {
     fn session(&self, viewer: Viewer) -> datafusion::error::Result<SessionContext> {
         let memory = usize::try_from(self.limits.max_memory_bytes).unwrap_or(usize::MAX);
         let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(self.caches.config())
             .with_memory_limit(memory, 1.0)
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
@@ -288,7 +320,10 @@ impl QueryEngine {
             Viewer::Admin | Viewer::Analyst => None,
         };
         let own = customer.map(|id| id.to_string());
-        for (name, provider) in self.catalog.providers(own.as_deref())? {
+        for (name, provider) in self
+            .catalog
+            .providers(own.as_deref(), &self.caches.statistics)?
+        {
             ctx.register_table(name, provider)?;
         }
         let max_rows = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX - 1);

@@ -39,7 +39,7 @@ use datafusion::{
 use futures::StreamExt;
 use imagelake_core::lake::CUSTOMER_ID;
 
-use super::catalog::hour_bounds;
+use super::{catalog::hour_bounds, time_filter::used_if};
 
 /// A table as one customer sees it.
 #[derive(Debug)]
@@ -136,13 +136,7 @@ impl TableProvider for OwnRows {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| {
-                if self.bounds(f).is_empty() {
-                    TableProviderFilterPushDown::Unsupported
-                } else {
-                    TableProviderFilterPushDown::Inexact
-                }
-            })
+            .map(|f| used_if(!self.bounds(f).is_empty()))
             .collect())
     }
 
