@@ -175,8 +175,8 @@ impl Pending {
             decl,
             field,
             by_hour: Default::default(),
-            next: start,
-            end: start + chrono::Duration::days(1),
+            next: Period::HOUR.interval_at(start).start,
+            end: Period::HOUR.interval_at(start).start + chrono::Duration::days(1),
             written: 0,
             sort_by: &[],
         }
@@ -186,6 +186,7 @@ impl Pending {
     fn push(&mut self, row: Value) -> anyhow::Result<()> {
         let t: Timestamp = row[self.field].as_str().unwrap_or_default().parse()?;
         let hour = Period::HOUR.interval_at(t).start;
+        anyhow::ensure!(hour >= self.next, "a row for {hour}, already written");
         if hour < self.end {
             self.by_hour.entry(hour).or_default().push(row);
         }

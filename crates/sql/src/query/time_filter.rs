@@ -89,13 +89,19 @@ pub(super) fn used_if(used: bool) -> TableProviderFilterPushDown {
     }
 }
 
-/// The column an expression is, also through casts to another timestamp type (which never
-/// move a time across an hour: units only truncate, and the columns are UTC). A cast to a
-/// date or a string is not the column: its comparisons say nothing simple about hours.
+/// The column an expression is, also through casts to a timestamp type as fine as the
+/// columns' microseconds (which change no value; the columns are UTC). A cast to seconds or
+/// milliseconds is not the column: `CAST(t AS TIMESTAMP(0)) <= x` holds for times up to a second
+/// past `x`. Nor is a cast to a date or a string: its comparisons say nothing simple about time.
 fn column_name(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(cast) if matches!(cast.field.data_type(), DataType::Timestamp(_, _)) => {
+        Expr::Cast(cast)
+            if matches!(
+                cast.field.data_type(),
+                DataType::Timestamp(TimeUnit::Microsecond | TimeUnit::Nanosecond, _)
+            ) =>
+        {
             column_name(&cast.expr)
         }
         _ => None,
@@ -145,6 +151,11 @@ mod tests {
             col("t").not_eq(at(10)),
             col("t").gt(at(10)).or(col("t").lt(at(5))),
             col("t").not_between(at(1), at(2)),
+            Expr::Cast(datafusion::logical_expr::Cast::new(
+                Box::new(col("t")),
+                DataType::Timestamp(TimeUnit::Second, None),
+            ))
+            .lt_eq(at(10)),
         ];
         assert!(time_comparisons("t", &filters).is_empty());
     }
