@@ -2,13 +2,22 @@
 //! `WITH`, `VALUES`, `SHOW TABLES`, `SHOW COLUMNS`, `DESCRIBE`, `EXPLAIN` of those) is refused
 //! as `forbidden_statement` before it is planned. The plan is checked again for DDL, DML and
 //! statements ([`read_only`]), so a write that hides inside a query (`SELECT ... INTO`) is
-//! refused too.
+//! refused too; so is a write in a `WITH` (found by walking the whole statement).
+//!
+//! Expressions may nest [`MAX_EXPRESSION_DEPTH`] deep. Planning a chain such as `1 + 1 + ...`
+//! costs the square of its length, in one step that no timeout can interrupt: 30 000 terms,
+//! well within a request's size, would hold a core for good.
+
+use std::ops::ControlFlow;
 
 use datafusion::{
     execution::context::SQLOptions,
     sql::{
         parser::{DFParser, Statement},
-        sqlparser::{ast, dialect::GenericDialect},
+        sqlparser::{
+            ast::{self, Visit, Visitor},
+            dialect::GenericDialect,
+        },
     },
 };
 
@@ -28,7 +37,59 @@ pub fn statement(sql: &str) -> Result<Statement, QueryError> {
         }
     };
     check(&statement)?;
+    walk(&statement)?;
     Ok(statement)
+}
+
+/// How deep expressions may nest, each operator of a chain one level (DuckDB's
+/// `max_expression_depth` has the same default). A 1000-term chain plans in about a second.
+pub const MAX_EXPRESSION_DEPTH: usize = 1000;
+
+/// Walks the whole statement: writes in any query of it, and the depth of its expressions.
+struct Walk {
+    depth: usize,
+}
+
+impl Visitor for Walk {
+    type Break = QueryError;
+
+    fn pre_visit_query(&mut self, query: &ast::Query) -> ControlFlow<QueryError> {
+        match query.body.as_ref() {
+            ast::SetExpr::Insert(_)
+            | ast::SetExpr::Update(_)
+            | ast::SetExpr::Delete(_)
+            | ast::SetExpr::Merge(_) => ControlFlow::Break(refused("a write inside WITH")),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, _: &ast::Expr) -> ControlFlow<QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_EXPRESSION_DEPTH {
+            return ControlFlow::Break(QueryError::invalid(format!(
+                "expressions nest more than {MAX_EXPRESSION_DEPTH} deep (each operator of a chain \
+                 such as a + b + c is one level): split the query, or use IN (...) for lists"
+            )));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _: &ast::Expr) -> ControlFlow<QueryError> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
+
+fn walk(statement: &Statement) -> Result<(), QueryError> {
+    let flow = match statement {
+        Statement::Statement(s) => s.visit(&mut Walk { depth: 0 }),
+        Statement::Explain(explain) => return walk(&explain.statement),
+        _ => ControlFlow::Continue(()),
+    };
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(()),
+    }
 }
 
 /// Whether it is an `EXPLAIN` (whose plans and metrics count the rows of whole files, so
@@ -51,13 +112,7 @@ fn check(statement: &Statement) -> Result<(), QueryError> {
 fn check_sql(statement: &ast::Statement) -> Result<(), QueryError> {
     use ast::Statement as S;
     match statement {
-        S::Query(query) => match query.body.as_ref() {
-            ast::SetExpr::Insert(_)
-            | ast::SetExpr::Update(_)
-            | ast::SetExpr::Delete(_)
-            | ast::SetExpr::Merge(_) => Err(refused("a write inside WITH")),
-            _ => Ok(()),
-        },
+        S::Query(_) => Ok(()),
         S::ShowTables { .. } | S::ShowColumns { .. } | S::ExplainTable { .. } => Ok(()),
         S::Explain { statement, .. } => check_sql(statement),
         other => Err(refused(&kind(other))),
@@ -140,10 +195,26 @@ mod tests {
             "CREATE FUNCTION f() RETURNS INT RETURN 1",
             "PREPARE p AS SELECT 1",
             "WITH a AS (SELECT 1) INSERT INTO events SELECT * FROM a",
+            "WITH x AS (INSERT INTO customers VALUES ('x')) SELECT 1",
+            "WITH x AS (DELETE FROM events RETURNING *) SELECT * FROM x",
+            "SELECT * FROM (WITH y AS (UPDATE events SET type = 'x' RETURNING *) SELECT * FROM y) z",
         ] {
             let e = statement(sql).expect_err(sql);
             assert_eq!(e.code, ErrorCode::ForbiddenStatement, "{sql}: {e}");
         }
+    }
+
+    #[test]
+    fn expressions_nest_within_the_depth() {
+        let chain = |n: usize| format!("SELECT 1{}", " + 1".repeat(n));
+        statement(&chain(MAX_EXPRESSION_DEPTH - 1)).expect("within the depth");
+        let e = statement(&chain(MAX_EXPRESSION_DEPTH)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSql, "{e}");
+        assert!(e.message.contains("nest more than 1000 deep"), "{e}");
+        let ands = format!("SELECT 1 WHERE 1 = 1{}", " AND 1 = 1".repeat(1000));
+        assert!(statement(&ands).is_err(), "a chain of ANDs counts too");
+        let e = statement(&format!("EXPLAIN {}", chain(5000))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidSql, "{e}");
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! key sees its own rows of the tables that have a `customer_id`, and no other table), its own
 //! memory pool (`sql.max_memory_bytes`, no spilling to disk; the answer held counts too), and
 //! the row cap (`sql.max_rows`, one row more is asked for to know the answer was cut). Only
-//! reads are planned ([`guard`]). The whole query runs within `sql.timeout`, and dropping its
-//! future (a client gone) cancels it. A key may run `sql.max_concurrent_per_key` queries at
+//! reads are planned ([`guard`]). Queries are planned and run on threads of their own
+//! ([`QueryRuntime`]), so however busy they keep the cores, the process's server and timers go
+//! on; the whole query runs within `sql.timeout`, and dropping its future (a client gone)
+//! cancels it. A key may run `sql.max_concurrent_per_key` queries at
 //! once. Every query is logged and counted, with its outcome. Between queries the engine keeps
 //! only the files' footers and statistics ([`FileCaches`]); the file lists are read afresh.
 
@@ -21,7 +23,9 @@ mod time_filter;
 
 use std::{
     collections::HashMap,
+    pin::Pin,
     sync::{Arc, Mutex},
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -131,14 +135,84 @@ impl Drop for Slot {
 }
 
 pub struct QueryEngine {
+    planner: Arc<Planner>,
+    slots: Arc<Slots>,
+    metrics: Arc<Metrics>,
+    runtime: QueryRuntime,
+}
+
+/// What a query needs to be planned and run, shared with its task on the query runtime.
+struct Planner {
     objects: Arc<dyn ObjectStore>,
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     catalog: Catalog,
     limits: Sql,
-    slots: Arc<Slots>,
-    metrics: Arc<Metrics>,
     caches: FileCaches,
+}
+
+/// The threads queries are planned and run on, apart from the process's own: queries that keep
+/// every core busy leave the HTTP server, its health checks and its timers (the SQL timeout
+/// among them) free to answer. Stacks are 64 MiB, as planning walks deep expressions
+/// recursively.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new() -> std::io::Result<Self> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sql")
+            .thread_stack_size(64 << 20)
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn spawn(
+        &self,
+        query: impl Future<Output = Result<Answer, QueryError>> + Send + 'static,
+    ) -> Spawned {
+        match &self.0 {
+            Some(runtime) => Spawned(runtime.spawn(query)),
+            None => unreachable!("the query runtime lives as long as the engine"),
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    /// Without waiting: the engine may be dropped on an async thread, where blocking is not
+    /// allowed, and its queries' callers are gone.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// A query's task on the query runtime; dropping it (a timeout, a caller gone) aborts the
+/// query at its next step.
+struct Spawned(tokio::task::JoinHandle<Result<Answer, QueryError>>);
+
+impl Future for Spawned {
+    type Output = Result<Answer, QueryError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| {
+                Err(QueryError::new(
+                    ErrorCode::Internal,
+                    format!("the query stopped: {e}"),
+                ))
+            })
+        })
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What the engine keeps of the lake's files from one query to the next: their Parquet
@@ -170,24 +244,28 @@ impl FileCaches {
 impl QueryEngine {
     /// The engine over the lake and the metadata store of `state`.
     pub async fn new(state: &AppState) -> anyhow::Result<Self> {
-        Ok(Self {
+        let planner = Planner {
             objects: state.objects.clone(),
             store: state.store.clone(),
             clock: state.clock.clone(),
             catalog: Catalog::new(&state.settings).await?,
             limits: state.settings.sql.clone(),
+            caches: FileCaches::new()?,
+        };
+        Ok(Self {
+            planner: Arc::new(planner),
             slots: Arc::default(),
             metrics: state.metrics.clone(),
-            caches: FileCaches::new()?,
+            runtime: QueryRuntime::new()?,
         })
     }
 
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        &self.planner.catalog
     }
 
     pub fn limits(&self) -> &Sql {
-        &self.limits
+        &self.planner.limits
     }
 
     /// Runs one read-only statement for `asker`.
@@ -198,14 +276,19 @@ impl QueryEngine {
         params: &[serde_json::Value],
     ) -> Result<Answer, QueryError> {
         let mut record = Running::start(self, asker)?;
-        let timeout = self.limits.timeout.0;
-        let outcome = match tokio::time::timeout(timeout, self.execute(asker, sql, params)).await {
+        let limits = self.limits();
+        let query = self
+            .planner
+            .clone()
+            .execute(asker.viewer, sql.to_owned(), params.to_vec());
+        let outcome = match tokio::time::timeout(limits.timeout.0, self.runtime.spawn(query)).await
+        {
             Ok(outcome) => outcome,
             Err(_) => Err(QueryError::new(
                 ErrorCode::QueryTimeout,
                 format!(
                     "the query ran past the SQL timeout ({}) and was cancelled",
-                    self.limits.timeout
+                    limits.timeout
                 ),
             )),
         };
@@ -216,20 +299,52 @@ impl QueryEngine {
         })
     }
 
+    /// Takes one of the key's query slots and one of the process's, or refuses.
+    fn take_slot(&self, key: &str) -> Result<Slot, QueryError> {
+        let mut guard = self.slots.per_key.lock().unwrap_or_else(|e| e.into_inner());
+        let (per_key, total) = &mut *guard;
+        if *total >= self.limits().max_concurrent {
+            return Err(QueryError::new(
+                ErrorCode::RateLimited,
+                format!("{total} queries are running (sql.max_concurrent); try again in a moment"),
+            ));
+        }
+        let count = per_key.entry(key.to_owned()).or_default();
+        if *count >= self.limits().max_concurrent_per_key {
+            return Err(QueryError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "this key already runs {} queries (sql.max_concurrent_per_key); wait for one to end",
+                    *count
+                ),
+            ));
+        }
+        *count += 1;
+        *total += 1;
+        self.metrics.sql.running.inc();
+        Ok(Slot {
+            slots: self.slots.clone(),
+            key: key.to_owned(),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+impl Planner {
     async fn execute(
-        &self,
-        asker: &Asker,
-        sql: &str,
-        params: &[serde_json::Value],
+        self: Arc<Self>,
+        viewer: Viewer,
+        sql: String,
+        params: Vec<serde_json::Value>,
     ) -> Result<Answer, QueryError> {
         let engine = |e: datafusion::error::DataFusionError| QueryError::from_engine(&e);
-        let statement = guard::statement(sql)?;
-        if matches!(asker.viewer, Viewer::Customer(_)) && guard::is_explain(&statement) {
+        let statement = guard::statement(&sql)?;
+        if matches!(viewer, Viewer::Customer(_)) && guard::is_explain(&statement) {
             return Err(QueryError::forbidden(
                 "EXPLAIN is for analyst keys: plans count the rows of whole files",
             ));
         }
-        let ctx = self.session(asker.viewer).map_err(engine)?;
+        let ctx = self.session(viewer).map_err(engine)?;
         let plan = ctx
             .state()
             .statement_to_plan(statement)
@@ -244,7 +359,7 @@ impl QueryEngine {
         let plan = if params.is_empty() {
             plan
         } else {
-            plan.with_param_values(param_values(params)?)
+            plan.with_param_values(param_values(&params)?)
                 .map_err(engine)?
         };
         let cap = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX);
@@ -345,36 +460,6 @@ impl QueryEngine {
             }),
         )?;
         Ok(ctx)
-    }
-
-    /// Takes one of the key's query slots and one of the process's, or refuses.
-    fn take_slot(&self, key: &str) -> Result<Slot, QueryError> {
-        let mut guard = self.slots.per_key.lock().unwrap_or_else(|e| e.into_inner());
-        let (per_key, total) = &mut *guard;
-        if *total >= self.limits.max_concurrent {
-            return Err(QueryError::new(
-                ErrorCode::RateLimited,
-                format!("{total} queries are running (sql.max_concurrent); try again in a moment"),
-            ));
-        }
-        let count = per_key.entry(key.to_owned()).or_default();
-        if *count >= self.limits.max_concurrent_per_key {
-            return Err(QueryError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "this key already runs {} queries (sql.max_concurrent_per_key); wait for one to end",
-                    *count
-                ),
-            ));
-        }
-        *count += 1;
-        *total += 1;
-        self.metrics.sql.running.inc();
-        Ok(Slot {
-            slots: self.slots.clone(),
-            key: key.to_owned(),
-            metrics: self.metrics.clone(),
-        })
     }
 }
 
