@@ -181,3 +181,31 @@ install_schemathesis() {
   fi
   export IMAGELAKE_SCHEMATHESIS="$venv/bin/st"
 }
+
+# The PostgreSQL wire's clients (crates/server/tests/pg.rs): psql and the JDBC driver from
+# Debian (with openssl, which makes the tests' certificate), and psycopg, asyncpg and
+# SQLAlchemy in a virtualenv under .emulators/. Exports IMAGELAKE_PG_PYTHON and
+# IMAGELAKE_PG_JDBC.
+PG_CLIENTS_VERSIONS="psycopg[binary]==3.3.9 asyncpg==0.32.0 sqlalchemy==2.1.9"
+PG_JDBC_JAR="/usr/share/java/postgresql.jar"
+
+install_pg_clients() {
+  local missing=() sudo="" venv
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  [ -f "$PG_JDBC_JAR" ] || missing+=(libpostgresql-jdbc-java)
+  if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${missing[*]}" >&2
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  venv="$(_emulators_dir)/pg-clients-$(echo "$PG_CLIENTS_VERSIONS" | sed 's/[^A-Za-z0-9.]/-/g')"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import psycopg, asyncpg, sqlalchemy" 2>/dev/null; then
+    python3 -m venv "$venv" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pip install --quiet $PG_CLIENTS_VERSIONS >&2
+  fi
+  export IMAGELAKE_PG_PYTHON="$venv/bin/python"
+  export IMAGELAKE_PG_JDBC="$PG_JDBC_JAR"
+}

@@ -216,6 +216,7 @@ fn bench_customer(id: imagelake_core::CustomerId) -> (Customer, ApiKey) {
         customer_id: id,
         prefix: "bench".to_owned(),
         hash: format!("bench-{id}"),
+        wire: None,
         created_at: now,
         revoked_at: None,
     };

@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// Kafka brokers of the image stream (`host:port,...`); the stream is off without them.
     #[arg(long, env = "IMAGELAKE_KAFKA_BROKERS")]
     kafka_brokers: Option<String>,
+    /// Address of the PostgreSQL wire (e.g. 127.0.0.1:5432); off unless set.
+    #[arg(long, env = "IMAGELAKE_PG_LISTEN")]
+    pg_listen: Option<SocketAddr>,
     /// Keep GPS positions in image records (never in renditions).
     #[arg(long, env = "IMAGELAKE_KEEP_GPS")]
     keep_gps: Option<bool>,
@@ -137,6 +140,9 @@ impl ServeArgs {
         set!(s.limits.burst, self.rate_burst);
         set!(s.processing.max_attempts, self.max_attempts);
         set!(s.processing.keep_gps, self.keep_gps);
+        if self.pg_listen.is_some() {
+            s.sql.pg_listen = self.pg_listen;
+        }
         if self.gcp_project.is_some() {
             s.gcp.project.clone_from(&self.gcp_project);
         }

@@ -39,9 +39,46 @@ pub struct ApiKey {
     pub prefix: String,
     #[serde(skip)]
     pub hash: String,
+    /// What the Postgres wire checks the key against; none for keys issued before it.
+    #[serde(skip)]
+    pub wire: Option<WireSecrets>,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// What the Postgres wire checks a key against, made from the key when it is issued (the key
+/// is never stored): a SCRAM-SHA-256 verifier and an MD5 hash, in PostgreSQL's own formats
+/// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` and `md5<hex>`), with the key
+/// id as the user name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireSecrets {
+    pub scram: String,
+    pub md5: String,
+}
+
+/// A live key found by its id: a customer's or a company one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyKey {
+    Customer(ApiKey),
+    Service(ServiceKey),
+}
+
+impl AnyKey {
+    pub fn wire(&self) -> Option<&WireSecrets> {
+        match self {
+            Self::Customer(k) => k.wire.as_ref(),
+            Self::Service(k) => k.wire.as_ref(),
+        }
+    }
+
+    /// The SHA-256 of the key, as the HTTP door stores it.
+    pub fn hash(&self) -> &str {
+        match self {
+            Self::Customer(k) => &k.hash,
+            Self::Service(k) => &k.hash,
+        }
+    }
 }
 
 /// Which door an upload came through.
@@ -110,6 +147,9 @@ pub struct ServiceKey {
     pub prefix: String,
     #[serde(skip)]
     pub hash: String,
+    /// What the Postgres wire checks the key against; none for keys issued before it.
+    #[serde(skip)]
+    pub wire: Option<WireSecrets>,
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,

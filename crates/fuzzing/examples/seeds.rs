@@ -31,6 +31,7 @@ fn main() -> Result<()> {
     seeds.extend(kafka().into_iter().map(|s| ("kafka_message", s)));
     seeds.extend(claims().into_iter().map(|s| ("claim_check", s)));
     seeds.extend(sql().into_iter().map(|s| ("sql", s)));
+    seeds.extend(pg().into_iter().map(|s| ("pg_messages", s)));
     let notifications = notifications();
     for notification in &notifications {
         let (attributes, data) = notification;
@@ -56,6 +57,62 @@ fn photos_arg() -> Option<PathBuf> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == "--photos")?;
     args.get(at + 1).map(PathBuf::from)
+}
+
+/// PostgreSQL wire messages as clients send them: SSLRequest, a startup message, a login's
+/// SCRAM first message, simple and extended queries, and broken ones (cut short, an absurd
+/// length); and catalog queries as text.
+fn pg() -> Vec<Vec<u8>> {
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+    fn untagged(body: &[u8]) -> Vec<u8> {
+        let mut m = (body.len() as u32 + 4).to_be_bytes().to_vec();
+        m.extend_from_slice(body);
+        m
+    }
+    let ssl = untagged(&80_877_103u32.to_be_bytes());
+    let mut startup_body = 196_608u32.to_be_bytes().to_vec();
+    startup_body.extend_from_slice(b"user\0analyst\0database\0imagelake\0\0");
+    let startup = untagged(&startup_body);
+    let scram = message(b'p', b"SCRAM-SHA-256\0\0\0\0\x14n,,n=,r=abcdefghijklmnop");
+    let query = message(b'Q', b"SELECT count(*) FROM live.images\0");
+    let parse = message(b'P', b"\0SELECT $1::int\0\0\x01\0\0\0\x17");
+    let bind = message(
+        b'B',
+        b"\0\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x2a\0\x01\0\x01",
+    );
+    let extended = [
+        parse,
+        bind,
+        message(b'D', b"P\0"),
+        message(b'E', b"\0\0\0\0\0"),
+        message(b'S', b""),
+    ]
+    .concat();
+    let mut cut = query.clone();
+    cut.truncate(9);
+    let absurd = [b'Q', 0x7f, 0xff, 0xff, 0xff, b'S'].to_vec();
+    let mut seeds = vec![
+        [ssl, startup.clone(), scram].concat(),
+        [startup, query.clone()].concat(),
+        extended,
+        cut,
+        absurd,
+        query,
+    ];
+    for text in [
+        "SELECT c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','S','f','') AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1",
+        "SELECT current_setting('server_version_num')::int / 100",
+        "SELECT 'images'::regclass, format_type(23, NULL), quote_ident('a b')",
+        "BEGIN READ ONLY; SET datestyle = 'ISO'; SHOW TRANSACTION ISOLATION LEVEL; COMMIT",
+    ] {
+        seeds.push(text.as_bytes().to_vec());
+    }
+    seeds
 }
 
 /// Writes `bytes` as `<prefix><hash>` in `dir`.

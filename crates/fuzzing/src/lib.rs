@@ -12,6 +12,7 @@ pub mod images;
 pub mod messages;
 #[allow(unsafe_code)]
 mod meter;
+pub mod pg;
 pub mod requests;
 pub mod sql;
 
@@ -32,6 +33,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("claim_check", messages::claim_check),
     ("gcs_notification", messages::gcs_notification),
     ("sql", sql::sql),
+    ("pg_messages", pg::messages),
 ];
 
 /// The target named `name`.

@@ -35,7 +35,7 @@ use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, JobId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, DeadLetter, Image, Job, ServiceKey},
+    records::{AnyKey, ApiKey, Customer, DeadLetter, Image, Job, ServiceKey},
 };
 use uuid::Uuid;
 
@@ -155,6 +155,9 @@ pub trait MetadataStore: RunStore + Send + Sync + 'static {
     async fn revoke_service_key(&self, key: KeyId, at: Timestamp) -> Result<()>;
     /// The live company key with this hash.
     async fn find_service_key(&self, hash: &str) -> Result<Option<ServiceKey>>;
+    /// The live key, a customer's or a company one, with this id (the Postgres wire's user
+    /// name).
+    async fn find_key_by_id(&self, id: KeyId) -> Result<Option<AnyKey>>;
     /// The hashes of up to `limit` live keys: what a process learns at start about the keys in
     /// use (see the server's failed-authentication limit).
     async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>>;

@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use imagelake_core::records::WireSecrets;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -36,17 +37,124 @@ pub fn generate_key() -> (String, String) {
     (key, prefix)
 }
 
-/// The admin token, held only as its hash.
+/// PBKDF2 rounds of a key's SCRAM verifier: PostgreSQL's default. Keys are random, so the
+/// rounds protect nothing guessing could reach; they are what clients expect and pay for.
+pub const SCRAM_ITERATIONS: u32 = 4096;
+
+/// A new key's secrets for the Postgres wire, where the key id is the user name and the key
+/// the password: a SCRAM-SHA-256 verifier with a random salt, and PostgreSQL's MD5 hash.
+pub fn wire_secrets(user: &str, secret: &str) -> WireSecrets {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    WireSecrets {
+        scram: ScramVerifier::new(secret, &salt, SCRAM_ITERATIONS).to_string(),
+        md5: md5_hash(user, secret),
+    }
+}
+
+/// PostgreSQL's MD5 password hash: `md5` and the hex MD5 of the password, then the user name.
+pub fn md5_hash(user: &str, secret: &str) -> String {
+    use md5::{Digest as _, Md5};
+    let mut hasher = Md5::new();
+    hasher.update(secret.as_bytes());
+    hasher.update(user.as_bytes());
+    format!("md5{}", hex::encode(hasher.finalize()))
+}
+
+/// A SCRAM-SHA-256 verifier (RFC 5802, 7677): what a server keeps to check a password without
+/// holding it, or anything that would log in in its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    pub stored_key: [u8; 32],
+    pub server_key: [u8; 32],
+}
+
+impl ScramVerifier {
+    pub fn new(secret: &str, salt: &[u8], iterations: u32) -> Self {
+        use ring::{digest, hmac, pbkdf2};
+        let rounds =
+            std::num::NonZeroU32::new(iterations.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let mut salted = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            rounds,
+            salt,
+            secret.as_bytes(),
+            &mut salted,
+        );
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+        let client_key = hmac::sign(&key, b"Client Key");
+        let mut stored_key = [0u8; 32];
+        stored_key.copy_from_slice(digest::digest(&digest::SHA256, client_key.as_ref()).as_ref());
+        let mut server_key = [0u8; 32];
+        server_key.copy_from_slice(hmac::sign(&key, b"Server Key").as_ref());
+        Self {
+            iterations: rounds.get(),
+            salt: salt.to_vec(),
+            stored_key,
+            server_key,
+        }
+    }
+
+    /// Reads PostgreSQL's text form, `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`
+    /// (base64).
+    pub fn parse(text: &str) -> Option<Self> {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        let rest = text.strip_prefix("SCRAM-SHA-256$")?;
+        let (params, keys) = rest.split_once('$')?;
+        let (iterations, salt) = params.split_once(':')?;
+        let (stored, server) = keys.split_once(':')?;
+        Some(Self {
+            iterations: iterations.parse().ok()?,
+            salt: STANDARD.decode(salt).ok()?,
+            stored_key: STANDARD.decode(stored).ok()?.try_into().ok()?,
+            server_key: STANDARD.decode(server).ok()?.try_into().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        write!(
+            f,
+            "SCRAM-SHA-256${}:{}${}:{}",
+            self.iterations,
+            STANDARD.encode(&self.salt),
+            STANDARD.encode(self.stored_key),
+            STANDARD.encode(self.server_key)
+        )
+    }
+}
+
+/// Whether two byte strings are equal, compared without early exit.
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The admin token, held only as its hash, and as its secrets for the Postgres wire (user
+/// [`ADMIN_USER`]).
 #[derive(Clone)]
 pub struct AdminToken {
     hash: String,
+    wire: WireSecrets,
 }
+
+/// The Postgres wire's user name for the admin token.
+pub const ADMIN_USER: &str = "admin";
 
 impl AdminToken {
     pub fn from_secret(secret: &str) -> Self {
         Self {
             hash: hash_secret(secret),
+            wire: wire_secrets(ADMIN_USER, secret),
         }
+    }
+
+    pub fn wire(&self) -> &WireSecrets {
+        &self.wire
     }
 
     /// Uses the configured token, or the one stored in `data_dir/admin-token`, generating and
@@ -69,14 +177,7 @@ impl AdminToken {
 
     /// Whether `hash` is the token's hash (compared without early exit).
     pub fn matches(&self, hash: &str) -> bool {
-        // Both sides are hashes of fixed length, compared without early exit.
-        self.hash.len() == hash.len()
-            && self
-                .hash
-                .bytes()
-                .zip(hash.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        same_bytes(self.hash.as_bytes(), hash.as_bytes())
     }
 }
 
@@ -145,6 +246,32 @@ impl KnownKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// RFC 7677's test vector (user `user`, password `pencil`), and PostgreSQL's MD5 form.
+    #[test]
+    fn wire_secrets_match_the_references() {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+        let verifier = ScramVerifier::new("pencil", &salt, 4096);
+        assert_eq!(
+            verifier.to_string(),
+            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
+        );
+        assert_eq!(ScramVerifier::parse(&verifier.to_string()), Some(verifier));
+        assert_eq!(ScramVerifier::parse("SCRAM-SHA-256$x:y$z"), None);
+        // PostgreSQL's rolpassword for user alice, password secret: md5(password || user).
+        assert_eq!(
+            md5_hash("alice", "secret"),
+            "md54a0a68b43b6cd5cf266fa02f196e2371"
+        );
+        let wire = wire_secrets("alice", "secret");
+        assert!(ScramVerifier::parse(&wire.scram).is_some());
+        assert_ne!(
+            wire_secrets("alice", "secret").scram,
+            wire.scram,
+            "salted afresh"
+        );
+    }
 
     #[test]
     fn keys_are_random_and_hash_stably() {

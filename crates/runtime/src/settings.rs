@@ -60,6 +60,28 @@ pub struct Sql {
     /// Queries the process runs at once, all keys together (with `max_memory_bytes`, the
     /// bound on what SQL may take of the process).
     pub max_concurrent: u32,
+    /// Where the PostgreSQL wire listens (`127.0.0.1:5432`); off when unset.
+    pub pg_listen: Option<SocketAddr>,
+    /// The PEM certificate chain and private key of the wire's TLS: both or neither. A file
+    /// that does not load stops the process at start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How the wire checks a key over TLS: `scram-sha-256`, or `md5` or `password` (cleartext)
+    /// for clients without SCRAM. Without TLS it is always `scram-sha-256`.
+    pub pg_auth: PgAuth,
+    /// Connections the wire holds at once; more are refused (`53300`).
+    pub pg_max_connections: u32,
+}
+
+/// How the Postgres wire asks for the key over TLS.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum PgAuth {
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    Md5,
+    Password,
 }
 
 impl Default for Sql {
@@ -70,6 +92,11 @@ impl Default for Sql {
             max_rows: 100_000,
             max_concurrent_per_key: 4,
             max_concurrent: 8,
+            pg_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            pg_auth: PgAuth::ScramSha256,
+            pg_max_connections: 100,
         }
     }
 }
@@ -83,6 +110,15 @@ impl Sql {
             || self.max_concurrent == 0
         {
             return Err("sql.timeout, sql.max_rows, sql.max_concurrent_per_key and sql.max_concurrent must be above 0, sql.max_memory_bytes at least 1 MiB".into());
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("sql.tls_cert and sql.tls_key go together: set both, or neither".into());
+        }
+        if self.pg_auth != PgAuth::ScramSha256 && self.tls_cert.is_none() {
+            return Err("sql.pg_auth = \"md5\" or \"password\" needs TLS (sql.tls_cert and sql.tls_key): keys are never checked that way in the clear".into());
+        }
+        if self.pg_max_connections == 0 {
+            return Err("sql.pg_max_connections must be above 0".into());
         }
         Ok(())
     }

@@ -20,9 +20,12 @@ use crate::{
 /// A started system; [`Running::shutdown`] stops it in order.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The PostgreSQL wire's address, when it is on (`sql.pg_listen`).
+    pub pg_addr: Option<SocketAddr>,
     pub state: AppState,
     http_stop: CancellationToken,
     http: JoinHandle<()>,
+    pg: Option<JoinHandle<()>>,
     supervisor: Supervisor,
 }
 
@@ -38,6 +41,9 @@ impl Running {
     /// workers finish the images they hold; queued work stays durable for the next start), and
     /// flush (the event publisher gives up its lease).
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(pg) = &self.pg {
+            pg.abort();
+        }
         self.http_stop.cancel();
         self.http.await?;
         tracing::info!("http stopped; stopping the tasks");
@@ -114,6 +120,11 @@ pub async fn start_role(
     }
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let sql = api::SqlDoor::default();
+    let (pg_addr, pg) = match role {
+        Role::All | Role::Api => pg_door(&state, &sql).await?,
+        _ => (None, None),
+    };
     let mut supervisor = Supervisor::new(state.tasks.clone());
     for (spec, task) in role_tasks(&state, role).into_iter().chain(extra) {
         supervisor.spawn(spec, task);
@@ -122,7 +133,7 @@ pub async fn start_role(
         Role::Worker | Role::Ingest | Role::LakeWriter | Role::Scheduler => {
             api::ops_router(state.clone())
         }
-        Role::All | Role::Api => api::router(state.clone()),
+        Role::All | Role::Api => api::router(state.clone(), &sql),
     };
     let limits = &state.settings.limits;
     let timeouts = Timeouts {
@@ -140,11 +151,39 @@ pub async fn start_role(
     tracing::info!(%addr, ?role, "imagelake is listening");
     Ok(Running {
         addr,
+        pg_addr,
         state,
         http_stop,
         http,
+        pg,
         supervisor,
     })
+}
+
+/// The PostgreSQL wire on `sql.pg_listen`, on the HTTP door's query engine; a failure to bind
+/// or to load TLS stops the start.
+#[cfg(feature = "sql")]
+async fn pg_door(
+    state: &AppState,
+    sql: &api::SqlDoor,
+) -> anyhow::Result<(Option<SocketAddr>, Option<JoinHandle<()>>)> {
+    let Some(door) = imagelake_pg::PgDoor::bind(state, sql.shared()).await? else {
+        return Ok((None, None));
+    };
+    let addr = door.local_addr()?;
+    Ok((Some(addr), Some(tokio::spawn(door.serve()))))
+}
+
+#[cfg(not(feature = "sql"))]
+async fn pg_door(
+    state: &AppState,
+    _: &api::SqlDoor,
+) -> anyhow::Result<(Option<SocketAddr>, Option<JoinHandle<()>>)> {
+    anyhow::ensure!(
+        state.settings.sql.pg_listen.is_none(),
+        "sql.pg_listen: this build has no SQL (the `lake` feature)"
+    );
+    Ok((None, None))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -45,7 +45,7 @@ impl App {
             AdminToken::from_secret(ADMIN),
         );
         Self {
-            router: imagelake_server::api::router(state.clone()),
+            router: imagelake_server::api::router(state.clone(), &Default::default()),
             state,
         }
     }

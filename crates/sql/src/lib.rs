@@ -15,5 +15,8 @@ pub mod query;
 pub mod transform;
 
 pub use datafusion;
-pub use query::{Answer, Asker, QueryEngine, QueryError, Viewer};
+pub use query::{
+    Answer, Asker, Described, Query, QueryEngine, QueryError, SessionSetup, SharedEngine, Sql,
+    Viewer,
+};
 pub use transform::Transforms;

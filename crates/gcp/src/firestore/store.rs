@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, Image, ImageStatus, ServiceKey},
+    records::{AnyKey, ApiKey, Customer, Image, ImageStatus, ServiceKey},
 };
 use imagelake_metadata::{
     IdempotencyRecord, ImageQuery, InsertOutcome, MetadataStore, NewImage, Removal, Result,
@@ -406,6 +406,19 @@ impl MetadataStore for FirestoreStore {
             .map(service_key_from)
             .transpose()?;
         Ok(key.filter(|k| k.revoked_at.is_none()))
+    }
+
+    async fn find_key_by_id(&self, id: KeyId) -> Result<Option<AnyKey>> {
+        let id = string(&id.to_string());
+        let by_id = |collection: &str| json!({"from": [{"collectionId": collection}], "where": equal("id", id.clone())});
+        let live = |doc: &&Value| get_ts(doc, "revoked_at").is_none();
+        if let Some(doc) = self.query(by_id("api_keys")).await?.iter().find(live) {
+            return key_from(doc).map(|k| Some(AnyKey::Customer(k)));
+        }
+        match self.query(by_id("service_keys")).await?.iter().find(live) {
+            Some(doc) => service_key_from(doc).map(|k| Some(AnyKey::Service(k))),
+            None => Ok(None),
+        }
     }
 
     async fn live_key_hashes(&self, limit: usize) -> Result<Vec<String>> {

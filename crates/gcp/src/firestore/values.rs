@@ -6,7 +6,7 @@ use imagelake_core::{
     CustomerId, Timestamp,
     records::{
         ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
-        Source,
+        Source, WireSecrets,
     },
 };
 use imagelake_metadata::{IdempotencyRecord, Result, StoreError};
@@ -108,6 +108,16 @@ pub(super) fn key_fields(k: &ApiKey) -> Value {
     json!({
         "id": string(&k.id.to_string()), "customer_id": string(&k.customer_id.to_string()),
         "prefix": string(&k.prefix), "created_at": ts(k.created_at), "revoked_at": opt(k.revoked_at, ts),
+        "wire_scram": opt(k.wire.as_ref(), |w| string(&w.scram)),
+        "wire_md5": opt(k.wire.as_ref(), |w| string(&w.md5)),
+    })
+}
+
+/// The key's wire secrets, when it has them.
+fn wire_from(doc: &Value) -> Option<WireSecrets> {
+    Some(WireSecrets {
+        scram: get_str(doc, "wire_scram")?,
+        md5: get_str(doc, "wire_md5")?,
     })
 }
 
@@ -117,6 +127,7 @@ pub(super) fn key_from(doc: &Value) -> Result<ApiKey> {
         customer_id: parse(need(get_str(doc, "customer_id"), "customer_id")?)?,
         prefix: need(get_str(doc, "prefix"), "prefix")?,
         hash: doc_id(doc)?,
+        wire: wire_from(doc),
         created_at: need(get_ts(doc, "created_at"), "created_at")?,
         revoked_at: get_ts(doc, "revoked_at"),
     })
@@ -127,6 +138,8 @@ pub(super) fn service_key_fields(k: &ServiceKey) -> Value {
         "id": string(&k.key_id.to_string()), "role": string(k.role.as_str()),
         "name": string(&k.name), "prefix": string(&k.prefix),
         "created_at": ts(k.created_at), "revoked_at": opt(k.revoked_at, ts),
+        "wire_scram": opt(k.wire.as_ref(), |w| string(&w.scram)),
+        "wire_md5": opt(k.wire.as_ref(), |w| string(&w.md5)),
     })
 }
 
@@ -139,6 +152,7 @@ pub(super) fn service_key_from(doc: &Value) -> Result<ServiceKey> {
         name: need(get_str(doc, "name"), "name")?,
         prefix: need(get_str(doc, "prefix"), "prefix")?,
         hash: doc_id(doc)?,
+        wire: wire_from(doc),
         created_at: need(get_ts(doc, "created_at"), "created_at")?,
         revoked_at: get_ts(doc, "revoked_at"),
     })

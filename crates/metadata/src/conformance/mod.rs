@@ -18,7 +18,10 @@ use chrono::TimeZone;
 use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     events::{Event, EventType},
-    records::{ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ServiceKey, Source},
+    records::{
+        AnyKey, ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ServiceKey, Source,
+        WireSecrets,
+    },
 };
 
 use crate::{
@@ -56,6 +59,10 @@ pub fn key(customer: CustomerId, hash: &str) -> ApiKey {
         customer_id: customer,
         prefix: "ilk_test".to_owned(),
         hash: hash.to_owned(),
+        wire: Some(WireSecrets {
+            scram: format!("SCRAM-SHA-256$4096:c2FsdA==${hash}:server"),
+            md5: format!("md5{hash}"),
+        }),
         created_at: t0(),
         revoked_at: None,
     }
@@ -163,6 +170,7 @@ pub async fn service_keys_have_roles(store: &dyn MetadataStore) {
         name: name.to_owned(),
         prefix: format!("ilk_{name}"),
         hash: hash.to_owned(),
+        wire: None,
         created_at: at,
         revoked_at: None,
     };
@@ -205,6 +213,47 @@ pub async fn service_keys_have_roles(store: &dyn MetadataStore) {
         Err(StoreError::NotFound)
     ));
     assert!(store.find_service_key("bi-hash").await.unwrap().is_some());
+}
+
+/// The Postgres wire logs in by key id: a customer's key or a company one, with its wire
+/// secrets, and nothing once revoked.
+pub async fn keys_are_found_by_id(store: &dyn MetadataStore) {
+    let (customer, key) = customer("wire");
+    store.insert_customer(&customer, &key).await.unwrap();
+    assert_eq!(
+        store.find_key_by_id(key.id).await.unwrap(),
+        Some(AnyKey::Customer(key.clone())),
+        "with its wire secrets"
+    );
+    let analyst = ServiceKey {
+        key_id: KeyId::new(),
+        role: KeyRole::Analyst,
+        name: "dashboards".to_owned(),
+        prefix: "ilk_dash".to_owned(),
+        hash: format!("hash-{}", KeyId::new()),
+        wire: Some(WireSecrets {
+            scram: "SCRAM-SHA-256$4096:c2FsdA==$stored:server".to_owned(),
+            md5: "md5abc".to_owned(),
+        }),
+        created_at: t0(),
+        revoked_at: None,
+    };
+    store.insert_service_key(&analyst).await.unwrap();
+    assert_eq!(
+        store.find_key_by_id(analyst.key_id).await.unwrap(),
+        Some(AnyKey::Service(analyst.clone()))
+    );
+    assert_eq!(store.find_key_by_id(KeyId::new()).await.unwrap(), None);
+    store
+        .revoke_key(customer.id, key.id, t0() + secs(1))
+        .await
+        .unwrap();
+    store
+        .revoke_service_key(analyst.key_id, t0() + secs(1))
+        .await
+        .unwrap();
+    assert_eq!(store.find_key_by_id(key.id).await.unwrap(), None, "revoked");
+    assert_eq!(store.find_key_by_id(analyst.key_id).await.unwrap(), None);
 }
 
 pub async fn delete_customer_cascades(store: &dyn MetadataStore) {
@@ -850,7 +899,8 @@ pub async fn queue_leases_retries_and_dead_letters(
 macro_rules! metadata_conformance {
     (store_only: $make:expr) => {
         $crate::metadata_conformance!(@store $make;
-            customers_and_keys, service_keys_have_roles, delete_customer_cascades,
+            customers_and_keys, service_keys_have_roles, keys_are_found_by_id,
+            delete_customer_cascades,
             images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,
@@ -863,7 +913,8 @@ macro_rules! metadata_conformance {
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
-            customers_and_keys, service_keys_have_roles, delete_customer_cascades,
+            customers_and_keys, service_keys_have_roles, keys_are_found_by_id,
+            delete_customer_cascades,
             images_round_trip_with_microseconds,
             duplicates_are_per_customer_and_live_only, records_without_bytes_are_never_duplicates,
             concurrent_inserts_of_one_customer,

@@ -4,7 +4,7 @@ use imagelake_core::{
     clock::from_micros,
     records::{
         ApiKey, Customer, ErrorInfo, Image, ImageStatus, KeyRole, ProcessedFacts, ServiceKey,
-        Source,
+        Source, WireSecrets,
     },
 };
 use rusqlite::Row;
@@ -63,6 +63,9 @@ pub(super) fn customer_from_row(row: &Row<'_>) -> rusqlite::Result<Customer> {
     })
 }
 
+pub(super) const KEY_COLUMNS: &str =
+    "id, customer_id, prefix, hash, created_at, revoked_at, wire_scram, wire_md5";
+
 pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
     Ok(ApiKey {
         id: parse_id(row.get(0)?)?,
@@ -71,10 +74,21 @@ pub(super) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKey> {
         hash: row.get(3)?,
         created_at: from_micros(row.get(4)?),
         revoked_at: row.get::<_, Option<i64>>(5)?.map(from_micros),
+        wire: wire_from(row, 6)?,
     })
 }
 
-pub(super) const SERVICE_KEY_COLUMNS: &str = "id, role, name, prefix, hash, created_at, revoked_at";
+/// The wire secrets in columns `at` and `at + 1`, when the key has them.
+fn wire_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<WireSecrets>> {
+    let scram: Option<String> = row.get(at)?;
+    let md5: Option<String> = row.get(at + 1)?;
+    Ok(scram
+        .zip(md5)
+        .map(|(scram, md5)| WireSecrets { scram, md5 }))
+}
+
+pub(super) const SERVICE_KEY_COLUMNS: &str =
+    "id, role, name, prefix, hash, created_at, revoked_at, wire_scram, wire_md5";
 
 pub(super) fn service_key_from_row(row: &Row<'_>) -> rusqlite::Result<ServiceKey> {
     let role: String = row.get(1)?;
@@ -92,6 +106,7 @@ pub(super) fn service_key_from_row(row: &Row<'_>) -> rusqlite::Result<ServiceKey
         hash: row.get(4)?,
         created_at: from_micros(row.get(5)?),
         revoked_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
+        wire: wire_from(row, 7)?,
     })
 }
 

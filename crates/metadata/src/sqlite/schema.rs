@@ -21,7 +21,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     prefix TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    wire_scram TEXT,
+    wire_md5 TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_customer ON api_keys(customer_id);
 CREATE TABLE IF NOT EXISTS service_keys (
@@ -31,7 +33,9 @@ CREATE TABLE IF NOT EXISTS service_keys (
     prefix TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    wire_scram TEXT,
+    wire_md5 TEXT
 );
 CREATE TABLE IF NOT EXISTS images (
     id TEXT PRIMARY KEY,
@@ -120,6 +124,15 @@ pub(super) fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
     }
     if !has_column("images", "source")? {
         conn.execute("ALTER TABLE images ADD COLUMN source TEXT", [])?;
+    }
+    for table in ["api_keys", "service_keys"] {
+        if !has_column(table, "wire_scram")? {
+            conn.execute(
+                &format!("ALTER TABLE {table} ADD COLUMN wire_scram TEXT"),
+                [],
+            )?;
+            conn.execute(&format!("ALTER TABLE {table} ADD COLUMN wire_md5 TEXT"), [])?;
+        }
     }
     if !has_column("customers", "email_key")? {
         conn.execute("ALTER TABLE customers ADD COLUMN email_key TEXT", [])?;

@@ -5,7 +5,7 @@ use imagelake_core::{
     CustomerId, ImageId, KeyId, Timestamp,
     clock::to_micros,
     events::{Event, EventType},
-    records::{ApiKey, Customer, Image, ServiceKey},
+    records::{AnyKey, ApiKey, Customer, Image, ServiceKey},
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
@@ -19,7 +19,7 @@ use super::{
     SqliteStore, backend,
     queue::enqueue_row,
     rows::{
-        IMAGE_COLUMNS, SERVICE_KEY_COLUMNS, customer_from_row, idempotency_from_row,
+        IMAGE_COLUMNS, KEY_COLUMNS, SERVICE_KEY_COLUMNS, customer_from_row, idempotency_from_row,
         image_from_row, key_from_row, parse_id, service_key_from_row, to_json,
     },
 };
@@ -39,14 +39,16 @@ pub(super) fn check_email_free(conn: &Connection, customer: &Customer) -> Result
 
 pub(super) fn insert_key_row(conn: &Connection, key: &ApiKey) -> rusqlite::Result<()> {
     conn.execute(
-        "INSERT INTO api_keys (id, customer_id, prefix, hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        &format!("INSERT INTO api_keys ({KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
         params![
             key.id.to_string(),
             key.customer_id.to_string(),
             key.prefix,
             key.hash,
             to_micros(key.created_at),
-            key.revoked_at.map(to_micros)
+            key.revoked_at.map(to_micros),
+            key.wire.as_ref().map(|w| &w.scram),
+            key.wire.as_ref().map(|w| &w.md5)
         ],
     )?;
     Ok(())
@@ -245,10 +247,12 @@ impl MetadataStore for SqliteStore {
 
     async fn list_keys(&self, customer: CustomerId) -> Result<Vec<ApiKey>> {
         self.call(move |conn| {
-            let mut stmt = conn.prepare(
-                "SELECT id, customer_id, prefix, hash, created_at, revoked_at FROM api_keys WHERE customer_id = ?1 ORDER BY created_at, id",
-            )?;
-            let keys = stmt.query_map([customer.to_string()], key_from_row)?.collect::<rusqlite::Result<_>>()?;
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {KEY_COLUMNS} FROM api_keys WHERE customer_id = ?1 ORDER BY created_at, id"
+            ))?;
+            let keys = stmt
+                .query_map([customer.to_string()], key_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
             Ok(keys)
         })
         .await
@@ -270,7 +274,9 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| {
             Ok(conn
                 .query_row(
-                    "SELECT id, customer_id, prefix, hash, created_at, revoked_at FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL",
+                    &format!(
+                        "SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL"
+                    ),
                     [hash],
                     key_from_row,
                 )
@@ -283,7 +289,7 @@ impl MetadataStore for SqliteStore {
         let key = key.clone();
         self.call(move |conn| {
             conn.execute(
-                &format!("INSERT INTO service_keys ({SERVICE_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!("INSERT INTO service_keys ({SERVICE_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
                 params![
                     key.key_id.to_string(),
                     key.role.as_str(),
@@ -291,7 +297,9 @@ impl MetadataStore for SqliteStore {
                     key.prefix,
                     key.hash,
                     to_micros(key.created_at),
-                    key.revoked_at.map(to_micros)
+                    key.revoked_at.map(to_micros),
+                    key.wire.as_ref().map(|w| &w.scram),
+                    key.wire.as_ref().map(|w| &w.md5)
                 ],
             )?;
             Ok(())
@@ -337,6 +345,31 @@ impl MetadataStore for SqliteStore {
                     service_key_from_row,
                 )
                 .optional()?)
+        })
+        .await
+    }
+
+    async fn find_key_by_id(&self, id: KeyId) -> Result<Option<AnyKey>> {
+        self.call(move |conn| {
+            let id = id.to_string();
+            let customer = conn
+                .query_row(
+                    &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND revoked_at IS NULL"),
+                    [&id],
+                    key_from_row,
+                )
+                .optional()?;
+            if let Some(key) = customer {
+                return Ok(Some(AnyKey::Customer(key)));
+            }
+            let service = conn
+                .query_row(
+                    &format!("SELECT {SERVICE_KEY_COLUMNS} FROM service_keys WHERE id = ?1 AND revoked_at IS NULL"),
+                    [&id],
+                    service_key_from_row,
+                )
+                .optional()?;
+            Ok(service.map(AnyKey::Service))
         })
         .await
     }

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use super::parse_id;
 use imagelake_runtime::{
     AppState,
-    keys::{generate_key, hash_secret},
+    keys::{generate_key, hash_secret, wire_secrets},
     sweeper::remove_image,
 };
 
@@ -137,11 +137,13 @@ async fn existing_customer(state: &AppState, id: CustomerId) -> Result<Customer,
 
 fn new_key(customer: CustomerId, now: chrono::DateTime<chrono::Utc>) -> (ApiKey, String) {
     let (secret, prefix) = generate_key();
+    let id = KeyId::new();
     let key = ApiKey {
-        id: KeyId::new(),
+        id,
         customer_id: customer,
         prefix,
         hash: hash_secret(&secret),
+        wire: Some(wire_secrets(&id.to_string(), &secret)),
         created_at: now,
         revoked_at: None,
     };

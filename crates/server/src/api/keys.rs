@@ -12,7 +12,7 @@ use imagelake_core::{
 };
 use imagelake_runtime::{
     AppState,
-    keys::{generate_key, hash_secret},
+    keys::{generate_key, hash_secret, wire_secrets},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -76,12 +76,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedServiceKey>), ApiError> {
     let name = check_key_name(&body.name)?;
     let (secret, prefix) = generate_key();
+    let key_id = KeyId::new();
     let key = ServiceKey {
-        key_id: KeyId::new(),
+        key_id,
         role: body.role,
         name,
         prefix,
         hash: hash_secret(&secret),
+        wire: Some(wire_secrets(&key_id.to_string(), &secret)),
         created_at: state.clock.now(),
         revoked_at: None,
     };

@@ -14,6 +14,13 @@ mod ops;
 mod push;
 #[cfg(feature = "sql")]
 mod sql;
+#[cfg(feature = "sql")]
+pub use sql::SqlDoor;
+
+/// The SQL doors' shared engine: none in a build without SQL.
+#[cfg(not(feature = "sql"))]
+#[derive(Clone, Default)]
+pub struct SqlDoor;
 mod uploads;
 
 use axum::{
@@ -30,27 +37,27 @@ use imagelake_runtime::AppState;
 
 use crate::error::ApiError;
 
-/// The whole API as a router over `state`.
-/// Every endpoint: the API role (and `serve`).
-pub fn router(state: AppState) -> Router {
+/// The whole API as a router over `state`, its SQL on `sql`'s engine (shared with the
+/// Postgres wire). Every endpoint: the API role (and `serve`).
+pub fn router(state: AppState, sql: &SqlDoor) -> Router {
     with_layers(
         api_routes()
             .merge(ops_routes())
             .merge(push_routes())
-            .merge(sql_routes()),
+            .merge(sql_routes(sql)),
         state,
     )
 }
 
 #[cfg(feature = "sql")]
-fn sql_routes() -> Router<AppState> {
+fn sql_routes(door: &SqlDoor) -> Router<AppState> {
     Router::new()
         .route("/v1/sql", post(sql::query))
-        .layer(axum::Extension(sql::SqlDoor::default()))
+        .layer(axum::Extension(door.clone()))
 }
 
 #[cfg(not(feature = "sql"))]
-fn sql_routes() -> Router<AppState> {
+fn sql_routes(_: &SqlDoor) -> Router<AppState> {
     Router::new()
 }
 

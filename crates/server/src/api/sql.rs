@@ -17,11 +17,10 @@ use axum::{
 use imagelake_core::{ErrorCode, records::KeyRole};
 use imagelake_runtime::AppState;
 use imagelake_sql::{
-    Asker, QueryEngine, QueryError, Viewer, datafusion::arrow::error::ArrowError, format::Format,
-    query::Position,
+    Asker, QueryEngine, QueryError, SharedEngine, Viewer, datafusion::arrow::error::ArrowError,
+    format::Format, query::Position,
 };
 use serde::Deserialize;
-use tokio::sync::OnceCell;
 use utoipa::ToSchema;
 
 use crate::{
@@ -29,18 +28,21 @@ use crate::{
     error::{ApiError, JsonBody},
 };
 
-/// The query engine, made on the first query (it plans the transforms' SQL to know their
-/// columns).
+/// The query engine of the process, shared with the Postgres wire.
 #[derive(Clone, Default)]
-pub struct SqlDoor(Arc<OnceCell<Arc<QueryEngine>>>);
+pub struct SqlDoor(SharedEngine);
 
 impl SqlDoor {
     async fn engine(&self, state: &AppState) -> Result<Arc<QueryEngine>, ApiError> {
         self.0
-            .get_or_try_init(|| async { QueryEngine::new(state).await.map(Arc::new) })
+            .get(state)
             .await
-            .cloned()
             .map_err(|e| ApiError::internal(&format!("{e:#}")))
+    }
+
+    /// The engine, for the other doors of the process.
+    pub fn shared(&self) -> SharedEngine {
+        self.0.clone()
     }
 }
 

@@ -20,6 +20,8 @@ pub const ADMIN: &str = "test-admin-token";
 
 pub struct TestServer {
     pub base: String,
+    /// The PostgreSQL wire's address, when `sql.pg_listen` was set.
+    pub pg_addr: Option<std::net::SocketAddr>,
     pub state: AppState,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -97,6 +99,7 @@ impl TestServer {
         .expect("server starts");
         Self {
             base: format!("http://{}", running.addr),
+            pg_addr: running.pg_addr,
             state,
             client: reqwest::Client::new(),
             dir,

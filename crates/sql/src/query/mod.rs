@@ -45,7 +45,7 @@ use datafusion::{
 use futures::StreamExt;
 use imagelake_core::{Clock, CustomerId, ErrorCode, lake::QUARANTINE};
 use imagelake_metadata::MetadataStore;
-use imagelake_runtime::{AppState, metrics::Metrics, settings::Sql};
+use imagelake_runtime::{AppState, metrics::Metrics, settings::Sql as Limits};
 use object_store::ObjectStore;
 
 pub use catalog::{Catalog, TableDef};
@@ -65,6 +65,49 @@ pub enum Viewer {
     Analyst,
     /// A customer's key: its own rows only.
     Customer(CustomerId),
+}
+
+/// A query as a door hands it over.
+pub struct Query {
+    pub sql: Sql,
+    /// The values of `$1`, `$2`, ...
+    pub params: ParamValues,
+    /// What the door adds to the query's session (the Postgres door: `pg_catalog` and the
+    /// functions its clients call).
+    pub setup: Option<SessionSetup>,
+}
+
+/// The statement of a query: text the engine parses, or a statement the door parsed in its
+/// own dialect (checked by [`guard`] all the same).
+pub enum Sql {
+    Text(String),
+    Parsed(Box<datafusion::sql::parser::Statement>),
+}
+
+/// A door's additions to each query's session.
+pub type SessionSetup = Arc<dyn Fn(&SessionContext) -> datafusion::error::Result<()> + Send + Sync>;
+
+/// What a statement takes and gives, known before it runs: its parameters' types (by their
+/// number, `None` where nothing decides one) and its columns.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub params: Vec<Option<datafusion::arrow::datatypes::DataType>>,
+    pub schema: SchemaRef,
+}
+
+/// A process's query engine, made on its first query (it plans the transforms' SQL to know
+/// their columns) and shared by every door, so all their queries count against the same
+/// limits.
+#[derive(Clone, Default)]
+pub struct SharedEngine(Arc<tokio::sync::OnceCell<Arc<QueryEngine>>>);
+
+impl SharedEngine {
+    pub async fn get(&self, state: &AppState) -> anyhow::Result<Arc<QueryEngine>> {
+        self.0
+            .get_or_try_init(|| async { QueryEngine::new(state).await.map(Arc::new) })
+            .await
+            .cloned()
+    }
 }
 
 /// Who asks, through which door.
@@ -147,7 +190,7 @@ struct Planner {
     store: Arc<dyn MetadataStore>,
     clock: Arc<dyn Clock>,
     catalog: Catalog,
-    limits: Sql,
+    limits: Limits,
     caches: FileCaches,
 }
 
@@ -264,39 +307,79 @@ impl QueryEngine {
         &self.planner.catalog
     }
 
-    pub fn limits(&self) -> &Sql {
+    pub fn limits(&self) -> &Limits {
         &self.planner.limits
     }
 
-    /// Runs one read-only statement for `asker`.
+    /// Runs one read-only statement for `asker`, with JSON parameters.
     pub async fn run(
         &self,
         asker: &Asker,
         sql: &str,
         params: &[serde_json::Value],
     ) -> Result<Answer, QueryError> {
-        let mut record = Running::start(self, asker)?;
-        let limits = self.limits();
-        let query = self
-            .planner
-            .clone()
-            .execute(asker.viewer, sql.to_owned(), params.to_vec());
-        let outcome = match tokio::time::timeout(limits.timeout.0, self.runtime.spawn(query)).await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => Err(QueryError::new(
-                ErrorCode::QueryTimeout,
-                format!(
-                    "the query ran past the SQL timeout ({}) and was cancelled",
-                    limits.timeout
-                ),
-            )),
+        let query = Query {
+            sql: Sql::Text(sql.to_owned()),
+            params: param_values(params)?,
+            setup: None,
         };
+        self.query(asker, query).await
+    }
+
+    /// Runs one read-only query for `asker`.
+    pub async fn query(&self, asker: &Asker, query: Query) -> Result<Answer, QueryError> {
+        let mut record = Running::start(self, asker)?;
+        let run = self.planner.clone().execute(asker.viewer, query);
+        let outcome = self.within_timeout(self.runtime.spawn(run)).await;
         record.finish(&outcome);
         outcome.map(|mut answer| {
             answer.held.slot = record.slot.take();
             answer
         })
+    }
+
+    /// Plans a query without running it: what the Postgres door's clients ask before they bind
+    /// parameters (a prepared statement's Describe).
+    pub async fn describe(&self, asker: &Asker, query: Query) -> Result<Described, QueryError> {
+        let planner = self.planner.clone();
+        let viewer = asker.viewer;
+        let plan = async move {
+            let (_, plan) = planner.plan(viewer, query.sql, query.setup).await?;
+            describe(&plan)
+        };
+        let handle = match &self.runtime.0 {
+            Some(runtime) => runtime.spawn(plan),
+            None => unreachable!("the query runtime lives as long as the engine"),
+        };
+        let aborted = AbortOnDrop(handle.abort_handle());
+        let outcome = self
+            .within_timeout(async {
+                handle.await.unwrap_or_else(|e| {
+                    Err(QueryError::new(
+                        ErrorCode::Internal,
+                        format!("planning stopped: {e}"),
+                    ))
+                })
+            })
+            .await;
+        drop(aborted);
+        outcome
+    }
+
+    /// `work`, or `query_timeout` past `sql.timeout`.
+    async fn within_timeout<T>(
+        &self,
+        work: impl Future<Output = Result<T, QueryError>>,
+    ) -> Result<T, QueryError> {
+        let limit = self.limits().timeout;
+        tokio::time::timeout(limit.0, work)
+            .await
+            .unwrap_or_else(|_| {
+                Err(QueryError::new(
+                    ErrorCode::QueryTimeout,
+                    format!("the query ran past the SQL timeout ({limit}) and was cancelled"),
+                ))
+            })
     }
 
     /// Takes one of the key's query slots and one of the process's, or refuses.
@@ -330,21 +413,95 @@ impl QueryEngine {
     }
 }
 
+/// Aborts a task when dropped (its caller gone, or a timeout).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A plan's parameter types in the order of their numbers (a parameter the plan leaves untyped
+/// takes the type it is cast to, `$1::bigint`), and its columns.
+fn describe(plan: &LogicalPlan) -> Result<Described, QueryError> {
+    let mut types = plan
+        .get_parameter_types()
+        .map_err(|e| QueryError::from_engine(&e))?;
+    for (name, ty) in cast_placeholders(plan) {
+        if let Some(slot @ None) = types.get_mut(&name) {
+            *slot = Some(ty);
+        }
+    }
+    let mut numbered: Vec<(usize, Option<datafusion::arrow::datatypes::DataType>)> = types
+        .into_iter()
+        .filter_map(|(name, ty)| Some((name.strip_prefix('$')?.parse().ok()?, ty)))
+        .collect();
+    numbered.sort_by_key(|(n, _)| *n);
+    let count = numbered.last().map_or(0, |(n, _)| *n);
+    let mut params = vec![None; count];
+    for (n, ty) in numbered {
+        if n > 0 {
+            params[n - 1] = ty;
+        }
+    }
+    Ok(Described {
+        params,
+        schema: Arc::new(plan.schema().as_arrow().clone()),
+    })
+}
+
+/// The placeholders the plan casts, with the type each is cast to.
+fn cast_placeholders(plan: &LogicalPlan) -> Vec<(String, datafusion::arrow::datatypes::DataType)> {
+    use datafusion::{
+        common::tree_node::{TreeNode, TreeNodeRecursion},
+        logical_expr::{Cast, Expr, TryCast},
+    };
+    let mut found = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                let cast = match e {
+                    Expr::Cast(Cast { expr, field }) | Expr::TryCast(TryCast { expr, field }) => {
+                        Some((expr, field.data_type()))
+                    }
+                    _ => None,
+                };
+                if let Some((inner, ty)) = cast
+                    && let Expr::Placeholder(p) = inner.as_ref()
+                {
+                    found.push((p.id.clone(), ty.clone()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
+}
+
 impl Planner {
-    async fn execute(
-        self: Arc<Self>,
+    /// Checks the statement, makes the caller's session and plans it, refusing anything that
+    /// would write.
+    async fn plan(
+        &self,
         viewer: Viewer,
-        sql: String,
-        params: Vec<serde_json::Value>,
-    ) -> Result<Answer, QueryError> {
+        sql: Sql,
+        setup: Option<SessionSetup>,
+    ) -> Result<(SessionContext, LogicalPlan), QueryError> {
         let engine = |e: datafusion::error::DataFusionError| QueryError::from_engine(&e);
-        let statement = guard::statement(&sql)?;
+        let statement = match sql {
+            Sql::Text(text) => guard::statement(&text)?,
+            Sql::Parsed(statement) => guard::parsed(*statement)?,
+        };
         if matches!(viewer, Viewer::Customer(_)) && guard::is_explain(&statement) {
             return Err(QueryError::forbidden(
                 "EXPLAIN is for analyst keys: plans count the rows of whole files",
             ));
         }
         let ctx = self.session(viewer).map_err(engine)?;
+        if let Some(setup) = setup {
+            setup(&ctx).map_err(engine)?;
+        }
         let plan = ctx
             .state()
             .statement_to_plan(statement)
@@ -356,11 +513,20 @@ impl Planner {
                 "the query would write ({why}): SQL here is read-only"
             ))
         })?;
-        let plan = if params.is_empty() {
+        Ok((ctx, plan))
+    }
+
+    async fn execute(self: Arc<Self>, viewer: Viewer, query: Query) -> Result<Answer, QueryError> {
+        let engine = |e: datafusion::error::DataFusionError| QueryError::from_engine(&e);
+        let (ctx, plan) = self.plan(viewer, query.sql, query.setup).await?;
+        let no_params = match &query.params {
+            ParamValues::List(list) => list.is_empty(),
+            ParamValues::Map(map) => map.is_empty(),
+        };
+        let plan = if no_params {
             plan
         } else {
-            plan.with_param_values(param_values(&params)?)
-                .map_err(engine)?
+            plan.with_param_values(query.params).map_err(engine)?
         };
         let cap = usize::try_from(self.limits.max_rows).unwrap_or(usize::MAX);
         // One row more than the cap, so the engine stops early and the cut is known. (A plan
