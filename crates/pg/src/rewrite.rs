@@ -71,6 +71,59 @@ fn utc_timestamp(placeholder: &str) -> Option<Expr> {
     ))
 }
 
+/// Grafana's list of the schemas on the search path, which DataFusion cannot run (a function
+/// in `FROM`, an array subscript by a column): the query's own words, then what answers the
+/// same here, where the search path is `public`. (datafusion-postgres replaces it with an empty
+/// list, which left Grafana's query builder without tables.)
+const GRAFANA_SEARCH_PATH: (&str, &str) = (
+    r#"SELECT CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+       FROM generate_series(
+              array_lower(string_to_array(current_setting('search_path'),','),1),
+              array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s"#,
+    "SELECT 'public'",
+);
+
+/// `sql` with the statements DataFusion cannot run replaced, word for word, by ones that
+/// answer the same here; whitespace and case of keywords do not matter.
+pub fn replace_known(sql: &str) -> std::borrow::Cow<'_, str> {
+    use imagelake_sql::datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let words =
+        |text: &str| -> Option<Vec<Token>> { Tokenizer::new(&dialect, text).tokenize().ok() };
+    let significant = |tokens: &[Token]| -> Vec<(usize, String)> {
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+            .map(|(i, t)| (i, t.to_string().to_ascii_lowercase()))
+            .collect()
+    };
+    let (pattern, replacement) = GRAFANA_SEARCH_PATH;
+    let (Some(tokens), Some(wanted)) = (words(sql), words(pattern)) else {
+        return sql.into();
+    };
+    let wanted: Vec<String> = significant(&wanted).into_iter().map(|(_, t)| t).collect();
+    let found = significant(&tokens);
+    let Some(start) = found
+        .windows(wanted.len())
+        .position(|w| w.iter().map(|(_, t)| t).eq(wanted.iter()))
+    else {
+        return sql.into();
+    };
+    let (first, last) = (found[start].0, found[start + wanted.len() - 1].0);
+    let mut text = String::new();
+    for token in &tokens[..first] {
+        text.push_str(&token.to_string());
+    }
+    text.push_str(replacement);
+    for token in &tokens[last + 1..] {
+        text.push_str(&token.to_string());
+    }
+    text.into()
+}
+
 /// An expression in PostgreSQL's dialect.
 fn expression(text: &str) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {})
@@ -296,6 +349,27 @@ mod tests {
         );
         let uncorrelated = "SELECT CASE WHEN a.x THEN (SELECT max(d.y) FROM d) END FROM a";
         assert_eq!(rewritten(uncorrelated, &[]), uncorrelated);
+    }
+
+    #[test]
+    fn grafana_search_path_is_public() {
+        let grafana = r#"select quote_ident(table_name) as "table" from information_schema.tables
+    where table_type = 'BASE TABLE' and quote_ident(table_schema) IN (SELECT
+            CASE WHEN trim(s[i]) = '"$user"' THEN user ELSE trim(s[i]) END
+        FROM
+            generate_series(
+                array_lower(string_to_array(current_setting('search_path'),','),1),
+                array_upper(string_to_array(current_setting('search_path'),','),1)
+            ) as i,
+            string_to_array(current_setting('search_path'),',') s
+          )"#;
+        let replaced = replace_known(grafana);
+        assert!(
+            replaced.ends_with("IN (SELECT 'public'\n          )"),
+            "{replaced}"
+        );
+        assert!(replaced.starts_with("select quote_ident(table_name) as \"table\""));
+        assert_eq!(replace_known("SELECT 1"), "SELECT 1");
     }
 
     #[test]

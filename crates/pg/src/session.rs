@@ -116,7 +116,7 @@ impl Door {
     fn parse(&self, sql: &str) -> PgWireResult<Vec<Statement>> {
         let mut statements = self
             .parser
-            .parse(sql)
+            .parse(&rewrite::replace_known(sql))
             .map_err(|e| errors::error("42601", format!("syntax error: {e}")))?;
         for statement in &mut statements {
             rewrite::qualify_activity(statement);

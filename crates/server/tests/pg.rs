@@ -63,6 +63,16 @@ async fn upload(server: &TestServer, login: &Login, photos: &[std::path::PathBuf
 
 /// psql with `conninfo` extras, running `sql`; verbose errors carry the SQLSTATE.
 async fn psql(server: &TestServer, user: &str, password: &str, extra: &str, sql: &str) -> Output {
+    psql_with(server, user, password, extra, &["-c", sql]).await
+}
+
+async fn psql_with(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    extra: &str,
+    args: &[&str],
+) -> Output {
     let port = server.pg_addr.expect("the wire is on").port();
     tokio::process::Command::new("psql")
         .env("PGPASSWORD", password)
@@ -78,7 +88,7 @@ async fn psql(server: &TestServer, user: &str, password: &str, extra: &str, sql:
             "-v",
             "VERBOSITY=verbose",
         ])
-        .args(["-c", sql])
+        .args(args)
         .output()
         .await
         .expect("psql runs: install postgresql-client (scripts/emulators.sh install_pg_clients)")
@@ -139,6 +149,16 @@ async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
     assert!(tables.contains("|job_runs|"), "{tables}");
     let columns = stdout(&psql(&server, &a.user, &a.password, "", "\\d images").await);
     assert!(columns.contains("image_id"), "{columns}");
+
+    // What Grafana, Metabase, Superset, DBeaver and pgAdmin send at connect is answered, for a
+    // customer's key and an analyst's; Grafana's table list is the search path's tables.
+    let startup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pg/startup.sql");
+    let startup = startup.to_str().unwrap();
+    for (user, password) in [(&a.user, &a.password), (&analyst, &analyst_key)] {
+        let answered = stdout(&psql_with(&server, user, password, "", &["-f", startup]).await);
+        assert!(answered.contains("\nimages\n"), "{answered}");
+        assert!(answered.contains("PostgreSQL 16.6 on"), "{answered}");
+    }
 
     // Refusals, each with its SQLSTATE.
     let drop = psql(&server, &a.user, &a.password, "", "DROP TABLE events").await;
