@@ -49,6 +49,9 @@ pub struct Login {
 
 /// Who a user name turned out to be, before the password is checked.
 struct Candidate {
+    /// Whether the login was charged to the address's failed-authentication budget (a key not
+    /// seen working lately, or nobody), to be given back when it succeeds.
+    charged: bool,
     asker: Option<Asker>,
     /// Why a found key may still not query (an ingest key), said only after a good password.
     refusal: Option<String>,
@@ -90,6 +93,7 @@ impl Login {
     /// Who `user` is: the admin, a live key with its secrets, or nobody.
     async fn candidate(&self, user: &str) -> PgWireResult<Candidate> {
         let nobody = Candidate {
+            charged: true,
             asker: None,
             refusal: None,
             hash: None,
@@ -97,6 +101,7 @@ impl Login {
         };
         if user == ADMIN_USER {
             return Ok(Candidate {
+                charged: true,
                 asker: Some(asker(Viewer::Admin, ADMIN_USER.to_owned())),
                 refusal: None,
                 hash: None,
@@ -128,6 +133,7 @@ impl Login {
             ),
         };
         Ok(Candidate {
+            charged: !self.door.state.known_keys.contains(key.hash()),
             asker: Some(asker(viewer, id.to_string())),
             refusal,
             hash: Some(key.hash().to_owned()),
@@ -194,15 +200,21 @@ impl Login {
         let address = client.socket_addr().ip().to_string();
         let Some(asker) = candidate.asker.filter(|_| passed) else {
             tracing::info!(%user, %address, "PostgreSQL login refused: bad password");
+            if let Some(hash) = &candidate.hash {
+                self.door.state.known_keys.forget(hash);
+            }
             // PostgreSQL's own words, which clients and tools match on.
-            return Err(fatal(
-                "28P01",
-                format!("password authentication failed for user \"{user}\""),
-            ));
+            let message = format!("password authentication failed for user \"{user}\"");
+            return refuse(client, "28P01", message).await;
         };
-        self.door.state.auth_failures.refund(&address);
+        if candidate.charged {
+            self.door.state.auth_failures.refund(&address);
+        }
+        if let Some(hash) = &candidate.hash {
+            self.door.state.known_keys.remember(hash);
+        }
         if let Some(refusal) = candidate.refusal {
-            return Err(fatal("42501", refusal));
+            return refuse(client, "42501", refusal).await;
         }
         if let Some(last) = then {
             client
@@ -216,6 +228,9 @@ impl Login {
         client.session_extensions().insert(guard);
         tracing::info!(key_id = %asker.key, %address, secure = client.is_secure(), "PostgreSQL login");
         client.session_extensions().insert(asker);
+        client
+            .session_extensions()
+            .insert(Checked(std::sync::Mutex::new(std::time::Instant::now())));
         finish_authentication(client, &parameters()).await
     }
 }
@@ -255,25 +270,25 @@ impl StartupHandler for Login {
                 protocol_negotiation(client, &startup).await?;
                 save_startup_parameters_to_metadata(client, &startup);
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
-                let address = client.socket_addr().ip().to_string();
-                if self
-                    .door
-                    .state
-                    .auth_failures
-                    .check(&address, self.door.state.clock.now())
-                    .is_err()
-                {
-                    return Err(fatal(
-                        "53300",
-                        "too many failed logins from this address; try again in a moment",
-                    ));
-                }
                 let user = client
                     .metadata()
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
                 let candidate = self.candidate(&user).await?;
+                // As at the HTTP door: a key that worked lately is never turned away; anyone
+                // else spends the address's budget of failed authentications.
+                let address = client.socket_addr().ip().to_string();
+                let state = &self.door.state;
+                if candidate.charged
+                    && state
+                        .auth_failures
+                        .check(&address, state.clock.now())
+                        .is_err()
+                {
+                    let message = "too many failed logins from this address; try again in a moment";
+                    return refuse(client, "53300", message.to_owned()).await;
+                }
                 *step = self.ask(client, candidate).await?;
             }
             (Step::ScramStarted(candidate), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
@@ -440,6 +455,32 @@ fn random<const N: usize>() -> [u8; N] {
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
     bytes
 }
+
+/// Ends a login with a `FATAL` error, as PostgreSQL does: the error, then the connection
+/// closed (no `ReadyForQuery`, which pgwire would add to an error returned from the login).
+async fn refuse<C>(client: &mut C, code: &str, message: String) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message);
+    client
+        .send(PgWireBackendMessage::ErrorResponse(info.into()))
+        .await?;
+    let _ = client.close().await;
+    Err(PgWireError::IoError(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "login refused",
+    )))
+}
+
+/// When the connection's key was last found live in the store.
+pub struct Checked(pub std::sync::Mutex<std::time::Instant>);
+
+/// How long a connection goes on on a key before it is looked up again: a revoked key's open
+/// connections end within this.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(

@@ -29,6 +29,8 @@ fn invalid_sql(message: &str) -> &'static str {
         "42703"
     } else if text.contains("divide by zero") {
         "22012"
+    } else if text.contains("cast error") || text.contains("cannot cast") {
+        "22P02"
     } else {
         "42601"
     }

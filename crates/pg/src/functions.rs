@@ -149,6 +149,7 @@ impl PgCatalog {
             current_setting(),
             set_config(),
             to_regtype(),
+            like_escape(),
             constant("pg_get_serial_sequence", 2, ScalarValue::Utf8(None)),
             constant(
                 "pg_collation_is_visible",
@@ -430,6 +431,30 @@ fn json_of(value: &ScalarValue) -> serde_json::Value {
         ScalarValue::Float64(Some(f)) => J::from(*f),
         other => J::String(text_of(other)),
     }
+}
+
+/// `like_escape(pattern, escape)`: a `LIKE` pattern escaped with `escape` as one escaped with
+/// backslashes, for `LIKE ... ESCAPE` with a computed pattern (see `rewrite::backslash_escapes`).
+fn like_escape() -> ScalarUDF {
+    create_udf(
+        "like_escape",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let (patterns, escapes) = (as_string_array(&arrays[0])?, as_string_array(&arrays[1])?);
+            let converted: StringArray = patterns
+                .iter()
+                .zip(escapes.iter())
+                .map(|(pattern, escape)| {
+                    let escape = escape.and_then(|e| e.chars().next()).unwrap_or('\\');
+                    pattern.map(|p| crate::rewrite::with_backslashes(p, escape))
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(converted) as ArrayRef))
+        }),
+    )
 }
 
 /// `to_regtype(name)`: the type's name when it is one of the common types, else null (clients

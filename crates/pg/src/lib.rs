@@ -40,7 +40,7 @@ use pgwire::{
     tokio::{process_socket, tokio_rustls::TlsAcceptor},
 };
 use tokio::{
-    io::AsyncWriteExt,
+    io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
     sync::Semaphore,
 };
@@ -148,9 +148,32 @@ impl PgDoor {
     }
 }
 
-/// Refuses a connection past `sql.pg_max_connections` the way PostgreSQL does: a FATAL
-/// `53300` before anything else.
+/// Refuses a connection past `sql.pg_max_connections` the way PostgreSQL does: its SSL or
+/// GSS request declined (`N`), its startup message read, then a FATAL `53300`, so the client
+/// shows the reason rather than a failed negotiation. A client that sends nothing in 5 s is
+/// dropped.
 async fn too_many(mut socket: TcpStream) {
+    let read = async {
+        loop {
+            let mut length = [0u8; 4];
+            socket.read_exact(&mut length).await?;
+            let length = u32::from_be_bytes(length).clamp(4, 10_240) as usize - 4;
+            let mut body = vec![0u8; length];
+            socket.read_exact(&mut body).await?;
+            // SSLRequest and GSSENCRequest: declined, and the startup message follows.
+            if matches!(body.as_slice(), [4, 210, 22, 47 | 48]) {
+                socket.write_all(b"N").await?;
+                continue;
+            }
+            return Ok::<(), std::io::Error>(());
+        }
+    };
+    if !matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), read).await,
+        Ok(Ok(()))
+    ) {
+        return;
+    }
     let mut fields = Vec::new();
     for (tag, value) in [
         (b'S', "FATAL"),

@@ -257,6 +257,79 @@ pub fn visible_tables_on_the_search_path(statement: &mut Statement) {
     let _ = ast::VisitMut::visit(statement, &mut Where(visible));
 }
 
+/// `LIKE pattern ESCAPE 'c'` with another escape than the backslash (SQLAlchemy lists schemas
+/// with `ESCAPE '/'`), as the same pattern with backslash escapes, which DataFusion reads.
+pub fn backslash_escapes(statement: &mut Statement) {
+    let _ = ast::visit_expressions_mut(statement, |expr| {
+        if let Expr::Like {
+            pattern,
+            escape_char,
+            ..
+        }
+        | Expr::ILike {
+            pattern,
+            escape_char,
+            ..
+        } = expr
+            && let Some(escape) = escape_char
+            && let ast::Value::SingleQuotedString(e) = &escape.value
+            && let [e] = e.chars().collect::<Vec<_>>().as_slice()
+            && *e != '\\'
+        {
+            if let Expr::Value(value) = pattern.as_mut()
+                && let ast::Value::SingleQuotedString(text) = &mut value.value
+            {
+                *text = with_backslashes(text, *e);
+            } else if let Some(call) = like_escape_of(pattern, *e) {
+                // A pattern computed at run time goes through `like_escape(pattern, escape)`.
+                **pattern = call;
+            } else {
+                return std::ops::ControlFlow::Continue(());
+            }
+            *escape_char = None;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// `like_escape(pattern, 'escape')`.
+fn like_escape_of(pattern: &Expr, escape: char) -> Option<Expr> {
+    let mut call = expression(&format!("like_escape(NULL, '{escape}')"))?;
+    let mut first = true;
+    let _ = ast::visit_expressions_mut(&mut call, |arg| {
+        if first && matches!(arg, Expr::Value(v) if v.value == ast::Value::Null) {
+            *arg = pattern.clone();
+            first = false;
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    Some(call)
+}
+
+/// `pattern`, escaped with `escape`, as a pattern escaped with backslashes.
+pub fn with_backslashes(pattern: &str, escape: char) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c == escape {
+            match chars.next() {
+                Some(next @ ('%' | '_')) => {
+                    out.push('\\');
+                    out.push(next);
+                }
+                Some('\\') => out.push_str("\\\\"),
+                Some(next) => out.push(next),
+                None => {}
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Names `pg_stat_activity` in `pg_catalog` when a query names it alone (datafusion-postgres
 /// does this for the catalog tables it has).
 pub fn qualify_activity(statement: &mut Statement) {
@@ -331,6 +404,7 @@ mod tests {
         let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap();
         let statement = &mut statements[0];
         cast_declared(statement, declared);
+        backslash_escapes(statement);
         qualify_activity(statement);
         visible_tables_on_the_search_path(statement);
         drop_correlated_subqueries_in_case(statement);
@@ -370,6 +444,19 @@ mod tests {
         );
         assert!(replaced.starts_with("select quote_ident(table_name) as \"table\""));
         assert_eq!(replace_known("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn like_escapes_become_backslashes() {
+        assert_eq!(
+            rewritten("SELECT 1 WHERE n NOT LIKE 'pg/_%' ESCAPE '/'", &[]),
+            r"SELECT 1 WHERE n NOT LIKE 'pg\_%'"
+        );
+        assert_eq!(with_backslashes(r"a//b\c/%", '/'), r"a/b\\c\%");
+        assert_eq!(
+            rewritten("SELECT 1 WHERE n NOT LIKE $1 || '%' ESCAPE '/'", &[]),
+            "SELECT 1 WHERE n NOT LIKE like_escape($1 || '%', '/')"
+        );
     }
 
     #[test]

@@ -102,6 +102,52 @@ fn asker<C: ClientInfo + ?Sized>(client: &C) -> PgWireResult<Arc<Asker>> {
 }
 
 impl Door {
+    /// Refuses to go on for a key revoked since the connection logged in (looked up again
+    /// every `auth::RECHECK`); the admin token is the process's.
+    async fn still_valid<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        asker: &Asker,
+    ) -> PgWireResult<()> {
+        if asker.viewer == imagelake_sql::Viewer::Admin {
+            return Ok(());
+        }
+        let Some(checked) = client.session_extensions().get::<crate::auth::Checked>() else {
+            return Ok(());
+        };
+        let due = checked
+            .0
+            .lock()
+            .map(|at| at.elapsed() >= crate::auth::RECHECK)
+            .unwrap_or(true);
+        if !due {
+            return Ok(());
+        }
+        let id = asker
+            .key
+            .parse()
+            .map_err(|_| errors::error("28000", "this connection has no key"))?;
+        match self.state.store.find_key_by_id(id).await {
+            Ok(Some(_)) => {
+                if let Ok(mut at) = checked.0.lock() {
+                    *at = std::time::Instant::now();
+                }
+                Ok(())
+            }
+            Ok(None) => Err(PgWireError::UserError(Box::new(
+                pgwire::error::ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "28000".to_owned(),
+                    "the key of this connection was revoked".to_owned(),
+                ),
+            ))),
+            Err(e) => Err(errors::error(
+                "08006",
+                format!("the key store did not answer: {e}"),
+            )),
+        }
+    }
+
     /// The session additions for `asker`'s kind of session.
     fn setup_for(&self, asker: &Asker) -> imagelake_sql::SessionSetup {
         match asker.viewer {
@@ -119,6 +165,7 @@ impl Door {
             .parse(&rewrite::replace_known(sql))
             .map_err(|e| errors::error("42601", format!("syntax error: {e}")))?;
         for statement in &mut statements {
+            rewrite::backslash_escapes(statement);
             rewrite::qualify_activity(statement);
             rewrite::visible_tables_on_the_search_path(statement);
             rewrite::drop_correlated_subqueries_in_case(statement);
@@ -296,6 +343,7 @@ impl SimpleQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let asker = asker(client)?;
+        self.door.still_valid(client, &asker).await?;
         let statements = self.door.parse(sql)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -436,6 +484,7 @@ impl ExtendedQueryHandler for Session {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let asker = asker(client)?;
+        self.door.still_valid(client, &asker).await?;
         match &portal.statement.statement {
             Prepared::Command(statement) => {
                 check_transaction(client, statement)?;

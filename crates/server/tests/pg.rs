@@ -110,7 +110,8 @@ fn stderr(output: &Output) -> String {
 
 #[tokio::test]
 async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
-    let server = server(|_| {}).await;
+    // Failed logins come back to an address at 1 per 100 s: the budget below is the burst's.
+    let server = server(|s| s.limits.auth_failures_per_second = 0.01).await;
     let a = customer(&server, "alpha").await;
     let b = customer(&server, "beta").await;
     let (analyst, analyst_key) = server.company_key("analyst", "bi").await;
@@ -190,6 +191,121 @@ async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
     assert!(status.is_success(), "{body}");
     let revoked = psql(&server, &a.user, &a.password, "", count).await;
     assert!(stderr(&revoked).contains("password authentication failed"));
+
+    // Failed logins spend the address's budget (a burst of 20), but a key issued or seen
+    // working is never turned away, as at the HTTP door; anyone else is, before any lookup of
+    // a password.
+    for _ in 0..25 {
+        psql(
+            &server,
+            "01980000-0000-7000-8000-000000000000",
+            "x",
+            "",
+            "SELECT 1",
+        )
+        .await;
+    }
+    let known = psql(&server, &analyst, &analyst_key, "", "SELECT 1").await;
+    assert_eq!(stdout(&known), "1");
+    let stranger = psql(&server, "another-user", "x", "", "SELECT 1").await;
+    assert!(
+        stderr(&stranger).contains("too many failed logins"),
+        "{}",
+        stderr(&stranger)
+    );
+    server.stop().await;
+}
+
+/// psql reading statements from a pipe, as an open session.
+struct Session {
+    child: tokio::process::Child,
+    input: tokio::process::ChildStdin,
+    output: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Session {
+    async fn open(server: &TestServer, user: &str, password: &str) -> Self {
+        let port = server.pg_addr.unwrap().port();
+        let mut child = tokio::process::Command::new("psql")
+            .env("PGPASSWORD", password)
+            .arg(format!(
+                "host=127.0.0.1 port={port} user={user} dbname=imagelake"
+            ))
+            .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncBufReadExt;
+        let input = child.stdin.take().unwrap();
+        let output = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut session = Self {
+            child,
+            input,
+            output,
+        };
+        assert_eq!(session.ask("SELECT 41 + 1;").await.as_deref(), Some("42"));
+        session
+    }
+
+    /// The first line of the answer, or `None` once the session has ended (or gave no answer
+    /// within 10 s).
+    async fn ask(&mut self, sql: &str) -> Option<String> {
+        use tokio::io::AsyncWriteExt;
+        self.input
+            .write_all(format!("{sql}\n").as_bytes())
+            .await
+            .ok()?;
+        let line =
+            tokio::time::timeout(std::time::Duration::from_secs(10), self.output.next_line());
+        line.await.ok()?.ok().flatten()
+    }
+}
+
+/// A key revoked while its connection is open: the connection ends at its next statement once
+/// the key is looked up again (every 10 s).
+#[tokio::test]
+async fn a_revoked_key_ends_its_open_connections() {
+    let server = server(|_| {}).await;
+    let a = customer(&server, "alpha").await;
+    let mut session = Session::open(&server, &a.user, &a.password).await;
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .delete(server.url(&format!("/v1/customers/{}/keys/{}", a.customer, a.user)))
+                .bearer_auth(ADMIN),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while session.ask("SELECT 1;").await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key's connection still answers"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let ended = session.child.wait_with_output().await.unwrap();
+    let said = String::from_utf8_lossy(&ended.stderr);
+    assert!(said.contains("was revoked"), "{said}");
+    server.stop().await;
+}
+
+/// Past `sql.pg_max_connections`, a client with the default `sslmode=prefer` is told why.
+#[tokio::test]
+async fn connections_past_the_cap_are_told_why() {
+    let server = server(|s| s.sql.pg_max_connections = 1).await;
+    let a = customer(&server, "alpha").await;
+    let _held = Session::open(&server, &a.user, &a.password).await;
+    let refused = psql(&server, &a.user, &a.password, "", "SELECT 1").await;
+    assert!(
+        stderr(&refused).contains("sorry, too many clients already"),
+        "{}",
+        stderr(&refused)
+    );
     server.stop().await;
 }
 
@@ -259,6 +375,12 @@ async fn python_clients_query_and_inspect() {
     assert!(!tables.contains(&"job_runs"), "a customer's key: {seen}");
     assert!(inspected["image_columns"]["image_id"].is_string(), "{seen}");
     assert_eq!(inspected["own_images"], 2, "{seen}");
+    assert!(
+        inspected["schemas"]
+            .as_array()
+            .is_some_and(|s| s.contains(&Value::from("public"))),
+        "{seen}"
+    );
     assert_eq!(inspected["server_version"], serde_json::json!([16, 6]));
     server.stop().await;
 }

@@ -127,10 +127,11 @@ def _():
     try:
         inspector = sa.inspect(engine)
         tables = sorted(inspector.get_table_names())
+        schemas = sorted(inspector.get_schema_names())
         columns = {c["name"]: str(c["type"]) for c in inspector.get_columns("images")} if "images" in tables else {}
         with engine.connect() as conn:
             own = conn.execute(sa.text(f"SELECT count(*) FROM live.images WHERE {TODAY}")).scalar()
-        return {"tables": tables, "image_columns": columns, "own_images": own,
+        return {"tables": tables, "schemas": schemas, "image_columns": columns, "own_images": own,
                 "server_version": list(engine.dialect.server_version_info or [])}
     finally:
         engine.dispose()

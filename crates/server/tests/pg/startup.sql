@@ -34,6 +34,7 @@ SELECT m.schemaname, m.matviewname FROM pg_catalog.pg_matviews m WHERE m.scheman
 
 -- Superset (SQLAlchemy's dialect at connect).
 SELECT pg_catalog.version();
+SELECT pg_namespace.nspname FROM pg_namespace WHERE pg_namespace.nspname NOT LIKE 'pg/_%' ESCAPE '/' ORDER BY pg_namespace.nspname;
 SELECT current_schema();
 SHOW standard_conforming_strings;
 SET datestyle = 'ISO, MDY';
