@@ -3,11 +3,12 @@
 //! subqueries of catalog queries that DataFusion would refuse.
 //!
 //! DataFusion plans a correlated scalar subquery only when it is aggregated and not inside a
-//! `CASE`. The catalog queries of SQLAlchemy and psql have both kinds. An unaggregated one of
-//! one column becomes `max(...)` of it, which answers the same (a scalar subquery answers at
-//! most one row); one inside a `CASE` becomes `NULL`, as datafusion-postgres already does for
-//! the correlated subqueries of a projection: they read defaults, identities, sequences and
-//! collations, which no table here has.
+//! `CASE`. The catalog queries of SQLAlchemy and psql have both kinds. Of the subqueries that
+//! read the catalog (and only those: an analyst's own query is planned as written), an
+//! unaggregated one of one column becomes `max(...)` of it, which answers the same (a scalar
+//! subquery answers at most one row); one inside a `CASE` becomes `NULL`, as
+//! datafusion-postgres already does for the correlated subqueries of a projection: they read
+//! defaults, identities, sequences and collations, which no table here has.
 
 use imagelake_sql::datafusion::sql::sqlparser::{
     ast::{self, Expr, SetExpr, Statement},
@@ -156,6 +157,7 @@ const AGGREGATES: &[&str] = &[
 pub fn aggregate_scalar_subqueries(statement: &mut Statement) {
     let _ = ast::visit_expressions_mut(statement, |expr| {
         if let Expr::Subquery(query) = expr
+            && reads_the_catalog(query)
             && query.order_by.is_none()
             && query.limit_clause.is_none()
             && query.fetch.is_none()
@@ -354,6 +356,7 @@ pub fn drop_correlated_subqueries_in_case(statement: &mut Statement) {
         if matches!(expr, Expr::Case { .. }) {
             let _ = ast::visit_expressions_mut(expr, |inner| {
                 if let Expr::Subquery(query) = inner
+                    && reads_the_catalog(query)
                     && correlated(query)
                 {
                     *inner = Expr::Value(ast::Value::Null.with_empty_span());
@@ -363,6 +366,28 @@ pub fn drop_correlated_subqueries_in_case(statement: &mut Statement) {
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
+}
+
+/// Whether the subquery reads PostgreSQL's catalog (`pg_*` relations): these rewrites are for
+/// the catalog queries of clients; an analyst's own query is planned as written, and refused
+/// if DataFusion cannot plan it, rather than answered differently.
+fn reads_the_catalog(query: &ast::Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    select
+        .from
+        .iter()
+        .flat_map(|from| {
+            std::iter::once(&from.relation).chain(from.joins.iter().map(|j| &j.relation))
+        })
+        .any(|factor| {
+            matches!(factor, ast::TableFactor::Table { name, .. }
+            if name.0.iter().filter_map(|p| p.as_ident()).any(|i| {
+                let part = i.value.to_ascii_lowercase();
+                part == "pg_catalog" || part.starts_with("pg_")
+            }))
+        })
 }
 
 /// Whether the subquery names a column of a table outside its own `FROM`.
@@ -421,8 +446,16 @@ mod tests {
             ),
             "SELECT CASE WHEN a.x THEN NULL ELSE NULL END FROM a"
         );
-        let uncorrelated = "SELECT CASE WHEN a.x THEN (SELECT max(d.y) FROM d) END FROM a";
-        assert_eq!(rewritten(uncorrelated, &[]), uncorrelated);
+        for kept in [
+            "SELECT CASE WHEN a.x THEN (SELECT max(d.y) FROM pg_d d) END FROM a",
+            "SELECT CASE WHEN a.x THEN (SELECT max(d.y) FROM events d WHERE d.k = a.k) END FROM a",
+        ] {
+            assert_eq!(
+                rewritten(kept, &[]),
+                kept,
+                "an analyst's query is left as written"
+            );
+        }
     }
 
     #[test]
@@ -499,17 +532,18 @@ mod tests {
     fn scalar_subqueries_become_aggregates_where_that_changes_nothing() {
         assert_eq!(
             rewritten(
-                "SELECT (SELECT d.x AS y FROM d WHERE d.a = o.a) FROM o",
+                "SELECT (SELECT d.x AS y FROM pg_catalog.pg_d d WHERE d.a = o.a) FROM o",
                 &[]
             ),
-            "SELECT (SELECT max(d.x) AS y FROM d WHERE d.a = o.a) FROM o"
+            "SELECT (SELECT max(d.x) AS y FROM pg_catalog.pg_d d WHERE d.a = o.a) FROM o"
         );
         for kept in [
-            "SELECT (SELECT count(*) FROM d WHERE d.a = o.a) FROM o",
-            "SELECT (SELECT d.x FROM d ORDER BY d.x LIMIT 1) FROM o",
-            "SELECT (SELECT d.x, d.y FROM d) FROM o",
+            "SELECT (SELECT count(*) FROM pg_d d WHERE d.a = o.a) FROM o",
+            "SELECT (SELECT d.x FROM pg_d d ORDER BY d.x LIMIT 1) FROM o",
+            "SELECT (SELECT d.x, d.y FROM pg_d d) FROM o",
+            "SELECT (SELECT d.x FROM events d WHERE d.a = o.a) FROM o",
         ] {
-            assert_eq!(rewritten(kept, &[]), kept);
+            assert_eq!(rewritten(kept, &[]), kept, "kept as written");
         }
     }
 }
