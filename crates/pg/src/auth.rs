@@ -45,7 +45,14 @@ const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 pub struct Login {
     door: Arc<Door>,
     step: Mutex<Step>,
+    /// Set once the client is logged in; the connection's task waits on `ended` otherwise.
+    admitted: std::sync::atomic::AtomicBool,
+    /// Woken when the login was refused, so the connection ends at once.
+    pub ended: tokio::sync::Notify,
 }
+
+/// How long a client may take to log in before its connection is dropped.
+pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Who a user name turned out to be, before the password is checked.
 struct Candidate {
@@ -87,6 +94,18 @@ impl Login {
         Self {
             door,
             step: Mutex::new(Step::Started),
+            admitted: std::sync::atomic::AtomicBool::new(false),
+            ended: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Resolves when the connection must end for want of a login: refused, or not logged in
+    /// within [`LOGIN_TIMEOUT`]; never once logged in. (pgwire keeps reading a connection whose
+    /// login failed, so a silent client would otherwise hold its slot.)
+    pub async fn unfinished(&self) {
+        let _ = tokio::time::timeout(LOGIN_TIMEOUT, self.ended.notified()).await;
+        if self.admitted.load(std::sync::atomic::Ordering::Acquire) {
+            std::future::pending::<()>().await;
         }
     }
 
@@ -205,7 +224,7 @@ impl Login {
             }
             // PostgreSQL's own words, which clients and tools match on.
             let message = format!("password authentication failed for user \"{user}\"");
-            return refuse(client, "28P01", message).await;
+            return refuse(self, client, "28P01", message).await;
         };
         if candidate.charged {
             self.door.state.auth_failures.refund(&address);
@@ -214,7 +233,7 @@ impl Login {
             self.door.state.known_keys.remember(hash);
         }
         if let Some(refusal) = candidate.refusal {
-            return refuse(client, "42501", refusal).await;
+            return refuse(self, client, "42501", refusal).await;
         }
         if let Some(last) = then {
             client
@@ -231,6 +250,8 @@ impl Login {
         client
             .session_extensions()
             .insert(Checked(std::sync::Mutex::new(std::time::Instant::now())));
+        self.admitted
+            .store(true, std::sync::atomic::Ordering::Release);
         finish_authentication(client, &parameters()).await
     }
 }
@@ -287,7 +308,7 @@ impl StartupHandler for Login {
                         .is_err()
                 {
                     let message = "too many failed logins from this address; try again in a moment";
-                    return refuse(client, "53300", message.to_owned()).await;
+                    return refuse(self, client, "53300", message.to_owned()).await;
                 }
                 *step = self.ask(client, candidate).await?;
             }
@@ -304,7 +325,18 @@ impl StartupHandler for Login {
                     .as_ref()
                     .and_then(|w| ScramVerifier::parse(&w.scram));
                 let (salt, iterations) = verifier.as_ref().map_or_else(
-                    || (random::<16>().to_vec(), 4096),
+                    || {
+                        (
+                            self.door.mock_salt(
+                                &client
+                                    .metadata()
+                                    .get(METADATA_USER)
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            ),
+                            4096,
+                        )
+                    },
                     |v| (v.salt.clone(), v.iterations),
                 );
                 let nonce = format!("{client_nonce}{}", STANDARD.encode(random::<18>()));
@@ -458,7 +490,7 @@ fn random<const N: usize>() -> [u8; N] {
 
 /// Ends a login with a `FATAL` error, as PostgreSQL does: the error, then the connection
 /// closed (no `ReadyForQuery`, which pgwire would add to an error returned from the login).
-async fn refuse<C>(client: &mut C, code: &str, message: String) -> PgWireResult<()>
+async fn refuse<C>(login: &Login, client: &mut C, code: &str, message: String) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
     C::Error: Debug,
@@ -469,6 +501,7 @@ where
         .send(PgWireBackendMessage::ErrorResponse(info.into()))
         .await?;
     let _ = client.close().await;
+    login.ended.notify_one();
     Err(PgWireError::IoError(std::io::Error::new(
         std::io::ErrorKind::ConnectionAborted,
         "login refused",

@@ -64,6 +64,17 @@ pub struct Door {
     pub connections: Arc<ConnectionManager>,
     /// Gives each connection its process id and cancel secret.
     pub pids: RandomPidSecretKeyGenerator,
+    /// The key of the made-up salts of users that do not exist (one per process), so a user
+    /// name gets the same salt on every try, as a real one does.
+    pub mock_salts: ring::hmac::Key,
+}
+
+impl Door {
+    /// The salt a user that does not exist is given, the same on every try (PostgreSQL does
+    /// the same), so salts do not tell which key ids exist.
+    pub fn mock_salt(&self, user: &str) -> Vec<u8> {
+        ring::hmac::sign(&self.mock_salts, user.as_bytes()).as_ref()[..16].to_vec()
+    }
 }
 
 /// The door, bound and ready to serve.
@@ -99,6 +110,11 @@ impl PgDoor {
             settings_context: SessionContext::new(),
             connections: Arc::new(ConnectionManager::new()),
             pids: RandomPidSecretKeyGenerator::default(),
+            mock_salts: ring::hmac::Key::generate(
+                ring::hmac::HMAC_SHA256,
+                &ring::rand::SystemRandom::new(),
+            )
+            .map_err(|_| anyhow::anyhow!("no random numbers for the login salts"))?,
         };
         let slots = usize::try_from(sql.pg_max_connections).unwrap_or(usize::MAX);
         Ok(Some(Self {
@@ -137,10 +153,18 @@ impl PgDoor {
                 continue;
             };
             let handlers = Handlers::new(self.door.clone());
+            let login = handlers.login.clone();
             let tls = self.tls.clone();
             connections.spawn(async move {
-                if let Err(e) = process_socket(socket, tls, handlers).await {
-                    tracing::debug!(%peer, error = %e, "a PostgreSQL connection ended with an error");
+                tokio::select! {
+                    served = process_socket(socket, tls, handlers) => {
+                        if let Err(e) = served {
+                            tracing::debug!(%peer, error = %e, "a PostgreSQL connection ended with an error");
+                        }
+                    }
+                    () = login.unfinished() => {
+                        tracing::debug!(%peer, "a PostgreSQL connection ended without a login");
+                    }
                 }
                 drop(slot);
             });
