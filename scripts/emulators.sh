@@ -209,3 +209,20 @@ install_pg_clients() {
   export IMAGELAKE_PG_PYTHON="$venv/bin/python"
   export IMAGELAKE_PG_JDBC="$PG_JDBC_JAR"
 }
+
+# The browser tests' parts: Debian's Chromium (playwright's own browser downloads cannot run
+# here) and playwright-core from npm, exactly as tests/web/package-lock.json pins it.
+install_browser() {
+  local sudo="" web
+  web="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/web"
+  if [ ! -x /usr/bin/chromium ]; then
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing chromium" >&2
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  if ! cmp -s "$web/package-lock.json" "$web/node_modules/.installed-from-lock" 2>/dev/null; then
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    cp "$web/package-lock.json" "$web/node_modules/.installed-from-lock"
+  fi
+}

@@ -94,6 +94,12 @@ pub struct ServeArgs {
     /// Keep GPS positions in image records (never in renditions).
     #[arg(long, env = "IMAGELAKE_KEEP_GPS")]
     keep_gps: Option<bool>,
+    /// How long a web app sign-in lasts.
+    #[arg(long, env = "IMAGELAKE_SESSION_TTL")]
+    session_ttl: Option<HumanDuration>,
+    /// Mark the session cookie `Secure` (browsers reach the app over HTTPS).
+    #[arg(long, env = "IMAGELAKE_SECURE_COOKIES")]
+    secure_cookies: Option<bool>,
     /// Log format.
     #[arg(long, env = "IMAGELAKE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -140,6 +146,8 @@ impl ServeArgs {
         set!(s.limits.burst, self.rate_burst);
         set!(s.processing.max_attempts, self.max_attempts);
         set!(s.processing.keep_gps, self.keep_gps);
+        set!(s.web.session_ttl, self.session_ttl);
+        set!(s.web.secure_cookies, self.secure_cookies);
         if self.pg_listen.is_some() {
             s.sql.pg_listen = self.pg_listen;
         }
@@ -197,6 +205,7 @@ mod tests {
         assert_eq!(example.sweep_interval, defaults.sweep_interval);
         assert_eq!(example.listen, defaults.listen);
         assert_eq!(example.limits, defaults.limits);
+        assert_eq!(example.web, defaults.web);
         assert_eq!(example.trusted_proxies, defaults.trusted_proxies);
         assert_eq!(
             example.processing.max_attempts,

@@ -57,6 +57,28 @@ pub struct WireSecrets {
     pub md5: String,
 }
 
+/// A browser's sign-in: what a key was exchanged for at `POST /v1/session`. The browser holds
+/// only the session's random token, in an `HttpOnly` cookie; the store keeps its SHA-256. Each
+/// request through the session is checked against the key it came from (by `key_hash`), so
+/// revoking the key ends the session at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The public id: how the session is listed and ended from another one.
+    pub id: uuid::Uuid,
+    /// SHA-256 of the cookie's token.
+    pub token_hash: String,
+    /// The key signed in with (the nil id for the admin token).
+    pub key_id: KeyId,
+    /// SHA-256 of that key, as its record stores it.
+    pub key_hash: String,
+    /// The token state-changing requests through the session must send in `X-CSRF-Token`.
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The browser's `User-Agent` at sign-in, to tell sessions apart in a listing.
+    pub user_agent: Option<String>,
+}
+
 /// A live key found by its id: a customer's or a company one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnyKey {

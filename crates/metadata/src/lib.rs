@@ -27,6 +27,7 @@
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod runs;
+pub mod sessions;
 pub mod sqlite;
 
 use std::time::Duration;
@@ -40,6 +41,7 @@ use imagelake_core::{
 use uuid::Uuid;
 
 pub use runs::{RunCursor, RunStore};
+pub use sessions::SessionStore;
 pub use sqlite::{LoggedEvent, SqliteStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +123,10 @@ pub struct ImageQuery {
     pub now: Timestamp,
 }
 
-/// Customers, keys, image records and idempotency keys; and the jobs' run history
-/// ([`RunStore`]).
+/// Customers, keys, image records and idempotency keys; the jobs' run history
+/// ([`RunStore`]) and browser sessions ([`SessionStore`]).
 #[async_trait]
-pub trait MetadataStore: RunStore + Send + Sync + 'static {
+pub trait MetadataStore: RunStore + SessionStore + Send + Sync + 'static {
     /// Creates a customer together with its first key (event `customer.created`). Emails are
     /// unique whatever their case ([`Customer::email_key`]): another customer's email fails
     /// with [`StoreError::AlreadyExists`], here and in [`update_customer`](Self::update_customer).

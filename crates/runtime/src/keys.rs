@@ -28,6 +28,13 @@ pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// A new random secret of 256 bits, as hex: a session's token or its CSRF token.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 /// A new API key and the non-secret prefix shown beside it.
 pub fn generate_key() -> (String, String) {
     let mut bytes = [0u8; 24];

@@ -43,6 +43,27 @@ pub struct Settings {
     pub lake: Lake,
     pub jobs: crate::jobs::JobsSettings,
     pub sql: Sql,
+    pub web: Web,
+}
+
+/// The web app's sessions.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Web {
+    /// How long a sign-in lasts.
+    pub session_ttl: HumanDuration,
+    /// Marks the session cookie `Secure`: set it when browsers reach the app over HTTPS (a TLS
+    /// proxy or load balancer in front), so the cookie never travels in the clear.
+    pub secure_cookies: bool,
+}
+
+impl Default for Web {
+    fn default() -> Self {
+        Self {
+            session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
+            secure_cookies: false,
+        }
+    }
 }
 
 /// The SQL doors' limits, per query unless said.
@@ -494,6 +515,7 @@ impl Default for Settings {
             lake: Lake::default(),
             jobs: crate::jobs::JobsSettings::default(),
             sql: Sql::default(),
+            web: Web::default(),
         }
     }
 }
@@ -615,6 +637,9 @@ impl Settings {
         self.parsed_trusted_proxies()?;
         self.limits.check()?;
         self.sql.check()?;
+        if self.web.session_ttl.0 < Duration::from_secs(60) {
+            return Err("web.session_ttl must be at least 1m".into());
+        }
         let needs_project =
             self.metadata.backend == MetadataBackend::Firestore || self.work_from_notifications();
         if needs_project && self.gcp.project.as_deref().is_none_or(str::is_empty) {

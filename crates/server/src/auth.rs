@@ -11,9 +11,21 @@
 
 use std::net::IpAddr;
 
-use axum::{extract::FromRequestParts, http::request::Parts};
-use imagelake_core::{CustomerId, KeyId, records::KeyRole};
-use imagelake_runtime::{AppState, Error, keys::hash_secret};
+use axum::{
+    extract::FromRequestParts,
+    http::{
+        header::{AUTHORIZATION, COOKIE},
+        request::Parts,
+    },
+};
+use imagelake_core::{
+    CustomerId, KeyId,
+    records::{KeyRole, Session},
+};
+use imagelake_runtime::{
+    AppState, Error,
+    keys::{hash_secret, same_bytes},
+};
 
 use crate::error::ApiError;
 
@@ -100,14 +112,9 @@ impl FromRequestParts<AppState> for BearerToken {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "missing Authorization header; send `Authorization: Bearer <key>`",
-            )
-        })?;
+    let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized("missing Authorization header; send `Authorization: Bearer <key>`")
+    })?;
     let value = value
         .to_str()
         .map_err(|_| ApiError::unauthorized("malformed Authorization header"))?;
@@ -128,42 +135,20 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(*caller);
         }
-        let hash = hash_secret(bearer(parts)?);
-        let caller = if state.admin.matches(&hash) {
-            Caller::Admin
-        } else {
-            let client = client_address(parts, &state.trusted_proxies)
-                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-            let now = state.clock.now();
-            let charged = !state.known_keys.contains(&hash);
-            if charged {
-                state
-                    .auth_failures
-                    .check(&client, now)
-                    .map_err(too_many_failures)?;
+        let hash = match session_token(parts) {
+            Some(token) if !parts.headers.contains_key(AUTHORIZATION) => {
+                let session = signed_in(parts, state, &token).await?;
+                check_csrf(parts, &session)?;
+                let hash = session.key_hash.clone();
+                parts.extensions.insert(session);
+                hash
             }
-            let caller = match state.store.find_key(&hash).await? {
-                Some(key) => Caller::Customer {
-                    id: key.customer_id,
-                    key: key.id,
-                },
-                None => match state.store.find_service_key(&hash).await? {
-                    Some(key) => Caller::Service {
-                        key: key.key_id,
-                        role: key.role,
-                    },
-                    None => {
-                        state.known_keys.forget(&hash);
-                        return Err(ApiError::unauthorized("invalid or revoked API key"));
-                    }
-                },
-            };
-            if charged {
-                state.auth_failures.refund(&client);
-            }
-            state.known_keys.remember(&hash);
-            caller
+            _ => hash_secret(bearer(parts)?),
         };
+        let caller = identify(parts, state, &hash).await?.ok_or_else(|| {
+            state.known_keys.forget(&hash);
+            ApiError::unauthorized("invalid or revoked API key")
+        })?;
         state.limiter.check(&hash, state.clock.now())?;
         if let Some(slot) = parts.extensions.get::<crate::requests::CallerSlot>() {
             let _ = slot.0.set(caller);
@@ -172,6 +157,115 @@ impl FromRequestParts<AppState> for Caller {
         parts.extensions.insert(RateKey(hash));
         Ok(caller)
     }
+}
+
+/// Who holds the key hashing to `hash`, if anyone. A lookup for a hash this process has not
+/// seen succeed lately is paid for from the client address's failure budget first.
+pub async fn identify(
+    parts: &Parts,
+    state: &AppState,
+    hash: &str,
+) -> Result<Option<Caller>, ApiError> {
+    if state.admin.matches(hash) {
+        return Ok(Some(Caller::Admin));
+    }
+    budgeted(parts, state, hash, async {
+        if let Some(key) = state.store.find_key(hash).await? {
+            return Ok(Some(Caller::Customer {
+                id: key.customer_id,
+                key: key.id,
+            }));
+        }
+        Ok(state
+            .store
+            .find_service_key(hash)
+            .await?
+            .map(|key| Caller::Service {
+                key: key.key_id,
+                role: key.role,
+            }))
+    })
+    .await
+}
+
+/// Runs the lookup of the secret hashing to `hash` within the client's failure budget: charged
+/// before, refunded when something was found (then the hash is remembered as known).
+async fn budgeted<T>(
+    parts: &Parts,
+    state: &AppState,
+    hash: &str,
+    lookup: impl Future<Output = Result<Option<T>, ApiError>>,
+) -> Result<Option<T>, ApiError> {
+    let client = client_address(parts, &state.trusted_proxies)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let charged = !state.known_keys.contains(hash);
+    if charged {
+        state
+            .auth_failures
+            .check(&client, state.clock.now())
+            .map_err(too_many_failures)?;
+    }
+    let found = lookup.await?;
+    if found.is_some() {
+        if charged {
+            state.auth_failures.refund(&client);
+        }
+        state.known_keys.remember(hash);
+    }
+    Ok(found)
+}
+
+/// The name of the cookie holding a browser's session token.
+pub const SESSION_COOKIE: &str = "imagelake_session";
+/// The header a state-changing request through a session carries its CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session token in the request's cookies, if any.
+pub fn session_token(parts: &Parts) -> Option<String> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim_matches('"').to_owned())
+}
+
+/// The live session `token` opens, or `401`.
+async fn signed_in(parts: &Parts, state: &AppState, token: &str) -> Result<Session, ApiError> {
+    let token_hash = hash_secret(token);
+    let session = budgeted(parts, state, &token_hash, async {
+        Ok(state.store.find_session(&token_hash).await?)
+    })
+    .await?;
+    match session {
+        Some(session) if session.expires_at > state.clock.now() => Ok(session),
+        _ => Err(ApiError::unauthorized(
+            "not signed in, or the session ended; sign in again",
+        )),
+    }
+}
+
+/// A request that changes something through a session must carry the session's CSRF token: a
+/// page of another site can make the browser send the cookie, never the header.
+fn check_csrf(parts: &Parts, session: &Session) -> Result<(), ApiError> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let sent = parts
+        .headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if same_bytes(sent, session.csrf.as_bytes()) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        imagelake_core::ErrorCode::Forbidden,
+        "a request signed in by cookie that changes something must send the X-CSRF-Token header from GET /v1/session",
+    ))
 }
 
 fn too_many_failures(mut refused: Error) -> ApiError {

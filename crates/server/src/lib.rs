@@ -9,5 +9,6 @@ pub mod connections;
 pub mod error;
 pub mod requests;
 pub mod serve;
+pub mod web;
 
 pub use serve::{Running, start};

@@ -245,3 +245,274 @@ async fn missing_and_malformed_credentials_are_unauthorized() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
+
+/// Signs `key` in; the session cookie (`name=value`) and the CSRF token.
+async fn sign_in(server: &TestServer, key: &str) -> (String, String) {
+    let response = server
+        .client
+        .post(server.url("/v1/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let body: serde_json::Value = response.json().await.unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
+    let server = TestServer::start().await;
+    let (id, key) = server.customer("browser").await;
+    let (status, image) = server.upload(&key, fixtures::jpeg(64, 48), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let image = image["id"].as_str().unwrap().to_owned();
+
+    // Sign-ins only from the site's own pages, as JSON.
+    let form = server
+        .client
+        .post(server.url("/v1/session"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"));
+    assert_eq!(server.send(form).await.0, StatusCode::FORBIDDEN);
+    let cross = server
+        .client
+        .post(server.url("/v1/session"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "key": key }));
+    assert_eq!(server.send(cross).await.0, StatusCode::FORBIDDEN);
+    let wrong = server
+        .client
+        .post(server.url("/v1/session"))
+        .json(&json!({ "key": "il_wrong" }));
+    assert_eq!(server.send(wrong).await.0, StatusCode::UNAUTHORIZED);
+
+    let (cookie, csrf) = sign_in(&server, &key).await;
+    let with_cookie = |request: reqwest::RequestBuilder| request.header("cookie", &cookie);
+    let (status, current) = server
+        .send(with_cookie(server.client.get(server.url("/v1/session"))))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(current["role"], "customer");
+    assert_eq!(current["customer_id"], id.as_str());
+    assert_eq!(current["csrf_token"], csrf.as_str());
+    assert!(current["limits"]["max_body_bytes"].as_u64().unwrap() > 0);
+    let (status, page) = server
+        .send(with_cookie(server.client.get(server.url("/v1/images"))))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["images"][0]["id"], image.as_str());
+
+    // A change through the cookie needs the session's CSRF token.
+    let delete = || {
+        with_cookie(
+            server
+                .client
+                .delete(server.url(&format!("/v1/images/{image}"))),
+        )
+    };
+    let (status, refused) = server.send(delete()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-CSRF-Token")
+    );
+    let (status, _) = server.send(delete().header("x-csrf-token", "forged")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        server.get(&key, &format!("/v1/images/{image}")).await.0,
+        StatusCode::OK
+    );
+    let (status, _) = server.send(delete().header("x-csrf-token", &csrf)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // The session is listed under the key; the bearer key is not a session.
+    let (status, listed) = server.get(&key, "/v1/sessions").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        server.get(&key, "/v1/session").await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Signing out ends it at once.
+    let response = with_cookie(server.client.delete(server.url("/v1/session")))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(
+        response.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let (status, _) = server
+        .send(with_cookie(server.client.get(server.url("/v1/images"))))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Revoking the key ends its other sessions at once.
+    let (cookie, _) = sign_in(&server, &key).await;
+    let (_, keys) = server.get(ADMIN, &format!("/v1/customers/{id}/keys")).await;
+    let key_id = keys["keys"][0]["id"].as_str().unwrap();
+    let revoke = server
+        .client
+        .delete(server.url(&format!("/v1/customers/{id}/keys/{key_id}")))
+        .bearer_auth(ADMIN);
+    assert_eq!(server.send(revoke).await.0, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .get(server.url("/v1/images"))
+                .header("cookie", &cookie),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pages_are_embedded_and_every_answer_carries_strict_headers() {
+    let server = TestServer::with(|s| s.web.secure_cookies = true).await;
+    let (_, key) = server.customer("pages").await;
+    let signed_out = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(signed_out.status(), StatusCode::OK);
+    for (name, value) in [
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert_eq!(signed_out.headers()[name], value);
+    }
+    let csp = signed_out.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert!(signed_out.text().await.unwrap().contains("signin.js"));
+
+    let response = server
+        .client
+        .post(server.url("/v1/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    let set_cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap();
+    let home = server
+        .client
+        .get(server.url("/"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert!(home.text().await.unwrap().contains("/assets/js/app.js"));
+
+    let script = server
+        .client
+        .get(server.url("/assets/js/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let etag = script.headers()["etag"].clone();
+    let again = server
+        .client
+        .get(server.url("/assets/js/app.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    let api = server
+        .client
+        .get(server.url("/v1/images"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.headers()["x-frame-options"], "DENY");
+    for missing in [
+        "/assets/nope.js",
+        "/assets/index.html",
+        "/assets/../Cargo.toml",
+    ] {
+        let response = server.client.get(server.url(missing)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
+    // Signed out, an image's page leads to the sign-in, and back.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let id = uuid::Uuid::now_v7();
+    let page = no_redirects
+        .get(server.url(&format!("/images/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        page.headers()["location"],
+        format!("/?next=/images/{id}").as_str()
+    );
+    let page = server
+        .client
+        .get(server.url(&format!("/images/{id}")))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_sign_ins_spend_the_address_budget() {
+    let server = TestServer::with(|s| {
+        s.limits.auth_failure_burst = 3;
+        s.limits.auth_failures_per_second = 0.01;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let wrong = server
+            .client
+            .post(server.url("/v1/session"))
+            .json(&json!({ "key": "il_guess" }));
+        statuses.push(server.send(wrong).await.0.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    let forged = server
+        .client
+        .get(server.url("/v1/images"))
+        .header("cookie", "imagelake_session=guess");
+    assert_eq!(server.send(forged).await.0, StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await;
+}

@@ -33,6 +33,7 @@
 
 mod client;
 mod runs;
+mod sessions;
 mod store;
 mod values;
 

@@ -40,7 +40,7 @@ impl FirestoreStore {
         bodies(&self.query(query).await?)
     }
 
-    async fn delete_where(&self, collection: &str, filter: Value) -> Result<u64> {
+    pub(super) async fn delete_where(&self, collection: &str, filter: Value) -> Result<u64> {
         let names = self.names_where(collection, filter).await?;
         let count = names.len() as u64;
         self.commit_all(names.iter().map(|n| self.delete_write(n)).collect())

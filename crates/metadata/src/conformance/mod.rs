@@ -6,11 +6,13 @@
 
 pub mod queue;
 mod runs;
+mod sessions;
 
 pub use runs::{
     backfills_round_trip_and_age_out, open_runs_are_listed_until_they_end,
     run_history_pages_newest_first,
 };
+pub use sessions::sessions_are_found_listed_and_ended;
 
 use std::time::Duration;
 
@@ -909,7 +911,7 @@ macro_rules! metadata_conformance {
             every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
-            backfills_round_trip_and_age_out);
+            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
@@ -923,7 +925,7 @@ macro_rules! metadata_conformance {
             every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
-            backfills_round_trip_and_age_out);
+            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

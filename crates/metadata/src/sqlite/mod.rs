@@ -13,6 +13,7 @@ mod queue;
 mod rows;
 mod runs;
 mod schema;
+mod sessions;
 mod store;
 
 use std::{

@@ -103,6 +103,15 @@ CREATE TABLE IF NOT EXISTS job_runs (
 );
 CREATE INDEX IF NOT EXISTS job_runs_open ON job_runs(job, state);
 CREATE INDEX IF NOT EXISTS job_runs_by_age ON job_runs(queued_at);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_key ON sessions(key_id, id);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);
 CREATE TABLE IF NOT EXISTS backfills (
     id TEXT PRIMARY KEY,
     job TEXT NOT NULL,

@@ -17,7 +17,7 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{admin, customers, images, jobs, keys, lake, ops, uploads};
+use super::{admin, customers, images, jobs, keys, lake, ops, session, uploads};
 use imagelake_runtime::Settings;
 
 #[derive(OpenApi)]
@@ -30,6 +30,7 @@ use imagelake_runtime::Settings;
         lake::append, keys::create, keys::list, keys::revoke,
         admin::dead_letters, admin::retry_dead_letter,
         jobs::list, jobs::runs, jobs::queue, jobs::backfill, jobs::backfills,
+        session::sign_in, session::get_current, session::sign_out, session::list, session::end,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,
     ),
     components(schemas(ImageRecord, ErrorBody, super::images::RenditionName)),

@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use imagelake_core::{
     CustomerId, ErrorCode, ImageId,
     paths::{self, RenditionKind},
-    records::{Image, Source},
+    records::{Image, ImageStatus, Source},
 };
 use imagelake_metadata::{Cursor, ImageQuery, Removal};
 use object_store::{GetOptions, path::Path as ObjectPath};
@@ -537,13 +537,16 @@ async fn serve_object(
     Ok(response)
 }
 
-/// The caller's images, newest first, optionally within `[since, until)`.
+/// The caller's images, newest first, optionally within `[since, until)`, of one status, or
+/// whose file name contains `q` (any case).
 #[utoipa::path(get, path = "/v1/images", tag = "images", security(("bearer" = [])),
     params(("since" = Option<String>, Query, format = DateTime, description = "RFC 3339, inclusive"),
            ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339, exclusive"),
+           ("status" = Option<ImageStatus>, Query, description = "only images in this state"),
+           ("q" = Option<String>, Query, description = "only images whose file name contains this, in any case"),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; empty or absent for the first")),
-    responses((status = 200, body = ImagePage),
+    responses((status = 200, body = ImagePage, description = "With `status` or `q`, a page looks at no more than 5,000 images: it may hold fewer than `limit` and still have a `next_cursor`"),
         (status = 400, body = super::ErrorBody, description = "`invalid_request`: a bad or unknown query parameter, a cursor this API did not return, or an admin token")))]
 pub async fn list(
     CustomerCaller(customer): CustomerCaller,
@@ -557,40 +560,111 @@ pub async fn list(
         limit: DEFAULT_LIMIT,
         now: state.clock.now(),
     };
+    let mut filter = Filter::default();
     for (name, value) in &params {
         match name.as_str() {
             "since" => query.since = Some(parse_time(name, value)?),
             "until" => query.until = Some(parse_time(name, value)?),
             "limit" => query.limit = parse_limit(value)?,
+            "status" if value.is_empty() => {}
+            "status" => filter.status = Some(parse_status(value)?),
+            "q" if value.is_empty() => {}
+            "q" => filter.name = Some(value.to_lowercase()),
             // An empty cursor is the first page, like no cursor.
             "cursor" if value.is_empty() => {}
             "cursor" => query.after = Some(decode_cursor(value)?),
             other => {
                 return Err(ApiError::invalid(format!(
-                    "unknown query parameter `{other}`; use since, until, limit or cursor"
+                    "unknown query parameter `{other}`; use since, until, status, q, limit or cursor"
                 )));
             }
         }
     }
-    // One extra row tells whether another page exists.
-    let want = query.limit;
-    query.limit += 1;
-    let mut images = state.store.list_images(Some(customer), &query).await?;
-    let next_cursor = if images.len() > want {
-        images.truncate(want);
-        images.last().map(|last| {
-            encode_cursor(&Cursor {
-                uploaded_at: last.uploaded_at,
-                id: last.id,
-            })
-        })
-    } else {
-        None
-    };
+    let (images, next) = filtered_page(&state, customer, query, &filter).await?;
     Ok(Json(ImagePage {
         images,
-        next_cursor,
+        next_cursor: next.as_ref().map(encode_cursor),
     }))
+}
+
+/// What a listing keeps beyond its time window.
+#[derive(Default)]
+struct Filter {
+    status: Option<ImageStatus>,
+    /// Lowercase.
+    name: Option<String>,
+}
+
+impl Filter {
+    fn is_empty(&self) -> bool {
+        self.status.is_none() && self.name.is_none()
+    }
+
+    fn keeps(&self, image: &Image) -> bool {
+        self.status.is_none_or(|s| s == image.status)
+            && self.name.as_ref().is_none_or(|name| {
+                image
+                    .filename
+                    .as_ref()
+                    .is_some_and(|f| f.to_lowercase().contains(name))
+            })
+    }
+}
+
+/// Images a filtered page looks at, at most: the bound on one request's work, whatever the
+/// filter matches.
+const SCAN_LIMIT: usize = 5000;
+const SCAN_BATCH: usize = 250;
+
+/// Up to `query.limit` images the filter keeps, walking the listing in batches, and where the
+/// next page starts if any rows are left (the last row looked at, kept or not).
+async fn filtered_page(
+    state: &AppState,
+    customer: CustomerId,
+    mut query: ImageQuery,
+    filter: &Filter,
+) -> Result<(Vec<Image>, Option<Cursor>), ApiError> {
+    let want = query.limit;
+    // One extra row tells whether another page exists.
+    let batch = if filter.is_empty() {
+        want + 1
+    } else {
+        SCAN_BATCH.max(want + 1)
+    };
+    query.limit = batch;
+    let mut page = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let rows = state.store.list_images(Some(customer), &query).await?;
+        let exhausted = rows.len() < batch;
+        for image in rows {
+            if page.len() == want {
+                return Ok((page, query.after));
+            }
+            query.after = Some(Cursor {
+                uploaded_at: image.uploaded_at,
+                id: image.id,
+            });
+            scanned += 1;
+            if filter.keeps(&image) {
+                page.push(image);
+            }
+        }
+        if exhausted {
+            return Ok((page, None));
+        }
+        if scanned >= SCAN_LIMIT {
+            return Ok((page, query.after));
+        }
+    }
+}
+
+fn parse_status(value: &str) -> Result<ImageStatus, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_owned())).map_err(|_| {
+        ApiError::invalid(
+            "query parameter `status` must be pending_upload, received, processed or failed",
+        )
+    })
 }
 
 fn parse_time(name: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {

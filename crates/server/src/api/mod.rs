@@ -12,6 +12,7 @@ pub mod multipart;
 mod ops;
 #[cfg(feature = "gcp")]
 mod push;
+mod session;
 #[cfg(feature = "sql")]
 mod sql;
 #[cfg(feature = "sql")]
@@ -44,7 +45,8 @@ pub fn router(state: AppState, sql: &SqlDoor) -> Router {
         api_routes()
             .merge(ops_routes())
             .merge(push_routes())
-            .merge(sql_routes(sql)),
+            .merge(sql_routes(sql))
+            .merge(crate::web::routes()),
         state,
     )
 }
@@ -110,6 +112,14 @@ fn api_routes() -> Router<AppState> {
         )
         .route("/v1/uploads", post(uploads::create))
         .route(
+            "/v1/session",
+            post(session::sign_in)
+                .get(session::get_current)
+                .delete(session::sign_out),
+        )
+        .route("/v1/sessions", get(session::list))
+        .route("/v1/sessions/{id}", axum::routing::delete(session::end))
+        .route(
             "/v1/images/{id}",
             get(images::get_one).delete(images::delete),
         )
@@ -159,6 +169,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             crate::requests::record,
         ))
+        .layer(axum::middleware::from_fn(crate::web::security_headers))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 imagelake_core::ErrorCode::Internal,

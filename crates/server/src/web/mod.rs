@@ -1,0 +1,172 @@
+//! The customers' web app, served by the same process as the API (`serve` and `api`): a few
+//! HTML pages and the CSS and JavaScript they load, all embedded in the binary at build time
+//! (`crates/server/web/`), so nothing else runs or is deployed beside it.
+//!
+//! The pages are static shells; their scripts read and change everything through the `/v1` API
+//! with the session cookie (`api::session`), so the app can do nothing the API would not let
+//! the same key do. The one page the server decides about is an image's: it answers `404` for
+//! an image the signed-in customer may not see, as the API does.
+//!
+//! Every answer of the process carries the same strict headers ([`security_headers`]): a
+//! Content-Security-Policy that allows only this origin's own scripts and styles (no inline
+//! script, no `eval`), no framing, no referrer sent elsewhere, no content sniffing.
+
+use std::{collections::HashMap, sync::LazyLock};
+
+use axum::{
+    Router,
+    extract::{FromRequestParts, Path, Request, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+    routing::get,
+};
+use imagelake_runtime::AppState;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Caller;
+
+/// One embedded file.
+struct Asset {
+    body: &'static [u8],
+    content_type: &'static str,
+    etag: String,
+}
+
+macro_rules! embed {
+    ($($name:literal => $type:literal),* $(,)?) => {
+        [$(($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $name)).as_slice(), $type)),*]
+    };
+}
+
+/// The pages and assets, by their path under `web/`.
+static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
+    embed![
+        "index.html" => "text/html; charset=utf-8",
+        "signin.html" => "text/html; charset=utf-8",
+        "image.html" => "text/html; charset=utf-8",
+        "not-found.html" => "text/html; charset=utf-8",
+        "app.css" => "text/css; charset=utf-8",
+        "js/api.js" => "text/javascript; charset=utf-8",
+        "js/app.js" => "text/javascript; charset=utf-8",
+        "js/gallery.js" => "text/javascript; charset=utf-8",
+        "js/image.js" => "text/javascript; charset=utf-8",
+        "js/signin.js" => "text/javascript; charset=utf-8",
+        "js/upload.js" => "text/javascript; charset=utf-8",
+        "favicon.svg" => "image/svg+xml",
+    ]
+    .into_iter()
+    .map(|(name, body, content_type)| {
+        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body))[..16]);
+        (
+            name,
+            Asset {
+                body,
+                content_type,
+                etag,
+            },
+        )
+    })
+    .collect()
+});
+
+/// The app's routes: pages at `/` and `/images/{id}`, files under `/assets/`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/images/{id}", get(image_page))
+        .route("/assets/{*path}", get(asset))
+        .route("/favicon.ico", get(|| async { serve("favicon.svg", None) }))
+}
+
+/// An embedded file; `If-None-Match` with its tag is answered `304`. Browsers check again
+/// before reuse (`no-cache`), so a new binary's files are seen at once.
+fn serve(name: &str, if_none_match: Option<&HeaderValue>) -> Response {
+    let Some(asset) = ASSETS.get(name) else {
+        return page("not-found.html", StatusCode::NOT_FOUND);
+    };
+    let headers = [
+        (header::CONTENT_TYPE, asset.content_type.to_owned()),
+        (header::ETAG, asset.etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+    ];
+    if if_none_match.is_some_and(|tag| tag.as_bytes() == asset.etag.as_bytes()) {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    (headers, asset.body).into_response()
+}
+
+fn page(name: &str, status: StatusCode) -> Response {
+    let mut response = serve(name, None);
+    *response.status_mut() = status;
+    response
+}
+
+async fn asset(Path(path): Path<String>, parts: Parts) -> Response {
+    // Pages are served at their own paths, not as assets.
+    if path.ends_with(".html") {
+        return page("not-found.html", StatusCode::NOT_FOUND);
+    }
+    serve(&path, parts.headers.get(header::IF_NONE_MATCH))
+}
+
+/// The app for a signed-in browser, the sign-in page for any other.
+async fn home(State(state): State<AppState>, mut parts: Parts) -> Response {
+    match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(_) => page("index.html", StatusCode::OK),
+        Err(_) => page("signin.html", StatusCode::OK),
+    }
+}
+
+/// An image's page: for a signed-in customer who may see the image; `404` otherwise, whether
+/// the image is another customer's or does not exist. Signed out, the sign-in page, which
+/// comes back here.
+async fn image_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    mut parts: Parts,
+) -> Response {
+    let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await else {
+        return Redirect::to(&format!("/?next=/images/{id}")).into_response();
+    };
+    let Ok(id) = id.parse() else {
+        return page("not-found.html", StatusCode::NOT_FOUND);
+    };
+    let visible = match state.store.get_image(id).await {
+        Ok(Some(image)) => {
+            caller.can_access(image.customer_id) && !image.is_expired(state.clock.now())
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(error = %e, "image page lookup failed");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+    };
+    if visible {
+        page("image.html", StatusCode::OK)
+    } else {
+        page("not-found.html", StatusCode::NOT_FOUND)
+    }
+}
+
+/// What every answer says about how a browser may use it.
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            "content-security-policy",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        ("x-content-type-options", "nosniff"),
+        ("cross-origin-opener-policy", "same-origin"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}

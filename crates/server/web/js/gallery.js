@@ -1,0 +1,187 @@
+// The gallery: the customer's images newest first, a page at a time from the cursor API as the
+// end of the list comes into view, filtered by name, status and dates. Images still being
+// processed are asked about again with back-off (1 s doubling to 30 s) until they settle, so
+// thumbnails turn processed without a reload.
+
+import { call, confirmDialog, el, formatBytes, formatTime } from './api.js';
+
+// Images per page: `?per_page=` (1-100) on the app's address, 30 by default.
+const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(window.location.search).get('per_page')) || 30));
+const MAX_WAIT_MS = 30000;
+
+export class Gallery {
+  constructor() {
+    this.list = document.getElementById('gallery');
+    this.empty = document.getElementById('gallery-empty');
+    this.more = document.getElementById('more');
+    this.bulk = document.getElementById('bulk');
+    this.selectedCount = document.getElementById('selected-count');
+    this.filters = document.getElementById('filters');
+    this.cards = new Map();
+    this.generation = 0;
+    this.observer = new IntersectionObserver((seen) => {
+      if (seen.some((e) => e.isIntersecting)) this.loadMore();
+    }, { rootMargin: '400px' });
+    this.filters.addEventListener('input', () => this.reset());
+    this.filters.addEventListener('submit', (e) => { e.preventDefault(); this.reset(); });
+    document.getElementById('delete-selected').addEventListener('click', () => this.deleteSelected());
+  }
+
+  start() {
+    this.reset();
+    this.observer.observe(this.more);
+  }
+
+  query() {
+    const form = new FormData(this.filters);
+    const params = new URLSearchParams({ limit: String(PAGE) });
+    if (form.get('q')) params.set('q', form.get('q'));
+    if (form.get('status')) params.set('status', form.get('status'));
+    if (form.get('since')) params.set('since', new Date(`${form.get('since')}T00:00:00`).toISOString());
+    if (form.get('until')) {
+      const end = new Date(`${form.get('until')}T00:00:00`);
+      end.setDate(end.getDate() + 1);
+      params.set('until', end.toISOString());
+    }
+    return params;
+  }
+
+  filtered() {
+    return [...new FormData(this.filters).values()].some((v) => v !== '');
+  }
+
+  reset() {
+    this.generation += 1;
+    this.cursor = '';
+    this.done = false;
+    this.loading = false;
+    this.list.replaceChildren();
+    this.cards.clear();
+    this.updateSelection();
+    this.loadMore();
+  }
+
+  async loadMore() {
+    if (this.loading || this.done) return;
+    this.loading = true;
+    const generation = this.generation;
+    const params = this.query();
+    if (this.cursor) params.set('cursor', this.cursor);
+    try {
+      const page = await call('GET', `/v1/images?${params}`);
+      if (generation !== this.generation) return;
+      for (const image of page.images) this.append(image);
+      this.cursor = page.next_cursor || '';
+      this.done = !page.next_cursor;
+      this.empty.hidden = this.cards.size > 0;
+      this.empty.textContent = this.filtered() ? 'No images match these filters.' : 'No images yet.';
+    } catch (error) {
+      this.empty.hidden = false;
+      this.empty.textContent = `The images could not be listed: ${error.message}`;
+      this.done = true;
+    } finally {
+      if (generation === this.generation) this.loading = false;
+    }
+    // A short first page leaves the sentinel in view: keep going until it is not.
+    if (!this.done && generation === this.generation && inView(this.more)) this.loadMore();
+  }
+
+  /** Puts a just-uploaded image at the top, where the newest go. */
+  prepend(image) {
+    if (this.cards.has(image.id)) return;
+    this.list.prepend(this.card(image));
+    this.empty.hidden = true;
+  }
+
+  append(image) {
+    if (this.cards.has(image.id)) return;
+    this.list.append(this.card(image));
+  }
+
+  card(image) {
+    const name = image.filename || image.id;
+    const box = el('input', { type: 'checkbox', 'aria-label': `Select ${name}`, class: 'select' });
+    box.addEventListener('change', () => this.updateSelection());
+    const thumb = el('div', { class: 'thumb' });
+    const status = el('span', { class: 'status' });
+    const card = el('li', { class: 'card', 'data-id': image.id },
+      box,
+      el('a', { href: `/images/${image.id}`, class: 'open' }, thumb,
+        el('span', { class: 'name', text: name })),
+      el('span', { class: 'meta', text: `${formatBytes(image.bytes)} · ${formatTime(image.uploaded_at)}` }),
+      status);
+    card.thumb = thumb;
+    card.statusLine = status;
+    this.cards.set(image.id, card);
+    this.show(card, image);
+    return card;
+  }
+
+  /** Shows an image's state on its card; one still in progress is asked about again later. */
+  show(card, image) {
+    card.dataset.status = image.status;
+    card.statusLine.textContent = {
+      received: 'Processing…',
+      pending_upload: 'Waiting for the upload',
+      processed: 'Processed',
+      failed: `Failed: ${image.error ? image.error.message : 'unknown error'}`,
+    }[image.status] || image.status;
+    if (image.status === 'processed' && !card.thumb.querySelector('img')) {
+      const { width, height } = image.renditions?.thumb ?? { width: 1, height: 1 };
+      card.thumb.replaceChildren(el('img', {
+        src: `/v1/images/${image.id}/renditions/thumb`, alt: '', loading: 'lazy', width, height,
+      }));
+    }
+    if (image.status === 'received' || image.status === 'pending_upload') this.watch(card, image.id, 1000);
+  }
+
+  watch(card, id, wait) {
+    const generation = this.generation;
+    setTimeout(async () => {
+      if (generation !== this.generation || !card.isConnected) return;
+      try {
+        const image = await call('GET', `/v1/images/${id}`);
+        if (image.status === card.dataset.status) {
+          this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
+        } else {
+          this.show(card, image);
+        }
+      } catch (error) {
+        if (error.status === 404) card.remove();
+        else this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
+      }
+    }, wait);
+  }
+
+  selected() {
+    return [...this.list.querySelectorAll('.select:checked')].map((box) => box.closest('.card'));
+  }
+
+  updateSelection() {
+    const count = this.selected().length;
+    this.bulk.hidden = count === 0;
+    this.selectedCount.textContent = `${count} selected`;
+  }
+
+  async deleteSelected() {
+    const cards = this.selected();
+    const agreed = await confirmDialog(`Delete ${cards.length} image${cards.length === 1 ? '' : 's'}? This cannot be undone.`);
+    if (!agreed) return;
+    for (const card of cards) {
+      try {
+        await call('DELETE', `/v1/images/${card.dataset.id}`);
+        this.cards.delete(card.dataset.id);
+        card.remove();
+      } catch (error) {
+        card.statusLine.textContent = `Not deleted: ${error.message}`;
+      }
+    }
+    this.updateSelection();
+    this.empty.hidden = this.cards.size > 0;
+  }
+}
+
+function inView(node) {
+  const box = node.getBoundingClientRect();
+  return box.top < window.innerHeight + 400;
+}

@@ -1,0 +1,159 @@
+// Uploads: files from drops, pastes, pickers and folders, checked against the limits first, then
+// sent a few at a time as the image's bytes (POST /v1/images?filename=), each with its progress
+// and the API's answer in words.
+
+import { changeHeaders, el, formatBytes } from './api.js';
+
+const AT_ONCE = 3;
+
+export class Uploader {
+  constructor({ limits, onStored }) {
+    this.limits = limits;
+    this.onStored = onStored;
+    this.queue = [];
+    this.running = 0;
+    this.sent = new Map(); // row -> [loaded, total]
+    this.list = document.getElementById('upload-list');
+    this.total = document.getElementById('total-progress');
+    this.totalText = document.getElementById('total-text');
+  }
+
+  /** Takes files (or a FileList); refuses what the API would refuse before sending it. */
+  add(files) {
+    const accepted = this.limits.content_types;
+    for (const file of files) {
+      const row = this.row(file);
+      const type = file.type || guessType(file.name);
+      if (!accepted.includes(type)) {
+        this.settle(row, 'refused', `not an accepted image type (${accepted.map(short).join(', ')})`);
+      } else if (file.size > this.limits.max_body_bytes) {
+        this.settle(row, 'refused', `over the ${formatBytes(this.limits.max_body_bytes)} limit for one image`);
+      } else if (file.size === 0) {
+        this.settle(row, 'refused', 'the file is empty');
+      } else {
+        this.sent.set(row, [0, file.size]);
+        this.queue.push([file, row]);
+      }
+    }
+    document.getElementById('uploads').hidden = false;
+    this.pump();
+    this.showTotal();
+  }
+
+  row(file) {
+    const progress = el('progress', { max: file.size || 1, value: 0, 'aria-label': `Upload of ${file.name}` });
+    const row = el('li', { class: 'upload', 'data-state': 'waiting' },
+      el('span', { class: 'name', text: file.webkitRelativePath || file.name }),
+      el('span', { class: 'size', text: formatBytes(file.size) }),
+      progress,
+      el('span', { class: 'outcome', text: 'Waiting' }));
+    row.progress = progress;
+    this.list.prepend(row);
+    return row;
+  }
+
+  pump() {
+    while (this.running < AT_ONCE && this.queue.length > 0) {
+      const [file, row] = this.queue.shift();
+      this.running += 1;
+      this.send(file, row).finally(() => {
+        this.running -= 1;
+        this.pump();
+      });
+    }
+  }
+
+  send(file, row) {
+    row.dataset.state = 'sending';
+    row.querySelector('.outcome').textContent = 'Uploading';
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open('POST', `/v1/images?filename=${encodeURIComponent(file.name)}`);
+      for (const [name, value] of Object.entries(changeHeaders())) xhr.setRequestHeader(name, value);
+      xhr.setRequestHeader('content-type', file.type || 'application/octet-stream');
+      xhr.responseType = 'json';
+      xhr.upload.addEventListener('progress', (e) => {
+        row.progress.value = e.loaded;
+        this.sent.set(row, [e.loaded, file.size]);
+        this.showTotal();
+      });
+      xhr.addEventListener('load', () => {
+        this.sent.set(row, [file.size, file.size]);
+        this.answer(row, xhr.status, xhr.response);
+        resolve();
+      });
+      xhr.addEventListener('error', () => {
+        this.settle(row, 'refused', 'the connection failed; try again');
+        resolve();
+      });
+      xhr.send(file);
+    });
+  }
+
+  /** The API's answer to one upload, in its own words. */
+  answer(row, status, body) {
+    if (status === 201) {
+      this.settle(row, 'stored', 'Stored', body.id);
+      this.onStored(body);
+    } else if (status === 200 && body && body.id) {
+      this.settle(row, 'duplicate', 'Duplicate of an image you have', body.id);
+    } else {
+      const message = body && body.error ? body.error.message : `HTTP ${status}`;
+      this.settle(row, 'refused', `Refused: ${message}`);
+    }
+  }
+
+  settle(row, state, text, imageId) {
+    row.dataset.state = state;
+    row.progress.value = row.progress.max;
+    const outcome = row.querySelector('.outcome');
+    outcome.textContent = state === 'refused' && !text.startsWith('Refused') ? `Refused: ${text}` : text;
+    if (imageId) {
+      outcome.append(' ', el('a', { href: `/images/${imageId}`, text: state === 'duplicate' ? 'see it' : 'open' }));
+    }
+    this.showTotal();
+  }
+
+  showTotal() {
+    let loaded = 0;
+    let total = 0;
+    for (const [l, t] of this.sent.values()) { loaded += l; total += t; }
+    this.total.max = total || 1;
+    this.total.value = loaded;
+    const rows = [...this.list.children];
+    const done = rows.filter((r) => !['waiting', 'sending'].includes(r.dataset.state)).length;
+    this.totalText.textContent = `${done} of ${rows.length} done · ${formatBytes(loaded)} of ${formatBytes(total)}`;
+  }
+}
+
+function short(type) {
+  return type.replace('image/', '').toUpperCase();
+}
+
+function guessType(name) {
+  const ext = name.toLowerCase().split('.').pop();
+  return { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif' }[ext] || '';
+}
+
+/** Every file under the dropped items, folders walked. */
+export async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items]
+    .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+    .filter(Boolean);
+  if (entries.length === 0) return [...dataTransfer.files];
+  const files = [];
+  const walk = async (entry) => {
+    if (entry.isFile) {
+      files.push(await new Promise((ok, fail) => entry.file(ok, fail)));
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+        if (batch.length === 0) break;
+        for (const child of batch) await walk(child);
+      }
+    }
+  };
+  for (const entry of entries) await walk(entry);
+  return files;
+}
