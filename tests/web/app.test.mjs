@@ -230,7 +230,12 @@ test("an image's page shows the API's facts, and deleting it asks first", async 
 
 test("another customer sees none of it, and gets 404 on the first one's image page", async () => {
   const { context, page } = await openContext({ width: 390, height: 844 });
-  await signIn(page, keyB);
+  // A `next` that the browser would resolve to another site is not followed.
+  await page.goto('/?next=/%09/evil.example/');
+  await page.getByLabel('API key').fill(keyB);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Your images' }).waitFor();
+  assert.equal(page.url(), `${base}/`);
   await page.locator('#gallery-empty').waitFor();
   assert.equal(await page.locator('.card').count(), 0);
   await screenshot(page, 'second-customer-phone');

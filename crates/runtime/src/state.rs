@@ -57,6 +57,8 @@ pub struct AppState {
     pub auth_failures: Arc<RateLimiter>,
     /// Keys that authenticated lately (see `auth`).
     pub known_keys: Arc<KnownKeys>,
+    /// Session tokens that authenticated lately, kept apart so sessions never crowd out keys.
+    pub known_sessions: Arc<KnownKeys>,
     /// Whose `X-Forwarded-For` is believed (`trusted_proxies`).
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Wakes idle workers when new work was queued in this process.
@@ -155,6 +157,7 @@ impl AppState {
             limiter,
             auth_failures,
             known_keys: Arc::default(),
+            known_sessions: Arc::default(),
             trusted_proxies,
             work_ready: Arc::new(Notify::new()),
             upload_budget,

@@ -24,7 +24,7 @@ use imagelake_core::{
 };
 use imagelake_runtime::{
     AppState, Error,
-    keys::{hash_secret, same_bytes},
+    keys::{KnownKeys, hash_secret, same_bytes},
 };
 
 use crate::error::ApiError;
@@ -145,10 +145,9 @@ impl FromRequestParts<AppState> for Caller {
             }
             _ => hash_secret(bearer(parts)?),
         };
-        let caller = identify(parts, state, &hash).await?.ok_or_else(|| {
-            state.known_keys.forget(&hash);
-            ApiError::unauthorized("invalid or revoked API key")
-        })?;
+        let caller = identify(parts, state, &hash)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
         state.limiter.check(&hash, state.clock.now())?;
         if let Some(slot) = parts.extensions.get::<crate::requests::CallerSlot>() {
             let _ = slot.0.set(caller);
@@ -169,7 +168,7 @@ pub async fn identify(
     if state.admin.matches(hash) {
         return Ok(Some(Caller::Admin));
     }
-    budgeted(parts, state, hash, async {
+    budgeted(parts, state, &state.known_keys, hash, async {
         if let Some(key) = state.store.find_key(hash).await? {
             return Ok(Some(Caller::Customer {
                 id: key.customer_id,
@@ -189,16 +188,18 @@ pub async fn identify(
 }
 
 /// Runs the lookup of the secret hashing to `hash` within the client's failure budget: charged
-/// before, refunded when something was found (then the hash is remembered as known).
+/// before unless `known` holds the hash, refunded when something was found (then `known`
+/// remembers it; a miss forgets it).
 async fn budgeted<T>(
     parts: &Parts,
     state: &AppState,
+    known: &KnownKeys,
     hash: &str,
     lookup: impl Future<Output = Result<Option<T>, ApiError>>,
 ) -> Result<Option<T>, ApiError> {
     let client = client_address(parts, &state.trusted_proxies)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let charged = !state.known_keys.contains(hash);
+    let charged = !known.contains(hash);
     if charged {
         state
             .auth_failures
@@ -210,7 +211,9 @@ async fn budgeted<T>(
         if charged {
             state.auth_failures.refund(&client);
         }
-        state.known_keys.remember(hash);
+        known.remember(hash);
+    } else {
+        known.forget(hash);
     }
     Ok(found)
 }
@@ -236,15 +239,18 @@ pub fn session_token(parts: &Parts) -> Option<String> {
 /// The live session `token` opens, or `401`.
 async fn signed_in(parts: &Parts, state: &AppState, token: &str) -> Result<Session, ApiError> {
     let token_hash = hash_secret(token);
-    let session = budgeted(parts, state, &token_hash, async {
+    let session = budgeted(parts, state, &state.known_sessions, &token_hash, async {
         Ok(state.store.find_session(&token_hash).await?)
     })
     .await?;
     match session {
         Some(session) if session.expires_at > state.clock.now() => Ok(session),
-        _ => Err(ApiError::unauthorized(
-            "not signed in, or the session ended; sign in again",
-        )),
+        _ => {
+            state.known_sessions.forget(&token_hash);
+            Err(ApiError::unauthorized(
+                "not signed in, or the session ended; sign in again",
+            ))
+        }
     }
 }
 

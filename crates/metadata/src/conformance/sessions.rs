@@ -9,7 +9,7 @@ use crate::MetadataStore;
 fn session(key: KeyId, n: i64) -> Session {
     Session {
         id: Uuid::now_v7(),
-        token_hash: format!("{:064x}", n + i64::from(key.0.as_bytes()[15])),
+        token_hash: format!("{:032x}{:032x}", key.0.as_u128(), n),
         key_id: key,
         key_hash: "ab".repeat(32),
         csrf: format!("csrf-{n}"),

@@ -12,7 +12,7 @@ pub mod multipart;
 mod ops;
 #[cfg(feature = "gcp")]
 mod push;
-mod session;
+pub mod session;
 #[cfg(feature = "sql")]
 mod sql;
 #[cfg(feature = "sql")]

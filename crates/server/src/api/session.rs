@@ -105,8 +105,12 @@ fn key_of(caller: Caller) -> KeyId {
     }
 }
 
+/// Answers that carry a session's secrets are never stored by the browser or a proxy.
+const NO_STORE: (header::HeaderName, HeaderValue) =
+    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+
 /// The `Set-Cookie` value of a session token; an empty token with no lifetime clears it.
-fn cookie(state: &AppState, token: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
+pub fn cookie(state: &AppState, token: &str, max_age: i64) -> Result<HeaderValue, ApiError> {
     let secure = if state.settings.web.secure_cookies {
         "; Secure"
     } else {
@@ -148,6 +152,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromOwnPage {
 /// Exchanges an API key for a session: the token in a cookie, the CSRF token in the answer.
 #[utoipa::path(post, path = "/v1/session", tag = "sessions", request_body = SignIn,
     responses((status = 201, body = CurrentSession, description = "Signed in; `Set-Cookie` holds the session"),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: not a JSON object with a string `key`"),
         (status = 401, body = super::ErrorBody, description = "`unauthorized`: the key is wrong or revoked"),
         (status = 403, body = super::ErrorBody, description = "`forbidden`: not JSON, or sent from another site"),
         (status = 429, body = super::ErrorBody, description = "`rate_limited`: too many failed sign-ins from this address")))]
@@ -161,6 +166,8 @@ pub async fn sign_in(
     let caller = identify(&parts, &state, &key_hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+    // Sign-ins are the key's requests: its rate limit bounds how many sessions it opens.
+    state.limiter.check(&key_hash, state.clock.now())?;
     let token = random_token();
     let now = state.clock.now();
     let ttl = chrono::Duration::from_std(state.settings.web.session_ttl.0)
@@ -184,7 +191,7 @@ pub async fn sign_in(
     let set_cookie = cookie(&state, &token, ttl.num_seconds())?;
     Ok((
         StatusCode::CREATED,
-        [(header::SET_COOKIE, set_cookie)],
+        [(header::SET_COOKIE, set_cookie), NO_STORE],
         Json(current(&state, &session, caller)),
     )
         .into_response())
@@ -193,27 +200,30 @@ pub async fn sign_in(
 /// The session the request came with.
 fn this_session(parts: &Parts) -> Result<Session, ApiError> {
     parts.extensions.get::<Session>().cloned().ok_or_else(|| {
-        ApiError::invalid("this request is not signed in by cookie; sign in at POST /v1/session")
+        ApiError::unauthorized(
+            "this request is not signed in by cookie; sign in at POST /v1/session",
+        )
     })
 }
 
 /// The signed-in session, with the CSRF token the page sends with its changes.
 #[utoipa::path(get, path = "/v1/session", tag = "sessions", security(("bearer" = [])),
     responses((status = 200, body = CurrentSession),
-        (status = 400, body = super::ErrorBody, description = "`invalid_request`: signed in by a bearer key, not by cookie"),
-        (status = 401, body = super::ErrorBody, description = "`unauthorized`: not signed in, or the session ended")))]
+
+        (status = 401, body = super::ErrorBody, description = "`unauthorized`: not signed in by cookie, or the session ended")))]
 pub async fn get_current(
     caller: Caller,
     State(state): State<AppState>,
     parts: Parts,
-) -> Result<Json<CurrentSession>, ApiError> {
-    Ok(Json(current(&state, &this_session(&parts)?, caller)))
+) -> Result<Response, ApiError> {
+    let current = current(&state, &this_session(&parts)?, caller);
+    Ok(([NO_STORE], Json(current)).into_response())
 }
 
 /// Signs out: the session ends at once and the cookie is cleared.
 #[utoipa::path(delete, path = "/v1/session", tag = "sessions", security(("bearer" = [])),
     responses((status = 204, description = "Signed out"),
-        (status = 400, body = super::ErrorBody, description = "`invalid_request`: signed in by a bearer key, not by cookie"),
+
         (status = 403, body = super::ErrorBody, description = "`forbidden`: no X-CSRF-Token header")))]
 pub async fn sign_out(
     caller: Caller,
@@ -222,6 +232,7 @@ pub async fn sign_out(
 ) -> Result<Response, ApiError> {
     let session = this_session(&parts)?;
     state.store.end_session(key_of(caller), session.id).await?;
+    state.known_sessions.forget(&session.token_hash);
     tracing::info!(session_id = %session.id, "signed out");
     Ok((
         StatusCode::NO_CONTENT,

@@ -24,7 +24,7 @@ use axum::{
 use imagelake_runtime::AppState;
 use sha2::{Digest, Sha256};
 
-use crate::auth::Caller;
+use crate::auth::{Caller, session_token};
 
 /// One embedded file.
 struct Asset {
@@ -96,10 +96,32 @@ fn serve(name: &str, if_none_match: Option<&HeaderValue>) -> Response {
     (headers, asset.body).into_response()
 }
 
+/// A page: never stored, so after signing out neither the back button nor a shared machine's
+/// cache shows what was on it.
 fn page(name: &str, status: StatusCode) -> Response {
     let mut response = serve(name, None);
     *response.status_mut() = status;
     response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Who the request's session or key is, if anyone; a session cookie that no longer opens a
+/// session is cleared, so the browser stops sending it (and spending its address's budget).
+async fn signed_in(state: &AppState, parts: &mut Parts) -> Result<Caller, Response> {
+    match Caller::from_request_parts(parts, state).await {
+        Ok(caller) => Ok(caller),
+        Err(_) => {
+            let mut response = page("signin.html", StatusCode::OK);
+            if session_token(parts).is_some()
+                && let Ok(clear) = crate::api::session::cookie(state, "", 0)
+            {
+                response.headers_mut().insert(header::SET_COOKIE, clear);
+            }
+            Err(response)
+        }
+    }
 }
 
 async fn asset(Path(path): Path<String>, parts: Parts) -> Response {
@@ -112,9 +134,9 @@ async fn asset(Path(path): Path<String>, parts: Parts) -> Response {
 
 /// The app for a signed-in browser, the sign-in page for any other.
 async fn home(State(state): State<AppState>, mut parts: Parts) -> Response {
-    match Caller::from_request_parts(&mut parts, &state).await {
+    match signed_in(&state, &mut parts).await {
         Ok(_) => page("index.html", StatusCode::OK),
-        Err(_) => page("signin.html", StatusCode::OK),
+        Err(sign_in) => sign_in,
     }
 }
 
@@ -126,11 +148,18 @@ async fn image_page(
     Path(id): Path<String>,
     mut parts: Parts,
 ) -> Response {
-    let Ok(caller) = Caller::from_request_parts(&mut parts, &state).await else {
-        return Redirect::to(&format!("/?next=/images/{id}")).into_response();
-    };
-    let Ok(id) = id.parse() else {
+    let Ok(id) = id.parse::<imagelake_core::ImageId>() else {
         return page("not-found.html", StatusCode::NOT_FOUND);
+    };
+    let caller = match signed_in(&state, &mut parts).await {
+        Ok(caller) => caller,
+        Err(sign_in) => {
+            let mut back = Redirect::to(&format!("/?next=/images/{id}")).into_response();
+            if let Some(clear) = sign_in.headers().get(header::SET_COOKIE) {
+                back.headers_mut().insert(header::SET_COOKIE, clear.clone());
+            }
+            return back;
+        }
     };
     let visible = match state.store.get_image(id).await {
         Ok(Some(image)) => {

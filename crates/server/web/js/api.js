@@ -16,7 +16,10 @@ export async function problem(response) {
 /** The signed-in session, or null when signed out. */
 export async function currentSession() {
   const response = await fetch('/v1/session', { headers: { accept: 'application/json' } });
-  if (response.status === 401) return null;
+  if (response.status === 401) {
+    signedOut();
+    return null;
+  }
   if (!response.ok) throw new Error(await problem(response));
   const session = await response.json();
   csrf = session.csrf_token;
@@ -50,12 +53,18 @@ export async function call(method, path) {
   const headers = { accept: 'application/json' };
   if (method !== 'GET') Object.assign(headers, changeHeaders());
   const response = await fetch(path, { method, headers });
+  if (response.status === 401) signedOut();
   if (!response.ok) {
     const error = new Error(await problem(response));
     error.status = response.status;
     throw error;
   }
   return response.status === 204 ? null : response.json();
+}
+
+/** The session ended elsewhere (signed out in another tab, key revoked): back to sign-in. */
+export function signedOut() {
+  window.location.assign(`/?next=${encodeURIComponent(window.location.pathname + window.location.search)}`);
 }
 
 /** Wires a page's sign-out button. */

@@ -22,7 +22,12 @@ export class Gallery {
     this.observer = new IntersectionObserver((seen) => {
       if (seen.some((e) => e.isIntersecting)) this.loadMore();
     }, { rootMargin: '400px' });
-    this.filters.addEventListener('input', () => this.reset());
+    // Typing waits for a pause before the listing is asked again.
+    let typing;
+    this.filters.addEventListener('input', () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => this.reset(), 300);
+    });
     this.filters.addEventListener('submit', (e) => { e.preventDefault(); this.reset(); });
     document.getElementById('delete-selected').addEventListener('click', () => this.deleteSelected());
   }
@@ -76,6 +81,7 @@ export class Gallery {
       this.empty.hidden = this.cards.size > 0;
       this.empty.textContent = this.filtered() ? 'No images match these filters.' : 'No images yet.';
     } catch (error) {
+      if (generation !== this.generation) return;
       this.empty.hidden = false;
       this.empty.textContent = `The images could not be listed: ${error.message}`;
       this.done = true;
@@ -86,9 +92,9 @@ export class Gallery {
     if (!this.done && generation === this.generation && inView(this.more)) this.loadMore();
   }
 
-  /** Puts a just-uploaded image at the top, where the newest go. */
+  /** Puts a just-uploaded image at the top, where the newest go, unless filters are on. */
   prepend(image) {
-    if (this.cards.has(image.id)) return;
+    if (this.cards.has(image.id) || this.filtered()) return;
     this.list.prepend(this.card(image));
     this.empty.hidden = true;
   }
@@ -147,8 +153,12 @@ export class Gallery {
           this.show(card, image);
         }
       } catch (error) {
-        if (error.status === 404) card.remove();
-        else this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
+        if (error.status === 404) {
+          this.cards.delete(id);
+          card.remove();
+        } else if (error.status !== 401 && error.status !== 403) {
+          this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
+        }
       }
     }, wait);
   }
@@ -178,6 +188,7 @@ export class Gallery {
     }
     this.updateSelection();
     this.empty.hidden = this.cards.size > 0;
+    document.getElementById('gallery-title').focus();
   }
 }
 

@@ -21,9 +21,14 @@ async function main() {
 
 function refresh(wait) {
   setTimeout(async () => {
-    const image = await call('GET', `/v1/images/${id}`);
-    if (image.status === 'received' || image.status === 'pending_upload') refresh(Math.min(wait * 2, 30000));
-    else show(image);
+    const next = Math.min(wait * 2, 30000);
+    try {
+      const image = await call('GET', `/v1/images/${id}`);
+      if (image.status === 'received' || image.status === 'pending_upload') refresh(next);
+      else show(image);
+    } catch (error) {
+      if (error.status !== 401 && error.status !== 404) refresh(next);
+    }
   }, wait);
 }
 
@@ -44,6 +49,9 @@ function show(image) {
     ['Size', formatBytes(image.bytes)],
     ['Type', image.content_type],
   ];
+  if (image.status === 'failed') {
+    document.getElementById('frame').append(el('p', { class: 'hint', text: 'No preview: the image could not be processed.' }));
+  }
   if (image.status === 'processed') {
     const preview = document.getElementById('preview');
     const rendition = image.renditions.preview;

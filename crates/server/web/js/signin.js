@@ -6,6 +6,14 @@ const form = document.getElementById('sign-in');
 const error = document.getElementById('sign-in-error');
 document.getElementById('key').focus();
 
+/** Where to go after signing in: `next` when it stays on this site (as the browser resolves
+ * it, tabs, newlines and backslashes included), else the app. */
+function sameSite(next) {
+  if (!next) return '/';
+  const url = new URL(next, window.location.origin);
+  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : '/';
+}
+
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   error.hidden = true;
@@ -14,8 +22,7 @@ form.addEventListener('submit', async (event) => {
   try {
     await signIn(form.elements.key.value);
     form.reset();
-    const next = new URLSearchParams(window.location.search).get('next');
-    window.location.assign(next && /^\/[^/\\]/.test(next) ? next : '/');
+    window.location.assign(sameSite(new URLSearchParams(window.location.search).get('next')));
   } catch (e) {
     error.textContent = e.message;
     error.hidden = false;

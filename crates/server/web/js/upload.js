@@ -2,7 +2,7 @@
 // sent a few at a time as the image's bytes (POST /v1/images?filename=), each with its progress
 // and the API's answer in words.
 
-import { changeHeaders, el, formatBytes } from './api.js';
+import { changeHeaders, el, formatBytes, signedOut } from './api.js';
 
 const AT_ONCE = 3;
 
@@ -16,6 +16,7 @@ export class Uploader {
     this.list = document.getElementById('upload-list');
     this.total = document.getElementById('total-progress');
     this.totalText = document.getElementById('total-text');
+    this.totalDone = document.getElementById('total-done');
   }
 
   /** Takes files (or a FileList); refuses what the API would refuse before sending it. */
@@ -70,20 +71,17 @@ export class Uploader {
       const xhr = new XMLHttpRequest();
       xhr.open('POST', `/v1/images?filename=${encodeURIComponent(file.name)}`);
       for (const [name, value] of Object.entries(changeHeaders())) xhr.setRequestHeader(name, value);
-      xhr.setRequestHeader('content-type', file.type || 'application/octet-stream');
+      xhr.setRequestHeader('content-type', file.type || guessType(file.name) || 'application/octet-stream');
       xhr.responseType = 'json';
       xhr.upload.addEventListener('progress', (e) => {
         row.progress.value = e.loaded;
         this.sent.set(row, [e.loaded, file.size]);
         this.showTotal();
       });
-      xhr.addEventListener('load', () => {
+      xhr.addEventListener('loadend', () => {
         this.sent.set(row, [file.size, file.size]);
-        this.answer(row, xhr.status, xhr.response);
-        resolve();
-      });
-      xhr.addEventListener('error', () => {
-        this.settle(row, 'refused', 'the connection failed; try again');
+        if (xhr.status === 0) this.settle(row, 'refused', 'the connection failed; try again');
+        else this.answer(row, xhr.status, xhr.response);
         resolve();
       });
       xhr.send(file);
@@ -98,6 +96,7 @@ export class Uploader {
     } else if (status === 200 && body && body.id) {
       this.settle(row, 'duplicate', 'Duplicate of an image you have', body.id);
     } else {
+      if (status === 401) signedOut();
       const message = body && body.error ? body.error.message : `HTTP ${status}`;
       this.settle(row, 'refused', `Refused: ${message}`);
     }
@@ -123,6 +122,9 @@ export class Uploader {
     const rows = [...this.list.children];
     const done = rows.filter((r) => !['waiting', 'sending'].includes(r.dataset.state)).length;
     this.totalText.textContent = `${done} of ${rows.length} done · ${formatBytes(loaded)} of ${formatBytes(total)}`;
+    // Screen readers hear each file's end, not every progress step.
+    const finished = `${done} of ${rows.length} uploads done`;
+    if (this.totalDone.textContent !== finished) this.totalDone.textContent = finished;
   }
 }
 
