@@ -1,36 +1,40 @@
-//! The customers' web app in a real browser: `tests/web/app.test.mjs` (Debian's Chromium driven
-//! by playwright-core, installed by `scripts/test`) against the real binary's `serve` on a free
-//! port, with two customers and the photo corpus. Each page state's screenshot is saved under
+//! The customers' web app in a real browser: the scripts in `tests/web/` (Debian's Chromium
+//! driven by playwright-core, installed by `scripts/test`) against the real binary's `serve` on
+//! a free port, with the photo corpus. Each page state's screenshot is saved under
 //! `target/web-screenshots/`.
 
 mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use common::{create_customer, start, temp_dir};
+use common::{Server, create_customer, spawn, start, temp_dir};
+
+/// One browser at a time: two would share the machine's cores with two servers.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-#[tokio::test]
-async fn the_app_works_in_chromium() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let data = temp_dir("web");
-    let server = start(&data);
-    let client = reqwest::Client::new();
-    let (_, key_a) = create_customer(&client, &server, "web-alpha").await;
-    let (_, key_b) = create_customer(&client, &server, "web-beta").await;
+/// Runs `tests/web/{script}` against `server` with `keys`; asserts it passed all `tests`.
+fn browser_tests(script: &str, server: &Server, keys: &[String], tests: usize) {
     let root = repo_root();
-    let shots = root.join("target/web-screenshots");
+    let shots = root
+        .join("target/web-screenshots")
+        .join(script.trim_end_matches(".test.mjs"));
     let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
     let corpus = std::env::var("IMAGELAKE_CORPUS")
         .expect("IMAGELAKE_CORPUS is not set: run the tests through scripts/test");
     let output = Command::new("node")
-        .args(["--test", "--test-reporter=spec", "tests/web/app.test.mjs"])
+        .args([
+            "--test",
+            "--test-reporter=spec",
+            &format!("tests/web/{script}"),
+        ])
         .current_dir(&root)
         .env("IMAGELAKE_WEB_URL", &server.base)
-        .env("IMAGELAKE_WEB_KEYS", format!("{key_a},{key_b}"))
+        .env("IMAGELAKE_WEB_KEYS", keys.join(","))
         .env("IMAGELAKE_CORPUS", corpus)
         .env("IMAGELAKE_WEB_SHOTS", &shots)
         .output()
@@ -41,12 +45,38 @@ async fn the_app_works_in_chromium() {
         "screenshots: {}",
         shots.canonicalize().unwrap_or(shots).display()
     );
+    assert!(output.status.success(), "{script} failed:\n{report}");
     assert!(
-        output.status.success(),
-        "the browser tests failed:\n{report}"
+        report.contains(&format!("ℹ pass {tests}")),
+        "every test of {script} ran:\n{report}"
     );
-    assert!(
-        report.contains("ℹ pass 8"),
-        "every browser test ran:\n{report}"
+}
+
+#[tokio::test]
+async fn the_app_works_in_chromium() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = start(&temp_dir("web"));
+    let client = reqwest::Client::new();
+    let (_, key_a) = create_customer(&client, &server, "web-alpha").await;
+    let (_, key_b) = create_customer(&client, &server, "web-beta").await;
+    browser_tests("app.test.mjs", &server, &[key_a, key_b], 8);
+}
+
+/// A folder of photos from a key with a low rate limit: every file is stored (a refusal for
+/// the rate is sent again after its `Retry-After`) and every thumbnail appears, the gallery's
+/// status polling staying within the same rate.
+#[tokio::test]
+async fn a_folder_of_uploads_keeps_within_the_rate_limit() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let data = temp_dir("web-rate");
+    let dir = data.to_str().unwrap();
+    let server = spawn(
+        &["serve", "--data-dir", dir],
+        &[("IMAGELAKE_RATE_LIMIT", "2"), ("IMAGELAKE_RATE_BURST", "6")],
     );
+    let client = reqwest::Client::new();
+    let (_, key) = create_customer(&client, &server, "web-rate").await;
+    browser_tests("rate.test.mjs", &server, &[key.clone(), key], 1);
 }

@@ -1,13 +1,16 @@
 // The gallery: the customer's images newest first, a page at a time from the cursor API as the
 // end of the list comes into view, filtered by name, status and dates. Images still being
-// processed are asked about again with back-off (1 s doubling to 30 s) until they settle, so
-// thumbnails turn processed without a reload.
+// processed are asked about again, all in one listing request, with back-off (1 s, doubling to
+// 30 s while nothing changes) until they settle, so thumbnails turn processed without a
+// reload and a folder of uploads costs one request a step, not one per image.
 
 import { call, confirmDialog, el, formatBytes, formatTime } from './api.js';
 
 // Images per page: `?per_page=` (1-100) on the app's address, 30 by default.
-const PAGE = Math.min(100, Math.max(1, Number(new URLSearchParams(window.location.search).get('per_page')) || 30));
+const PAGE = Math.min(100, Math.max(1, Number.parseInt(new URLSearchParams(window.location.search).get('per_page'), 10) || 30));
 const MAX_WAIT_MS = 30000;
+// Images the poller reads in one request.
+const POLL_PAGE = 100;
 
 export class Gallery {
   constructor() {
@@ -18,6 +21,10 @@ export class Gallery {
     this.selectedCount = document.getElementById('selected-count');
     this.filters = document.getElementById('filters');
     this.cards = new Map();
+    // Cards of images still in progress, asked about by one poller.
+    this.pending = new Map();
+    this.pollTimer = null;
+    this.pollWait = 1000;
     this.generation = 0;
     this.observer = new IntersectionObserver((seen) => {
       if (seen.some((e) => e.isIntersecting)) this.loadMore();
@@ -62,6 +69,7 @@ export class Gallery {
     this.loading = false;
     this.list.replaceChildren();
     this.cards.clear();
+    this.pending.clear();
     this.updateSelection();
     this.loadMore();
   }
@@ -134,33 +142,74 @@ export class Gallery {
     }[image.status] || image.status;
     if (image.status === 'processed' && !card.thumb.querySelector('img')) {
       const { width, height } = image.renditions?.thumb ?? { width: 1, height: 1 };
-      card.thumb.replaceChildren(el('img', {
+      const img = el('img', {
         src: `/v1/images/${image.id}/renditions/thumb`, alt: '', loading: 'lazy', width, height,
-      }));
+      });
+      // A thumbnail refused for the key's rate limit is asked for again a little later.
+      let tries = 0;
+      img.addEventListener('error', () => {
+        tries += 1;
+        if (tries <= 5) setTimeout(() => { img.src = `/v1/images/${image.id}/renditions/thumb?try=${tries}`; }, 1000 * tries);
+      });
+      card.thumb.replaceChildren(img);
     }
-    if (image.status === 'received' || image.status === 'pending_upload') this.watch(card, image.id, 1000);
+    if (image.status === 'received' || image.status === 'pending_upload') {
+      const fresh = !this.pending.has(image.id);
+      this.pending.set(image.id, card);
+      if (fresh) this.schedulePoll(true);
+    } else {
+      this.pending.delete(image.id);
+    }
   }
 
-  watch(card, id, wait) {
-    const generation = this.generation;
-    setTimeout(async () => {
-      if (generation !== this.generation || !card.isConnected) return;
-      try {
-        const image = await call('GET', `/v1/images/${id}`);
-        if (image.status === card.dataset.status) {
-          this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
-        } else {
+  /** Asks about every card still in progress with one listing request, 1 s after the last
+   * change and then twice as long each time nothing changed, up to 30 s. */
+  schedulePoll(soon) {
+    if (soon) this.pollWait = 1000;
+    if (this.pollTimer && !soon) return;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.poll(), this.pollWait);
+  }
+
+  async poll() {
+    this.pollTimer = null;
+    if (this.pending.size === 0) return;
+    let changed = false;
+    try {
+      // The newest images: what was just uploaded is among them.
+      const page = await call('GET', `/v1/images?limit=${POLL_PAGE}`);
+      const latest = new Map(page.images.map((image) => [image.id, image]));
+      for (const [id, card] of [...this.pending]) {
+        const image = latest.get(id) ?? (page.next_cursor ? await this.lookUp(id) : null);
+        if (!image) {
+          this.forget(id, card);
+          changed = true;
+        } else if (image.status !== card.dataset.status) {
           this.show(card, image);
-        }
-      } catch (error) {
-        if (error.status === 404) {
-          this.cards.delete(id);
-          card.remove();
-        } else if (error.status !== 401 && error.status !== 403) {
-          this.watch(card, id, Math.min(wait * 2, MAX_WAIT_MS));
+          changed = true;
         }
       }
-    }, wait);
+    } catch (error) {
+      if (error.status === 401 || error.status === 403) return;
+    }
+    this.pollWait = changed ? 1000 : Math.min(this.pollWait * 2, MAX_WAIT_MS);
+    if (this.pending.size > 0) this.pollTimer = setTimeout(() => this.poll(), this.pollWait);
+  }
+
+  /** One image older than the newest page; null once it is gone. */
+  async lookUp(id) {
+    try {
+      return await call('GET', `/v1/images/${id}`);
+    } catch (error) {
+      if (error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  forget(id, card) {
+    this.pending.delete(id);
+    this.cards.delete(id);
+    card.remove();
   }
 
   selected() {
@@ -180,11 +229,14 @@ export class Gallery {
     for (const card of cards) {
       try {
         await call('DELETE', `/v1/images/${card.dataset.id}`);
-        this.cards.delete(card.dataset.id);
-        card.remove();
       } catch (error) {
-        card.statusLine.textContent = `Not deleted: ${error.message}`;
+        if (error.status !== 404) {
+          card.statusLine.textContent = `Not deleted: ${error.message}`;
+          card.dataset.status = 'failed';
+          continue;
+        }
       }
+      this.forget(card.dataset.id, card);
     }
     this.updateSelection();
     this.empty.hidden = this.cards.size > 0;

@@ -13,7 +13,15 @@ async function main() {
   document.getElementById('delete').addEventListener('click', async () => {
     const agreed = await confirmDialog(`Delete ${image.filename || 'this image'}? This cannot be undone.`);
     if (!agreed) return;
-    await call('DELETE', `/v1/images/${id}`);
+    try {
+      await call('DELETE', `/v1/images/${id}`);
+    } catch (error) {
+      // Already gone is as good as deleted.
+      if (error.status !== 404) {
+        showError(`Not deleted: ${error.message}`);
+        return;
+      }
+    }
     window.location.assign('/');
   });
   if (image.status === 'received' || image.status === 'pending_upload') refresh(1000);
@@ -32,17 +40,27 @@ function refresh(wait) {
   }, wait);
 }
 
+function showError(text) {
+  const error = document.getElementById('error');
+  error.textContent = text;
+  error.hidden = false;
+}
+
+/** The name a download is saved under: the upload's name, with the rendition's before the
+ * extension. */
+function downloadName(image, rendition, contentType) {
+  const base = (image.filename || image.id).replace(/\.[^.]*$/, '');
+  const ext = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/gif': 'gif' }[contentType] || 'bin';
+  return `${base}-${rendition}.${ext}`;
+}
+
 function show(image) {
   document.title = `${image.filename || image.id} · imagelake`;
   document.getElementById('filename').textContent = image.filename || image.id;
   const status = document.getElementById('status');
   status.textContent = { received: 'Processing…', processed: 'Processed', failed: 'Failed', pending_upload: 'Waiting for the upload' }[image.status] || image.status;
   status.dataset.status = image.status;
-  if (image.error) {
-    const error = document.getElementById('error');
-    error.textContent = `Processing failed: ${image.error.message} (${image.error.code})`;
-    error.hidden = false;
-  }
+  if (image.error) showError(`Processing failed: ${image.error.message} (${image.error.code})`);
   const facts = [
     ['Uploaded', formatTime(image.uploaded_at)],
     ['Expires', formatTime(image.expires_at)],
@@ -76,11 +94,9 @@ function show(image) {
   ]));
   const downloads = [el('li', {}, el('a', { href: `/v1/images/${image.id}/original`, download: image.filename || '', text: `Original (${formatBytes(image.bytes)})` }))];
   for (const [name, r] of Object.entries(image.renditions || {})) {
-    downloads.push(el('li', {}, el('a', { href: `/v1/images/${image.id}/renditions/${name}`, download: '', text: `${name} ${r.width} × ${r.height} (${formatBytes(r.bytes)})` })));
+    downloads.push(el('li', {}, el('a', { href: `/v1/images/${image.id}/renditions/${name}`, download: downloadName(image, name, r.content_type), text: `${name} ${r.width} × ${r.height} (${formatBytes(r.bytes)})` })));
   }
   document.getElementById('downloads').replaceChildren(...downloads);
 }
 
-main().catch((error) => {
-  document.getElementById('status').textContent = `This image could not be shown: ${error.message}`;
-});
+main().catch((error) => showError(`This image could not be shown: ${error.message}`));

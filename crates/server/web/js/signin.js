@@ -6,12 +6,13 @@ const form = document.getElementById('sign-in');
 const error = document.getElementById('sign-in-error');
 document.getElementById('key').focus();
 
-/** Where to go after signing in: `next` when it stays on this site (as the browser resolves
- * it, tabs, newlines and backslashes included), else the app. */
+/** Where to go after signing in: `next` when it stays on this site as the browser resolves it
+ * (tabs, newlines, backslashes and dot segments included), as a whole URL of this origin, so
+ * nothing in it can be read as another host; else the app. */
 function sameSite(next) {
   if (!next) return '/';
   const url = new URL(next, window.location.origin);
-  return url.origin === window.location.origin ? url.pathname + url.search + url.hash : '/';
+  return url.origin === window.location.origin ? url.href : '/';
 }
 
 form.addEventListener('submit', async (event) => {

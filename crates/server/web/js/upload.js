@@ -5,6 +5,9 @@
 import { changeHeaders, el, formatBytes, signedOut } from './api.js';
 
 const AT_ONCE = 3;
+// Sends of one file refused for the key's rate limit before its refusal is shown: the API
+// says when to try again, and a large folder may need many turns.
+const MAX_ATTEMPTS = 20;
 
 export class Uploader {
   constructor({ limits, onStored }) {
@@ -24,8 +27,9 @@ export class Uploader {
     const accepted = this.limits.content_types;
     for (const file of files) {
       const row = this.row(file);
+      // The API judges by the bytes: a file whose type the browser cannot tell is sent.
       const type = file.type || guessType(file.name);
-      if (!accepted.includes(type)) {
+      if (type && !accepted.includes(type)) {
         this.settle(row, 'refused', `not an accepted image type (${accepted.map(short).join(', ')})`);
       } else if (file.size > this.limits.max_body_bytes) {
         this.settle(row, 'refused', `over the ${formatBytes(this.limits.max_body_bytes)} limit for one image`);
@@ -64,7 +68,7 @@ export class Uploader {
     }
   }
 
-  send(file, row) {
+  send(file, row, attempt = 1) {
     row.dataset.state = 'sending';
     row.querySelector('.outcome').textContent = 'Uploading';
     return new Promise((resolve) => {
@@ -79,6 +83,13 @@ export class Uploader {
         this.showTotal();
       });
       xhr.addEventListener('loadend', () => {
+        if (xhr.status === 429 && attempt < MAX_ATTEMPTS) {
+          // Over the key's rate: wait as told, then send it again.
+          const wait = Number(xhr.getResponseHeader('retry-after')) || 1;
+          row.querySelector('.outcome').textContent = `Waiting ${wait} s (rate limit)`;
+          setTimeout(() => this.send(file, row, attempt + 1).then(resolve), wait * 1000);
+          return;
+        }
         this.sent.set(row, [file.size, file.size]);
         if (xhr.status === 0) this.settle(row, 'refused', 'the connection failed; try again');
         else this.answer(row, xhr.status, xhr.response);
@@ -129,7 +140,7 @@ export class Uploader {
 }
 
 function short(type) {
-  return type.replace('image/', '').toUpperCase();
+  return { 'image/jpeg': 'JPEG', 'image/png': 'PNG', 'image/webp': 'WebP', 'image/gif': 'GIF' }[type] || type;
 }
 
 function guessType(name) {
