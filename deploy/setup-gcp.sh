@@ -4,6 +4,9 @@
 #
 #   PROJECT=my-project REGION=europe-west1 BUCKET=my-project-imagelake deploy/setup-gcp.sh
 #
+# With APP_ORIGIN=https://images.example.com (where browsers open the web app), the bucket also
+# gets the CORS rule that lets the app's pages send large files straight to it (signed URLs).
+#
 # Names match gcp.toml's defaults; change both together.
 set -euo pipefail
 : "${PROJECT:?set PROJECT}" "${REGION:?set REGION}" "${BUCKET:?set BUCKET}"
@@ -31,6 +34,13 @@ gcloud iam service-accounts create "$SA_NAME" --project="$PROJECT" 2>/dev/null |
 gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT" --location="$REGION" \
   --uniform-bucket-level-access --public-access-prevention 2>/dev/null || true
 gcloud storage buckets update "gs://$BUCKET" --lifecycle-file="$here/lifecycle.json"
+if [ -n "${APP_ORIGIN:-}" ]; then
+  # deploy/cors.json with the app's origin: PUT with exactly the headers a signed upload carries.
+  cors="$(mktemp)"
+  sed "s|https://images.example.com|$APP_ORIGIN|" "$here/cors.json" >"$cors"
+  gcloud storage buckets update "gs://$BUCKET" --cors-file="$cors"
+  rm -f "$cors"
+fi
 gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" \
   --member="serviceAccount:$SA" --role=roles/storage.objectAdmin
 

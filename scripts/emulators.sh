@@ -66,7 +66,8 @@ fake_gcs_binary() {
 }
 
 # Starts the GCS emulator on a free loopback port and exports STORAGE_EMULATOR_HOST. When the
-# Pub/Sub emulator runs, object writes and deletes are published as notifications.
+# Pub/Sub emulator runs, object writes and deletes are published as notifications. Browsers may
+# send a signed upload's headers (CORS), as a bucket's CORS rule allows them (deploy/cors.json).
 start_gcs_emulator() {
   local bin port log
   bin="$(fake_gcs_binary)"
@@ -78,6 +79,7 @@ start_gcs_emulator() {
   fi
   setsid "$bin" -scheme http -host 127.0.0.1 -port "$port" -backend memory \
     -external-url "http://127.0.0.1:$port" -public-host "127.0.0.1:$port" -log-level warn \
+    -cors-headers x-goog-if-generation-match,x-goog-meta-customer-id,x-goog-meta-image-id \
     "${events[@]}" >"$log" 2>&1 &
   EMULATOR_GROUPS+=("$!")
   trap stop_emulators EXIT

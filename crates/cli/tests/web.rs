@@ -7,7 +7,7 @@ mod common;
 
 use std::{path::PathBuf, process::Command};
 
-use common::{Server, create_customer, spawn, start, temp_dir};
+use common::{Server, create_bucket, create_customer, spawn, start, temp_dir};
 
 /// One browser at a time: two would share the machine's cores with two servers.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -79,4 +79,49 @@ async fn a_folder_of_uploads_keeps_within_the_rate_limit() {
     let client = reqwest::Client::new();
     let (_, key) = create_customer(&client, &server, "web-rate").await;
     browser_tests("rate.test.mjs", &server, &[key.clone(), key], 1);
+}
+
+/// On Google Cloud's emulators with a signing key: a large photo goes from the page straight to
+/// the bucket through a signed URL (the page's CSP allows the bucket's origin, the bucket's
+/// CORS the signed headers), a small one through the API, and both end processed.
+#[tokio::test]
+async fn large_files_go_from_the_page_straight_to_the_bucket() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = temp_dir("web-direct");
+    let bucket = format!("web-direct-{}", std::process::id());
+    create_bucket(&bucket).await;
+    let config = dir.join("gcp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[objects]
+backend = "gcs"
+bucket = "{bucket}"
+signing_key_file = "{key}"
+[metadata]
+backend = "firestore"
+database = "{bucket}"
+[queue]
+backend = "pubsub"
+topic = "gcs-notifications"
+subscription = "{bucket}-processing"
+dead_letter_topic = "{bucket}-dead"
+dead_letter_subscription = "{bucket}-dead"
+create = true
+[gcp]
+project = "imagelake-test"
+"#,
+            data = dir.display(),
+            key = repo_root()
+                .join("testdata/test-service-account.json")
+                .display()
+        ),
+    )
+    .unwrap();
+    let server = spawn(&["serve", "--config", config.to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let (_, key) = create_customer(&client, &server, "web-direct").await;
+    browser_tests("direct.test.mjs", &server, &[key.clone(), key], 1);
 }

@@ -35,6 +35,10 @@ pub trait UploadUrls: Send + Sync + 'static {
         expires: Duration,
         now: Timestamp,
     ) -> Result<String, Error>;
+
+    /// Where the signed URLs point (`https://storage.googleapis.com`): the origin a browser
+    /// must be allowed to send the bytes to.
+    fn origin(&self) -> String;
 }
 
 /// What the customer is about to upload.

@@ -322,6 +322,11 @@ impl UploadUrls for GcsUploadUrls {
             .await
             .map_err(|e| crate::Error::internal(&e))
     }
+
+    fn origin(&self) -> String {
+        // The endpoint is scheme and host, with a port for the emulator, and no path.
+        self.endpoint.trim_end_matches('/').to_owned()
+    }
 }
 
 #[cfg(not(feature = "gcp"))]

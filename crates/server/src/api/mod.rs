@@ -169,7 +169,10 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             state.clone(),
             crate::requests::record,
         ))
-        .layer(axum::middleware::from_fn(crate::web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::web::Csp::for_state(&state),
+            crate::web::security_headers,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::new(
                 imagelake_core::ErrorCode::Internal,

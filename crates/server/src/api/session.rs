@@ -74,7 +74,15 @@ pub struct CurrentSession {
 pub struct UploadLimits {
     max_body_bytes: u64,
     content_types: [&'static str; 4],
+    /// Files this large or larger go straight to the bucket through a signed URL
+    /// (`POST /v1/uploads`); null where the deployment does not sign URLs.
+    direct_from_bytes: Option<u64>,
 }
+
+/// Where the pages start sending files straight to the bucket: large enough that passing
+/// through the API would cost it real memory and bandwidth, small enough that every large photo
+/// does.
+const DIRECT_FROM_BYTES: u64 = 8 << 20;
 
 /// The sessions opened with the caller's key, newest first.
 #[derive(Serialize, ToSchema)]
@@ -94,6 +102,7 @@ fn current(state: &AppState, session: &Session, caller: Caller) -> CurrentSessio
         limits: UploadLimits {
             max_body_bytes: state.settings.limits.max_body_bytes,
             content_types: ["image/jpeg", "image/png", "image/webp", "image/gif"],
+            direct_from_bytes: state.upload_urls.as_ref().map(|_| DIRECT_FROM_BYTES),
         },
     }
 }

@@ -178,16 +178,35 @@ async fn image_page(
     }
 }
 
+/// The Content-Security-Policy of every answer: this origin's own scripts, styles and
+/// connections only, and the bucket's origin where pages send large files straight to it.
+#[derive(Clone)]
+pub struct Csp(HeaderValue);
+
+impl Csp {
+    pub fn for_state(state: &AppState) -> Self {
+        let bucket = state
+            .upload_urls
+            .as_ref()
+            .map(|urls| format!(" {}", urls.origin()))
+            .unwrap_or_default();
+        let policy = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
+             connect-src 'self'{bucket}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        Self(
+            HeaderValue::from_str(&policy)
+                .unwrap_or(HeaderValue::from_static("default-src 'none'")),
+        )
+    }
+}
+
 /// What every answer says about how a browser may use it.
-pub async fn security_headers(request: Request, next: Next) -> Response {
+pub async fn security_headers(State(csp): State<Csp>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    headers.entry("content-security-policy").or_insert(csp.0);
     for (name, value) in [
-        (
-            "content-security-policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "same-origin"),
         ("x-content-type-options", "nosniff"),

@@ -48,11 +48,17 @@ export function changeHeaders() {
   return csrf ? { 'x-csrf-token': csrf } : {};
 }
 
-/** A JSON request; resolves to the answer's body (null for 204), rejects with the API's words. */
-export async function call(method, path) {
+/** A JSON request (with `body` as JSON when given); resolves to the answer's body (null for
+ * 204), rejects with the API's words and the status. */
+export async function call(method, path, body) {
   const headers = { accept: 'application/json' };
   if (method !== 'GET') Object.assign(headers, changeHeaders());
-  const response = await fetch(path, { method, headers });
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers['content-type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
   if (response.status === 401) signedOut();
   if (!response.ok) {
     const error = new Error(await problem(response));

@@ -1,8 +1,9 @@
 // Uploads: files from drops, pastes, pickers and folders, checked against the limits first, then
-// sent a few at a time as the image's bytes (POST /v1/images?filename=), each with its progress
-// and the API's answer in words.
+// sent a few at a time as the image's bytes (POST /v1/images?filename=), or, for large files
+// where the deployment signs URLs, straight to the bucket (POST /v1/uploads, then a PUT to the
+// signed URL); each with its progress and the API's answer in words.
 
-import { changeHeaders, el, formatBytes, signedOut } from './api.js';
+import { call, changeHeaders, el, formatBytes, signedOut } from './api.js';
 
 const AT_ONCE = 3;
 // Sends of one file refused for the key's rate limit before its refusal is shown: the API
@@ -68,41 +69,82 @@ export class Uploader {
     }
   }
 
-  send(file, row, attempt = 1) {
+  /** Sends one file: through the API, or straight to the bucket when it is large and the
+   * deployment signs URLs. A refusal for the key's rate limit is tried again after the wait
+   * the API gave. */
+  async send(file, row) {
     row.dataset.state = 'sending';
     row.querySelector('.outcome').textContent = 'Uploading';
+    const type = file.type || guessType(file.name);
+    const direct = this.limits.direct_from_bytes !== null && file.size >= this.limits.direct_from_bytes
+      && this.limits.content_types.includes(type);
+    for (let attempt = 1; ; attempt += 1) {
+      const { status, body, retryAfter } = direct
+        ? await this.sendDirect(file, row, type)
+        : await this.put(row, 'POST', `/v1/images?filename=${encodeURIComponent(file.name)}`,
+          { ...changeHeaders(), 'content-type': type || 'application/octet-stream' }, file);
+      if (status === 429 && attempt < MAX_ATTEMPTS) {
+        const wait = retryAfter || 1;
+        row.querySelector('.outcome').textContent = `Waiting ${wait} s (rate limit)`;
+        await new Promise((ok) => { setTimeout(ok, wait * 1000); });
+        continue;
+      }
+      this.sent.set(row, [file.size, file.size]);
+      if (status === 0) this.settle(row, 'refused', 'the connection failed; try again');
+      else this.answer(row, status, body, direct);
+      return;
+    }
+  }
+
+  /** A signed URL from the API, then the bytes to the bucket with exactly the signed headers
+   * (the browser sets the length itself). Answers as an API upload would: 201 and the record. */
+  async sendDirect(file, row, type) {
+    let ticket;
+    try {
+      ticket = await call('POST', '/v1/uploads', { filename: file.name, content_type: type, bytes: file.size });
+    } catch (error) {
+      return { status: error.status || 0, body: { error: { message: error.message } }, retryAfter: 1 };
+    }
+    const headers = Object.fromEntries(Object.entries(ticket.headers).filter(([name]) => name !== 'content-length'));
+    const sent = await this.put(row, ticket.method, ticket.upload_url, headers, file);
+    if (sent.status < 200 || sent.status >= 300) {
+      return { status: sent.status || 0, body: { error: { message: `the bucket answered ${sent.status}` } } };
+    }
+    try {
+      return { status: 201, body: await call('GET', `/v1/images/${ticket.id}`), direct: true };
+    } catch (error) {
+      return { status: error.status || 0, body: { error: { message: error.message } } };
+    }
+  }
+
+  /** Sends `file` as the body with progress; resolves to the status, the JSON answer and
+   * `Retry-After`. */
+  put(row, method, url, headers, file) {
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
-      xhr.open('POST', `/v1/images?filename=${encodeURIComponent(file.name)}`);
-      for (const [name, value] of Object.entries(changeHeaders())) xhr.setRequestHeader(name, value);
-      xhr.setRequestHeader('content-type', file.type || guessType(file.name) || 'application/octet-stream');
+      xhr.open(method, url);
+      for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
       xhr.responseType = 'json';
       xhr.upload.addEventListener('progress', (e) => {
         row.progress.value = e.loaded;
         this.sent.set(row, [e.loaded, file.size]);
         this.showTotal();
       });
-      xhr.addEventListener('loadend', () => {
-        if (xhr.status === 429 && attempt < MAX_ATTEMPTS) {
-          // Over the key's rate: wait as told, then send it again.
-          const wait = Number(xhr.getResponseHeader('retry-after')) || 1;
-          row.querySelector('.outcome').textContent = `Waiting ${wait} s (rate limit)`;
-          setTimeout(() => this.send(file, row, attempt + 1).then(resolve), wait * 1000);
-          return;
-        }
-        this.sent.set(row, [file.size, file.size]);
-        if (xhr.status === 0) this.settle(row, 'refused', 'the connection failed; try again');
-        else this.answer(row, xhr.status, xhr.response);
-        resolve();
-      });
+      xhr.addEventListener('loadend', () => resolve({
+        status: xhr.status,
+        body: xhr.response,
+        // Another origin's headers (the bucket's) are not for this page to read.
+        retryAfter: new URL(url, window.location.href).origin === window.location.origin
+          ? Number(xhr.getResponseHeader('retry-after')) || 0 : 0,
+      }));
       xhr.send(file);
     });
   }
 
   /** The API's answer to one upload, in its own words. */
-  answer(row, status, body) {
+  answer(row, status, body, direct) {
     if (status === 201) {
-      this.settle(row, 'stored', 'Stored', body.id);
+      this.settle(row, 'stored', direct ? 'Stored, sent straight to the bucket' : 'Stored', body.id);
       this.onStored(body);
     } else if (status === 200 && body && body.id) {
       this.settle(row, 'duplicate', 'Duplicate of an image you have', body.id);

@@ -1,0 +1,65 @@
+// Large files straight to the bucket: against a server on the Google Cloud emulators with a
+// signing key, a photo over the page's threshold is sent with a signed URL to the bucket, a
+// small one through the API; both end processed, with no console error or CSP violation.
+// Started by crates/cli/tests/web.rs with the environment app.test.mjs takes.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.IMAGELAKE_WEB_URL;
+const [key] = (process.env.IMAGELAKE_WEB_KEYS || '').split(',');
+const corpus = process.env.IMAGELAKE_CORPUS;
+const shots = process.env.IMAGELAKE_WEB_SHOTS;
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+test('a large photo goes straight to the bucket, a small one through the API', async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: FLAGS });
+  try {
+    const context = await browser.newContext({ baseURL: base });
+    await context.addInitScript(() => {
+      window.__violations = [];
+      document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
+    const page = await context.newPage();
+    const problems = [];
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
+    page.on('pageerror', (e) => problems.push(e.message));
+    const puts = [];
+    page.on('request', (r) => { if (r.method() === 'PUT') puts.push(r.url()); });
+
+    await page.goto('/');
+    await page.getByLabel('API key').fill(key);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Your images' }).waitFor();
+    const { limits } = await (await page.request.get('/v1/session')).json();
+    assert.ok(limits.direct_from_bytes > 0, 'this deployment signs URLs');
+    const large = join(corpus, 'Elephants_5640x3172.jpg');
+    const small = join(corpus, 'Storm.jpg');
+    assert.ok(statSync(large).size >= limits.direct_from_bytes && statSync(small).size < limits.direct_from_bytes);
+
+    await page.setInputFiles('#pick-files', [large, small]);
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('.upload')];
+      return rows.length === 2 && rows.every((r) => !['waiting', 'sending'].includes(r.dataset.state));
+    }, null, { timeout: 120_000 });
+    const outcomes = Object.fromEntries(await page.locator('.upload').evaluateAll((rows) => rows.map((r) => [r.querySelector('.name').textContent, r.querySelector('.outcome').textContent])));
+    assert.match(outcomes['Elephants_5640x3172.jpg'], /^Stored, sent straight to the bucket/);
+    assert.match(outcomes['Storm.jpg'], /^Stored open$/);
+    assert.equal(puts.length, 1, `one PUT: ${puts}`);
+    assert.ok(!puts[0].startsWith(base), `the PUT went to the bucket, not the API: ${puts[0]}`);
+
+    await page.waitForFunction(() => {
+      const cards = [...document.querySelectorAll('.card')];
+      return cards.length === 2 && cards.every((c) => c.dataset.status === 'processed' && c.querySelector('.thumb img')?.complete);
+    }, null, { timeout: 120_000, polling: 250 });
+    await page.screenshot({ path: join(shots, 'direct-upload.png'), fullPage: true });
+    const violations = await page.evaluate(() => window.__violations);
+    assert.deepEqual([...problems, ...violations], [], 'no console errors or CSP violations');
+  } finally {
+    await browser.close();
+  }
+});
