@@ -5,7 +5,8 @@
 #   PROJECT=my-project REGION=europe-west1 BUCKET=my-project-imagelake deploy/setup-gcp.sh
 #
 # With APP_ORIGIN=https://images.example.com (where browsers open the web app), the bucket also
-# gets the CORS rule that lets the app's pages send large files straight to it (signed URLs).
+# gets the CORS rule that lets the app's pages send large files straight to it (signed URLs);
+# then turn on [web] direct_uploads.
 #
 # Names match gcp.toml's defaults; change both together.
 set -euo pipefail
@@ -36,10 +37,18 @@ gcloud storage buckets create "gs://$BUCKET" --project="$PROJECT" --location="$R
 gcloud storage buckets update "gs://$BUCKET" --lifecycle-file="$here/lifecycle.json"
 if [ -n "${APP_ORIGIN:-}" ]; then
   # deploy/cors.json with the app's origin: PUT with exactly the headers a signed upload carries.
+  # An origin is a scheme and a host (and port), nothing more: browsers send it so.
+  if ! [[ $APP_ORIGIN =~ ^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$ ]]; then
+    echo "APP_ORIGIN must be like https://images.example.com (no path, no trailing slash)" >&2
+    exit 1
+  fi
   cors="$(mktemp)"
+  trap 'rm -f "$cors"' EXIT
   sed "s|https://images.example.com|$APP_ORIGIN|" "$here/cors.json" >"$cors"
+  # This replaces the bucket's CORS rules: merge deploy/cors.json by hand if it has others.
   gcloud storage buckets update "gs://$BUCKET" --cors-file="$cors"
-  rm -f "$cors"
+else
+  echo "APP_ORIGIN is not set: no CORS rule, so keep [web] direct_uploads off" >&2
 fi
 gcloud storage buckets add-iam-policy-binding "gs://$BUCKET" \
   --member="serviceAccount:$SA" --role=roles/storage.objectAdmin

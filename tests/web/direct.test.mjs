@@ -29,7 +29,23 @@ test('a large photo goes straight to the bucket, a small one through the API', a
     page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
     page.on('pageerror', (e) => problems.push(e.message));
     const puts = [];
-    page.on('request', (r) => { if (r.method() === 'PUT') puts.push(r.url()); });
+    const tickets = [];
+    page.on('request', (r) => {
+      if (r.method() === 'PUT') puts.push(r.url());
+      if (r.method() === 'POST' && r.url().endsWith('/v1/uploads')) tickets.push(r.url());
+    });
+    // The first look at the stored record is refused for the rate limit: the page asks again,
+    // and neither the ticket nor the bytes are sent twice.
+    let refusedOnce = false;
+    await page.route(/\/v1\/images\/[0-9a-f-]{36}$/, (route) => {
+      if (refusedOnce || route.request().method() !== 'GET') return route.continue();
+      refusedOnce = true;
+      return route.fulfill({
+        status: 429,
+        headers: { 'retry-after': '1', 'content-type': 'application/json' },
+        body: JSON.stringify({ error: { code: 'rate_limited', message: 'too many requests; retry in 1 s' } }),
+      });
+    });
 
     await page.goto('/');
     await page.getByLabel('API key').fill(key);
@@ -50,7 +66,12 @@ test('a large photo goes straight to the bucket, a small one through the API', a
     assert.match(outcomes['Elephants_5640x3172.jpg'], /^Stored, sent straight to the bucket/);
     assert.match(outcomes['Storm.jpg'], /^Stored open$/);
     assert.equal(puts.length, 1, `one PUT: ${puts}`);
+    assert.equal(tickets.length, 1, 'one signed URL asked for');
+    assert.ok(refusedOnce, 'the record was refused once');
     assert.ok(!puts[0].startsWith(base), `the PUT went to the bucket, not the API: ${puts[0]}`);
+    const bucketPath = `${new URL(puts[0]).origin}/${new URL(puts[0]).pathname.split('/')[1]}/`;
+    const csp = (await page.request.get('/')).headers()['content-security-policy'];
+    assert.ok(csp.includes(`connect-src 'self' ${bucketPath};`), `the CSP allows the bucket's path: ${csp}`);
 
     await page.waitForFunction(() => {
       const cards = [...document.querySelectorAll('.card')];
@@ -58,7 +79,8 @@ test('a large photo goes straight to the bucket, a small one through the API', a
     }, null, { timeout: 120_000, polling: 250 });
     await page.screenshot({ path: join(shots, 'direct-upload.png'), fullPage: true });
     const violations = await page.evaluate(() => window.__violations);
-    assert.deepEqual([...problems, ...violations], [], 'no console errors or CSP violations');
+    const unexpected = problems.filter((p) => !p.includes('status of 429'));
+    assert.deepEqual([...unexpected, ...violations], [], 'no console errors or CSP violations');
   } finally {
     await browser.close();
   }

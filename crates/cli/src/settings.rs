@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Mark the session cookie `Secure` (browsers reach the app over HTTPS).
     #[arg(long, env = "IMAGELAKE_SECURE_COOKIES")]
     secure_cookies: Option<bool>,
+    /// Pages send large files straight to the bucket (signed URLs; needs the bucket's CORS rule).
+    #[arg(long, env = "IMAGELAKE_DIRECT_UPLOADS")]
+    direct_uploads: Option<bool>,
     /// Log format.
     #[arg(long, env = "IMAGELAKE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -148,6 +151,7 @@ impl ServeArgs {
         set!(s.processing.keep_gps, self.keep_gps);
         set!(s.web.session_ttl, self.session_ttl);
         set!(s.web.secure_cookies, self.secure_cookies);
+        set!(s.web.direct_uploads, self.direct_uploads);
         if self.pg_listen.is_some() {
             s.sql.pg_listen = self.pg_listen;
         }

@@ -112,6 +112,8 @@ dead_letter_subscription = "{bucket}-dead"
 create = true
 [gcp]
 project = "imagelake-test"
+[web]
+direct_uploads = true
 "#,
             data = dir.display(),
             key = repo_root()

@@ -36,9 +36,10 @@ pub trait UploadUrls: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<String, Error>;
 
-    /// Where the signed URLs point (`https://storage.googleapis.com`): the origin a browser
-    /// must be allowed to send the bytes to.
-    fn origin(&self) -> String;
+    /// Where the signed URLs point, as a Content-Security-Policy source: scheme, host and the
+    /// bucket's path (`https://storage.googleapis.com/my-bucket/`), or none when the endpoint
+    /// is not a plain `http(s)://host[:port]`.
+    fn csp_source(&self) -> Option<String>;
 }
 
 /// What the customer is about to upload.

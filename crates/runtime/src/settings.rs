@@ -55,6 +55,10 @@ pub struct Web {
     /// Marks the session cookie `Secure`: set it when browsers reach the app over HTTPS (a TLS
     /// proxy or load balancer in front), so the cookie never travels in the clear.
     pub secure_cookies: bool,
+    /// Pages send large files straight to the bucket through signed URLs (where URLs are
+    /// signed). Turn it on once the bucket's CORS rule allows the app's origin
+    /// (`deploy/cors.json`): without it browsers cannot send there.
+    pub direct_uploads: bool,
 }
 
 impl Default for Web {
@@ -62,6 +66,7 @@ impl Default for Web {
         Self {
             session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
             secure_cookies: false,
+            direct_uploads: false,
         }
     }
 }

@@ -323,9 +323,20 @@ impl UploadUrls for GcsUploadUrls {
             .map_err(|e| crate::Error::internal(&e))
     }
 
-    fn origin(&self) -> String {
-        // The endpoint is scheme and host, with a port for the emulator, and no path.
-        self.endpoint.trim_end_matches('/').to_owned()
+    fn csp_source(&self) -> Option<String> {
+        // Signed URLs are path-style: `{endpoint}/{bucket}/{object}`.
+        let origin = self.endpoint.trim_end_matches('/');
+        let (scheme, host) = origin.split_once("://")?;
+        let plain = matches!(scheme, "http" | "https")
+            && !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+        let bucket_ok = self
+            .bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        (plain && bucket_ok).then(|| format!("{origin}/{}/", self.bucket))
     }
 }
 

@@ -102,7 +102,7 @@ fn current(state: &AppState, session: &Session, caller: Caller) -> CurrentSessio
         limits: UploadLimits {
             max_body_bytes: state.settings.limits.max_body_bytes,
             content_types: ["image/jpeg", "image/png", "image/webp", "image/gif"],
-            direct_from_bytes: state.upload_urls.as_ref().map(|_| DIRECT_FROM_BYTES),
+            direct_from_bytes: crate::web::direct_uploads(state).map(|_| DIRECT_FROM_BYTES),
         },
     }
 }

@@ -179,26 +179,41 @@ async fn image_page(
 }
 
 /// The Content-Security-Policy of every answer: this origin's own scripts, styles and
-/// connections only, and the bucket's origin where pages send large files straight to it.
+/// connections only, and the bucket's path where pages send large files straight to it.
 #[derive(Clone)]
 pub struct Csp(HeaderValue);
 
 impl Csp {
     pub fn for_state(state: &AppState) -> Self {
-        let bucket = state
-            .upload_urls
-            .as_ref()
-            .map(|urls| format!(" {}", urls.origin()))
+        let bucket = direct_uploads(state)
+            .map(|source| format!(" {source}"))
             .unwrap_or_default();
         let policy = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
              connect-src 'self'{bucket}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         );
+        // The bucket's source is checked to be plain (`UploadUrls::csp_source`), so the
+        // policy is always a valid header.
         Self(
             HeaderValue::from_str(&policy)
                 .unwrap_or(HeaderValue::from_static("default-src 'none'")),
         )
     }
+}
+
+/// Where pages send large files, when they do: the deployment signs URLs, `web.direct_uploads`
+/// is on, and the signed URLs' place makes a valid CSP source.
+pub fn direct_uploads(state: &AppState) -> Option<String> {
+    if !state.settings.web.direct_uploads {
+        return None;
+    }
+    let source = state.upload_urls.as_ref()?.csp_source();
+    if source.is_none() {
+        tracing::warn!(
+            "web.direct_uploads is on, but the storage endpoint is not a plain http(s) origin; pages upload through the API"
+        );
+    }
+    source
 }
 
 /// What every answer says about how a browser may use it.

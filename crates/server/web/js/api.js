@@ -63,6 +63,7 @@ export async function call(method, path, body) {
   if (!response.ok) {
     const error = new Error(await problem(response));
     error.status = response.status;
+    error.retryAfter = Number(response.headers.get('retry-after')) || 0;
     throw error;
   }
   return response.status === 204 ? null : response.json();

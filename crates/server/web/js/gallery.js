@@ -9,8 +9,9 @@ import { call, confirmDialog, el, formatBytes, formatTime } from './api.js';
 // Images per page: `?per_page=` (1-100) on the app's address, 30 by default.
 const PAGE = Math.min(100, Math.max(1, Number.parseInt(new URLSearchParams(window.location.search).get('per_page'), 10) || 30));
 const MAX_WAIT_MS = 30000;
-// Images the poller reads in one request.
+// Images the poller reads in one request, and older ones it asks about alone, per step.
 const POLL_PAGE = 100;
+const POLL_ALONE = 5;
 
 export class Gallery {
   constructor() {
@@ -24,6 +25,8 @@ export class Gallery {
     // Cards of images still in progress, asked about by one poller.
     this.pending = new Map();
     this.pollTimer = null;
+    this.polling = false;
+    this.pollSoon = false;
     this.pollWait = 1000;
     this.generation = 0;
     this.observer = new IntersectionObserver((seen) => {
@@ -70,6 +73,8 @@ export class Gallery {
     this.list.replaceChildren();
     this.cards.clear();
     this.pending.clear();
+    clearTimeout(this.pollTimer);
+    this.pollTimer = null;
     this.updateSelection();
     this.loadMore();
   }
@@ -163,9 +168,14 @@ export class Gallery {
   }
 
   /** Asks about every card still in progress with one listing request, 1 s after the last
-   * change and then twice as long each time nothing changed, up to 30 s. */
+   * change and then twice as long each time nothing changed, up to 30 s. One poll at a time:
+   * a poll in flight schedules the next itself. */
   schedulePoll(soon) {
     if (soon) this.pollWait = 1000;
+    if (this.polling) {
+      this.pollSoon ||= soon;
+      return;
+    }
     if (this.pollTimer && !soon) return;
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => this.poll(), this.pollWait);
@@ -174,13 +184,29 @@ export class Gallery {
   async poll() {
     this.pollTimer = null;
     if (this.pending.size === 0) return;
+    this.polling = true;
+    this.pollSoon = false;
+    const generation = this.generation;
     let changed = false;
     try {
-      // The newest images: what was just uploaded is among them.
+      // The newest images: what was just uploaded is among them; a few older ones are asked
+      // about alone.
       const page = await call('GET', `/v1/images?limit=${POLL_PAGE}`);
       const latest = new Map(page.images.map((image) => [image.id, image]));
+      let alone = 0;
       for (const [id, card] of [...this.pending]) {
-        const image = latest.get(id) ?? (page.next_cursor ? await this.lookUp(id) : null);
+        if (generation !== this.generation) break;
+        let image = latest.get(id);
+        if (!image && page.next_cursor) {
+          if (alone >= POLL_ALONE) continue;
+          alone += 1;
+          try {
+            image = await this.lookUp(id);
+          } catch {
+            continue; // asked again next step
+          }
+        }
+        if (generation !== this.generation || this.pending.get(id) !== card) continue;
         if (!image) {
           this.forget(id, card);
           changed = true;
@@ -191,9 +217,12 @@ export class Gallery {
       }
     } catch (error) {
       if (error.status === 401 || error.status === 403) return;
+    } finally {
+      this.polling = false;
     }
-    this.pollWait = changed ? 1000 : Math.min(this.pollWait * 2, MAX_WAIT_MS);
-    if (this.pending.size > 0) this.pollTimer = setTimeout(() => this.poll(), this.pollWait);
+    const soon = changed || this.pollSoon || generation !== this.generation;
+    this.pollWait = soon ? 1000 : Math.min(this.pollWait * 2, MAX_WAIT_MS);
+    if (this.pending.size > 0 && !this.pollTimer) this.pollTimer = setTimeout(() => this.poll(), this.pollWait);
   }
 
   /** One image older than the newest page; null once it is gone. */

@@ -70,15 +70,17 @@ export class Uploader {
   }
 
   /** Sends one file: through the API, or straight to the bucket when it is large and the
-   * deployment signs URLs. A refusal for the key's rate limit is tried again after the wait
-   * the API gave. */
+   * deployment sends large files there. A refusal for the key's rate limit is tried again
+   * after the wait the API gave. */
   async send(file, row) {
-    row.dataset.state = 'sending';
-    row.querySelector('.outcome').textContent = 'Uploading';
     const type = file.type || guessType(file.name);
     const direct = this.limits.direct_from_bytes !== null && file.size >= this.limits.direct_from_bytes
       && this.limits.content_types.includes(type);
     for (let attempt = 1; ; attempt += 1) {
+      row.dataset.state = 'sending';
+      row.querySelector('.outcome').textContent = 'Uploading';
+      row.progress.value = 0;
+      this.sent.set(row, [0, file.size]);
       const { status, body, retryAfter } = direct
         ? await this.sendDirect(file, row, type)
         : await this.put(row, 'POST', `/v1/images?filename=${encodeURIComponent(file.name)}`,
@@ -97,23 +99,51 @@ export class Uploader {
   }
 
   /** A signed URL from the API, then the bytes to the bucket with exactly the signed headers
-   * (the browser sets the length itself). Answers as an API upload would: 201 and the record. */
+   * (the browser sets the length itself). Answers as an API upload would: 201 and the record
+   * once the bucket took the bytes; the API's own refusal (429 is tried again by `send`) before.
+   * A failed send to the bucket is retried on the same URL, which is create-only: a `412`
+   * there means an earlier try landed. */
   async sendDirect(file, row, type) {
     let ticket;
     try {
       ticket = await call('POST', '/v1/uploads', { filename: file.name, content_type: type, bytes: file.size });
     } catch (error) {
-      return { status: error.status || 0, body: { error: { message: error.message } }, retryAfter: 1 };
+      return { status: error.status || 0, body: { error: { message: error.message } }, retryAfter: error.retryAfter };
     }
     const headers = Object.fromEntries(Object.entries(ticket.headers).filter(([name]) => name !== 'content-length'));
-    const sent = await this.put(row, ticket.method, ticket.upload_url, headers, file);
-    if (sent.status < 200 || sent.status >= 300) {
-      return { status: sent.status || 0, body: { error: { message: `the bucket answered ${sent.status}` } } };
+    let sent;
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      sent = await this.put(row, ticket.method, ticket.upload_url, headers, file);
+      if ((sent.status >= 200 && sent.status < 300) || sent.status === 412) break;
+      if (sent.status !== 0 && sent.status !== 429 && sent.status < 500) break;
+      await new Promise((ok) => { setTimeout(ok, 1000 * attempt); });
     }
-    try {
-      return { status: 201, body: await call('GET', `/v1/images/${ticket.id}`), direct: true };
-    } catch (error) {
-      return { status: error.status || 0, body: { error: { message: error.message } } };
+    if (!(sent.status >= 200 && sent.status < 300) && sent.status !== 412) {
+      const why = sent.status === 0
+        ? 'the bucket could not be reached (is its CORS rule set for this site?)'
+        : `the bucket answered ${sent.status}`;
+      return { status: 502, body: { error: { message: why } } };
+    }
+    // Stored. The record is asked for to show it; a failure to read it changes nothing.
+    const record = await this.record(ticket.id).catch(() => null);
+    return {
+      status: 201,
+      body: record ?? {
+        id: ticket.id, status: 'pending_upload', filename: file.name, bytes: file.size,
+        uploaded_at: new Date().toISOString(),
+      },
+    };
+  }
+
+  /** An image's record, asked again while the key's rate limit says to wait. */
+  async record(id) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await call('GET', `/v1/images/${id}`);
+      } catch (error) {
+        if (error.status !== 429 || attempt >= MAX_ATTEMPTS) throw error;
+        await new Promise((ok) => { setTimeout(ok, (error.retryAfter || 1) * 1000); });
+      }
     }
   }
 
