@@ -223,8 +223,12 @@ install_browser() {
     $sudo apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
   fi
-  if ! cmp -s "$web/package-lock.json" "$web/node_modules/.installed-from-lock" 2>/dev/null; then
-    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
-    cp "$web/package-lock.json" "$web/node_modules/.installed-from-lock"
-  fi
+  # The test driver, and the front-end packages the pages embed (to check the copies in
+  # crates/server/web/vendor are theirs).
+  for dir in "$web" "$web/../../crates/server/web"; do
+    if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-from-lock" 2>/dev/null; then
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+      cp "$dir/package-lock.json" "$dir/node_modules/.installed-from-lock"
+    fi
+  done
 }

@@ -1,69 +1,25 @@
 // The customers' web app in Debian's Chromium, driven by playwright-core, against a running
-// imagelake. Started by crates/cli/tests/web.rs, which passes in the environment:
-//   IMAGELAKE_WEB_URL      the server's base URL (http://127.0.0.1:PORT)
-//   IMAGELAKE_WEB_KEYS     two customers' API keys, comma-separated
-//   IMAGELAKE_CORPUS       the folder of real photographs
-//   IMAGELAKE_WEB_SHOTS    where each page state's screenshot is saved
+// imagelake started by crates/cli/tests/web.rs with two customers' keys (harness.mjs).
 // Every page is checked for console errors and Content-Security-Policy violations.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { base, keys, corpus, launch, openContext as open, clean, screenshot, signIn } from './harness.mjs';
 
-const base = process.env.IMAGELAKE_WEB_URL;
-const [keyA, keyB] = (process.env.IMAGELAKE_WEB_KEYS || '').split(',');
-const corpus = process.env.IMAGELAKE_CORPUS;
-const shots = process.env.IMAGELAKE_WEB_SHOTS;
-assert.ok(base && keyA && keyB && corpus && shots, 'IMAGELAKE_WEB_URL, _KEYS, _SHOTS and IMAGELAKE_CORPUS must be set');
-mkdirSync(shots, { recursive: true });
-
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const [keyA, keyB] = keys;
+assert.ok(keyB, 'two customers\' keys');
 const WAIT = 90_000;
 
 let browser;
-let shot = 0;
 
-before(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: FLAGS });
-});
+before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-/** A page in a fresh context whose console errors and CSP violations are collected. */
-async function openContext(viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport, baseURL: base });
-  await context.addInitScript(() => {
-    window.__violations = [];
-    document.addEventListener('securitypolicyviolation', (e) => {
-      window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`);
-    });
-  });
-  const page = await context.newPage();
-  page.problems = [];
-  page.on('console', (m) => { if (m.type() === 'error') page.problems.push(`console: ${m.text()}`); });
-  page.on('pageerror', (e) => page.problems.push(`page error: ${e.message}`));
-  return { context, page };
-}
-
-/** No console error and no CSP violation so far on this page. */
-async function clean(page, what) {
-  const violations = await page.evaluate(() => window.__violations);
-  assert.deepEqual([...page.problems, ...violations], [], `${what}: console errors or CSP violations`);
-}
-
-async function screenshot(page, name) {
-  shot += 1;
-  await page.screenshot({ path: join(shots, `${String(shot).padStart(2, '0')}-${name}.png`), fullPage: true });
-}
-
-async function signIn(page, key) {
-  await page.goto('/');
-  await page.getByLabel('API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Your images' }).waitFor();
+function openContext(viewport) {
+  return open(browser, viewport);
 }
 
 /** Files as the page can hold them: name, type and the bytes as base64. */

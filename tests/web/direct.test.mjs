@@ -7,27 +7,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { base, keys, corpus, launch, openContext, clean, screenshot, signIn } from './harness.mjs';
 
-const base = process.env.IMAGELAKE_WEB_URL;
-const [key] = (process.env.IMAGELAKE_WEB_KEYS || '').split(',');
-const corpus = process.env.IMAGELAKE_CORPUS;
-const shots = process.env.IMAGELAKE_WEB_SHOTS;
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const [key] = keys;
 
 test('a large photo goes straight to the bucket, a small one through the API', async () => {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: FLAGS });
+  const browser = await launch();
   try {
-    const context = await browser.newContext({ baseURL: base });
-    await context.addInitScript(() => {
-      window.__violations = [];
-      document.addEventListener('securitypolicyviolation', (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
-    });
-    const page = await context.newPage();
-    const problems = [];
-    page.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()); });
-    page.on('pageerror', (e) => problems.push(e.message));
+    const { page } = await openContext(browser);
     const puts = [];
     const tickets = [];
     page.on('request', (r) => {
@@ -47,10 +34,7 @@ test('a large photo goes straight to the bucket, a small one through the API', a
       });
     });
 
-    await page.goto('/');
-    await page.getByLabel('API key').fill(key);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Your images' }).waitFor();
+    await signIn(page, key);
     const { limits } = await (await page.request.get('/v1/session')).json();
     assert.ok(limits.direct_from_bytes > 0, 'this deployment signs URLs');
     const large = join(corpus, 'Elephants_5640x3172.jpg');
@@ -77,10 +61,8 @@ test('a large photo goes straight to the bucket, a small one through the API', a
       const cards = [...document.querySelectorAll('.card')];
       return cards.length === 2 && cards.every((c) => c.dataset.status === 'processed' && c.querySelector('.thumb img')?.complete);
     }, null, { timeout: 120_000, polling: 250 });
-    await page.screenshot({ path: join(shots, 'direct-upload.png'), fullPage: true });
-    const violations = await page.evaluate(() => window.__violations);
-    const unexpected = problems.filter((p) => !p.includes('status of 429'));
-    assert.deepEqual([...unexpected, ...violations], [], 'no console errors or CSP violations');
+    await screenshot(page, 'direct-upload');
+    await clean(page, 'direct upload', /status of 429/);
   } finally {
     await browser.close();
   }

@@ -7,14 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { keys, corpus, launch, openContext, screenshot, signIn } from './harness.mjs';
 
-const base = process.env.IMAGELAKE_WEB_URL;
-const [key] = (process.env.IMAGELAKE_WEB_KEYS || '').split(',');
-const corpus = process.env.IMAGELAKE_CORPUS;
-const shots = process.env.IMAGELAKE_WEB_SHOTS;
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const [key] = keys;
 const COUNT = 12;
 
 test('every file of a folder is stored and processed within the rate limit', async () => {
@@ -23,15 +18,12 @@ test('every file of a folder is stored and processed within the rate limit', asy
     .map((name) => join(corpus, name))
     .sort((a, b) => statSync(a).size - statSync(b).size)
     .slice(0, COUNT);
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: FLAGS });
+  const browser = await launch();
   try {
-    const page = await (await browser.newContext({ baseURL: base })).newPage();
+    const { page } = await openContext(browser);
     const refused = [];
     page.on('response', (r) => { if (r.status() === 429) refused.push(r.url()); });
-    await page.goto('/');
-    await page.getByLabel('API key').fill(key);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: 'Your images' }).waitFor();
+    await signIn(page, key);
     await page.evaluate(() => {
       window.waited = 0;
       new MutationObserver((changes) => {
@@ -52,7 +44,7 @@ test('every file of a folder is stored and processed within the rate limit', asy
       return cards.length === n && cards.every((c) => c.dataset.status === 'processed'
         && c.querySelector('.thumb img')?.complete && c.querySelector('.thumb img').naturalWidth > 0);
     }, COUNT, { timeout: 120_000, polling: 250 });
-    await page.screenshot({ path: join(shots, 'rate-limited-folder.png'), fullPage: true });
+    await screenshot(page, 'rate-limited-folder');
   } finally {
     await browser.close();
   }

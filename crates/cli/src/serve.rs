@@ -29,6 +29,7 @@ pub async fn serve(args: ServeArgs, role: Role) -> anyhow::Result<()> {
     );
     let listen = settings.listen;
     let mut state = AppState::from_settings(settings).await?;
+    stream::console(&mut state, role)?;
     let mut tasks = stream::tasks(&state, plan)?;
     tasks.extend(lake(&mut state, role).await?);
     if matches!(role, Role::All | Role::Scheduler) {

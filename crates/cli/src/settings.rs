@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Pages send large files straight to the bucket (signed URLs; needs the bucket's CORS rule).
     #[arg(long, env = "IMAGELAKE_DIRECT_UPLOADS")]
     direct_uploads: Option<bool>,
+    /// A folder of dashboard files (`*.toml`) shown beside the embedded ones.
+    #[arg(long, env = "IMAGELAKE_DASHBOARDS_DIR")]
+    dashboards_dir: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "IMAGELAKE_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -152,6 +155,9 @@ impl ServeArgs {
         set!(s.web.session_ttl, self.session_ttl);
         set!(s.web.secure_cookies, self.secure_cookies);
         set!(s.web.direct_uploads, self.direct_uploads);
+        if self.dashboards_dir.is_some() {
+            s.web.dashboards_dir.clone_from(&self.dashboards_dir);
+        }
         if self.pg_listen.is_some() {
             s.sql.pg_listen = self.pg_listen;
         }

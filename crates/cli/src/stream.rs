@@ -73,6 +73,20 @@ pub fn tasks(state: &AppState, plan: Plan) -> anyhow::Result<Vec<Spawn>> {
     Ok(tasks)
 }
 
+/// The console's view of the stream, in the roles that serve the API, where brokers are set.
+pub fn console(state: &mut AppState, role: Role) -> anyhow::Result<()> {
+    if state.settings.kafka.brokers.is_none() || !matches!(role, Role::All | Role::Api) {
+        return Ok(());
+    }
+    #[cfg(feature = "kafka")]
+    {
+        state.stream = Some(std::sync::Arc::new(
+            imagelake_kafka::StreamConsole::connect(state)?,
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(feature = "kafka")]
 fn consumer(
     state: &AppState,

@@ -10,7 +10,7 @@ use std::{
 };
 
 use common::{
-    Server, create_bucket, create_customer,
+    Server, create_customer, gcp_settings,
     kafka::{brokers, create_topics, read_to_end},
     largest_photos, spawn, temp_dir, upload_files,
 };
@@ -31,44 +31,11 @@ fn emulator(var: &str) -> String {
 async fn gcp_config(dir: &Path, tag: &str) -> String {
     let bucket = format!("{tag}-{}", std::process::id());
     create_topics(&[(&format!("{bucket}-events"), 2)]).await;
-    create_bucket(&bucket).await;
-    let config = dir.join("gcp.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"data_dir = "{data}"
-[objects]
-backend = "gcs"
-bucket = "{bucket}"
-signing_key_file = "{key}"
-[metadata]
-backend = "firestore"
-database = "{bucket}"
-[queue]
-backend = "pubsub"
-topic = "gcs-notifications"
-subscription = "{bucket}-processing"
-dead_letter_topic = "{bucket}-dead"
-dead_letter_subscription = "{bucket}-dead"
-create = true
-[gcp]
-project = "imagelake-test"
-[processing]
-workers = 1
-lease = "10s"
-[kafka]
-brokers = "{brokers}"
-events_topic = "{bucket}-events"
-"#,
-            data = dir.display(),
-            brokers = brokers(),
-            key = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../testdata/test-service-account.json")
-                .display()
-        ),
-    )
-    .unwrap();
-    bucket
+    let extra = format!(
+        "[processing]\nworkers = 1\nlease = \"10s\"\n[kafka]\nbrokers = \"{}\"\nevents_topic = \"{bucket}-events\"\n",
+        brokers()
+    );
+    gcp_settings(dir, tag, &extra).await
 }
 
 fn role(name: &str, dir: &Path) -> Server {

@@ -10,13 +10,13 @@ use std::{
 
 use common::{
     ADMIN, Server, create_bucket, create_customer,
-    kafka::{brokers, create_topics, read_to_end},
+    kafka::{brokers, create_topics, produce, produce_to, producer, read_to_end},
     largest_photos, photos, spawn, temp_dir, upload_files, wait_until,
 };
 use rdkafka::{
     ClientConfig, Message,
     consumer::{Consumer, StreamConsumer},
-    message::{Header, Headers, OwnedHeaders},
+    message::Headers,
     producer::{FutureProducer, FutureRecord},
 };
 use serde_json::Value;
@@ -86,45 +86,6 @@ group_id = "{images}-group"
     )
     .unwrap();
     path
-}
-
-fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("message.max.bytes", "60000000")
-        .create()
-        .unwrap()
-}
-
-async fn produce(producer: &FutureProducer, topic: &str, headers: &[(&str, &str)], payload: &[u8]) {
-    produce_to(producer, topic, None, headers, payload).await;
-}
-
-async fn produce_to(
-    producer: &FutureProducer,
-    topic: &str,
-    partition: Option<i32>,
-    headers: &[(&str, &str)],
-    payload: &[u8],
-) {
-    let mut owned = OwnedHeaders::new();
-    for (key, value) in headers {
-        owned = owned.insert(Header {
-            key,
-            value: Some(*value),
-        });
-    }
-    let mut record = FutureRecord::<str, [u8]>::to(topic)
-        .payload(payload)
-        .headers(owned);
-    if let Some(partition) = partition {
-        record = record.partition(partition);
-    }
-    producer
-        .send(record, Duration::from_secs(30))
-        .await
-        .map_err(|(e, _)| e)
-        .unwrap();
 }
 
 /// Waits until the customer has `count` processed images; returns them.

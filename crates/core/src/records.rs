@@ -79,6 +79,37 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
+/// What one process of any role last said about itself: its background tasks and their
+/// states, written to the metadata store every few seconds so that any `api` process can show
+/// the tasks of every other one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Heartbeat {
+    /// Unique per process start: `{host}-{pid}-{start}`.
+    pub process: String,
+    /// `serve`, `api`, `worker`, `scheduler`, `kafka-ingest` or `lake-writer`.
+    pub role: String,
+    pub host: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub beat_at: DateTime<Utc>,
+    /// Set by the last beat of a process that stopped cleanly.
+    pub stopped_at: Option<DateTime<Utc>>,
+    pub tasks: Vec<TaskBeat>,
+}
+
+/// One background task of a [`Heartbeat`]'s process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskBeat {
+    pub name: String,
+    /// `running`, `idle` or `failing`.
+    pub state: String,
+    pub last_error: Option<String>,
+    /// Steps tried again after a failure since the process started.
+    pub restarts: u64,
+    /// The process is not ready while this task fails.
+    pub required: bool,
+}
+
 /// A live key found by its id: a customer's or a company one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnyKey {

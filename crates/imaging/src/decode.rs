@@ -385,3 +385,64 @@ fn rgb_pixels(width: u32, height: u32, data: Vec<u8>) -> Pixels {
         data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    fn mean(p: &Pixels, c: usize) -> u64 {
+        let n = u64::from(p.width) * u64::from(p.height);
+        p.data
+            .iter()
+            .skip(c)
+            .step_by(3)
+            .map(|&v| u64::from(v))
+            .sum::<u64>()
+            / n
+    }
+
+    /// Both JPEG decoders, in the one build: the pure-Rust one (the build without libjpeg-turbo,
+    /// and CMYK files in any build) and the one this build uses read the same baseline and
+    /// progressive files to the same size and colours, shrinking on load without going below
+    /// the target.
+    #[test]
+    fn both_jpeg_decoders_agree() {
+        for bytes in [
+            fixtures::jpeg(1600, 1200),
+            fixtures::progressive_jpeg(1200, 1600),
+        ] {
+            for target in [150, 512, 4000] {
+                let portable = decode_jpeg_portable(&bytes, target, 50_000_000).unwrap();
+                let used = decode_jpeg(&bytes, target, 50_000_000).unwrap();
+                for decoded in [&portable, &used] {
+                    let p = &decoded.pixels;
+                    assert_eq!(decoded.width * decoded.height, 1600 * 1200);
+                    assert!(
+                        p.width.max(p.height) >= target.min(1600),
+                        "{}x{}",
+                        p.width,
+                        p.height
+                    );
+                    assert_eq!(p.data.len(), (p.width * p.height * 3) as usize);
+                }
+                for c in 0..3 {
+                    let (a, b) = (mean(&portable.pixels, c), mean(&used.pixels, c));
+                    assert!(a.abs_diff(b) <= 4, "channel {c}: {a} and {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_decoder_refuses_what_the_other_refuses() {
+        let bytes = fixtures::jpeg(800, 600);
+        let truncated = &bytes[..bytes.len() / 2];
+        assert!(decode_jpeg_portable(truncated, 256, 50_000_000).is_err());
+        assert!(decode_jpeg(truncated, 256, 50_000_000).is_err());
+        assert!(matches!(
+            decode_jpeg_portable(&bytes, 256, 1000),
+            Err(ImagingError::PixelLimit { .. })
+        ));
+    }
+}

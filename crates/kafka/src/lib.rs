@@ -15,6 +15,7 @@
 //! metadata down) is retried in place, so the partition waits rather than loses anything.
 
 mod admin;
+mod console;
 mod ingest;
 pub mod message;
 mod produce;
@@ -23,6 +24,7 @@ mod reach;
 mod stats;
 
 pub use admin::{Created, Layout, create_topics};
+pub use console::StreamConsole;
 pub use ingest::{ImageStream, check_config, consumer_config, producer_config, run};
 pub use message::{CLAIM_CONTENT_TYPE, Claim};
 pub use produce::{ImageProducer, Outgoing};

@@ -82,7 +82,7 @@ pub fn parse(message: &impl Message, claims_prefix: &ClaimsPrefix) -> Result<Req
 /// The idempotency key of a message that names none: its position, `kafka:{topic}:{partition}:
 /// {offset}`. A topic name may be 249 characters, which would pass the 255 a key may have; such
 /// a topic is named by the first 32 hex digits of its SHA-256 instead.
-fn position_key(topic: &str, partition: i32, offset: i64) -> String {
+pub fn position_key(topic: &str, partition: i32, offset: i64) -> String {
     let key = format!("kafka:{topic}:{partition}:{offset}");
     if key.len() <= 255 {
         return key;

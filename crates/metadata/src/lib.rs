@@ -26,6 +26,7 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod heartbeats;
 pub mod runs;
 pub mod sessions;
 pub mod sqlite;
@@ -40,6 +41,7 @@ use imagelake_core::{
 };
 use uuid::Uuid;
 
+pub use heartbeats::HeartbeatStore;
 pub use runs::{RunCursor, RunStore};
 pub use sessions::SessionStore;
 pub use sqlite::{LoggedEvent, SqliteStore};
@@ -124,16 +126,21 @@ pub struct ImageQuery {
 }
 
 /// Customers, keys, image records and idempotency keys; the jobs' run history
-/// ([`RunStore`]) and browser sessions ([`SessionStore`]).
+/// ([`RunStore`]), browser sessions ([`SessionStore`]) and heartbeats ([`HeartbeatStore`]).
 #[async_trait]
-pub trait MetadataStore: RunStore + SessionStore + Send + Sync + 'static {
+pub trait MetadataStore: RunStore + SessionStore + HeartbeatStore + Send + Sync + 'static {
     /// Creates a customer together with its first key (event `customer.created`). Emails are
     /// unique whatever their case ([`Customer::email_key`]): another customer's email fails
     /// with [`StoreError::AlreadyExists`], here and in [`update_customer`](Self::update_customer).
     async fn insert_customer(&self, customer: &Customer, key: &ApiKey) -> Result<()>;
     async fn get_customer(&self, id: CustomerId) -> Result<Option<Customer>>;
-    /// The newest `limit` customers, newest first (the SQL doors' `live.customers`).
-    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>>;
+    /// Up to `limit` customers, newest first, after the customer `after` names (its creation
+    /// time and id) when given (the console's listing, the SQL doors' `live.customers`).
+    async fn list_customers(
+        &self,
+        after: Option<(Timestamp, CustomerId)>,
+        limit: usize,
+    ) -> Result<Vec<Customer>>;
     /// Fails with [`StoreError::NotFound`] when the customer does not exist (event
     /// `customer.updated`).
     async fn update_customer(&self, customer: &Customer) -> Result<()>;

@@ -21,7 +21,7 @@ use imagelake_core::{
     KeyId,
     records::{AnyKey, KeyRole, WireSecrets},
 };
-use imagelake_runtime::keys::{ADMIN_USER, ScramVerifier, hash_secret, same_bytes};
+use imagelake_runtime::keys::{ADMIN_USER, AuthAttempt, ScramVerifier, hash_secret, same_bytes};
 use imagelake_sql::{Asker, Viewer};
 use pgwire::{
     api::{
@@ -56,14 +56,12 @@ pub const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 
 /// Who a user name turned out to be, before the password is checked.
 struct Candidate {
-    /// Whether the login was charged to the address's failed-authentication budget (a key not
-    /// seen working lately, or nobody), to be given back when it succeeds.
-    charged: bool,
+    /// The login's payment from the address's budget of failed authentications; the key's
+    /// SHA-256 (for cleartext) when there is a key.
+    attempt: AuthAttempt,
     asker: Option<Asker>,
     /// Why a found key may still not query (an ingest key), said only after a good password.
     refusal: Option<String>,
-    /// The key's SHA-256, for cleartext.
-    hash: Option<String>,
     wire: Option<WireSecrets>,
 }
 
@@ -109,26 +107,26 @@ impl Login {
         }
     }
 
-    /// Who `user` is: the admin, a live key with its secrets, or nobody.
-    async fn candidate(&self, user: &str) -> PgWireResult<Candidate> {
-        let nobody = Candidate {
-            charged: true,
-            asker: None,
-            refusal: None,
-            hash: None,
-            wire: None,
-        };
+    /// Who `user`, logging in from `address`, is: the admin, a live key with its secrets, or
+    /// nobody.
+    async fn candidate(&self, user: &str, address: String) -> PgWireResult<Candidate> {
+        let known = &self.door.state.known_keys;
         if user == ADMIN_USER {
             return Ok(Candidate {
-                charged: true,
+                attempt: AuthAttempt::new(known, address, None),
                 asker: Some(asker(Viewer::Admin, ADMIN_USER.to_owned())),
                 refusal: None,
-                hash: None,
                 wire: Some(self.door.state.admin.wire().clone()),
             });
         }
+        let nobody = |address| Candidate {
+            attempt: AuthAttempt::new(known, address, None),
+            asker: None,
+            refusal: None,
+            wire: None,
+        };
         let Ok(id) = user.parse::<KeyId>() else {
-            return Ok(nobody);
+            return Ok(nobody(address));
         };
         let found = self
             .door
@@ -138,7 +136,7 @@ impl Login {
             .await
             .map_err(|e| fatal("08006", format!("the key store did not answer: {e}")))?;
         let Some(key) = found else {
-            return Ok(nobody);
+            return Ok(nobody(address));
         };
         let (viewer, refusal) = match &key {
             AnyKey::Customer(k) => (Viewer::Customer(k.customer_id), None),
@@ -152,10 +150,9 @@ impl Login {
             ),
         };
         Ok(Candidate {
-            charged: !self.door.state.known_keys.contains(key.hash()),
+            attempt: AuthAttempt::new(known, address, Some(key.hash())),
             asker: Some(asker(viewer, id.to_string())),
             refusal,
-            hash: Some(key.hash().to_owned()),
             wire: key.wire().cloned(),
         })
     }
@@ -219,19 +216,15 @@ impl Login {
         let address = client.socket_addr().ip().to_string();
         let Some(asker) = candidate.asker.filter(|_| passed) else {
             tracing::info!(%user, %address, "PostgreSQL login refused: bad password");
-            if let Some(hash) = &candidate.hash {
-                self.door.state.known_keys.forget(hash);
-            }
+            candidate.attempt.failed(&self.door.state.known_keys);
             // PostgreSQL's own words, which clients and tools match on.
             let message = format!("password authentication failed for user \"{user}\"");
             return refuse(self, client, "28P01", message).await;
         };
-        if candidate.charged {
-            self.door.state.auth_failures.refund(&address);
-        }
-        if let Some(hash) = &candidate.hash {
-            self.door.state.known_keys.remember(hash);
-        }
+        let state = &self.door.state;
+        candidate
+            .attempt
+            .succeeded(&state.auth_failures, &state.known_keys);
         if let Some(refusal) = candidate.refusal {
             return refuse(self, client, "42501", refusal).await;
         }
@@ -296,16 +289,15 @@ impl StartupHandler for Login {
                     .get(METADATA_USER)
                     .cloned()
                     .unwrap_or_default();
-                let candidate = self.candidate(&user).await?;
                 // As at the HTTP door: a key that worked lately is never turned away; anyone
                 // else spends the address's budget of failed authentications.
                 let address = client.socket_addr().ip().to_string();
+                let candidate = self.candidate(&user, address).await?;
                 let state = &self.door.state;
-                if candidate.charged
-                    && state
-                        .auth_failures
-                        .check(&address, state.clock.now())
-                        .is_err()
+                if candidate
+                    .attempt
+                    .pay(&state.auth_failures, state.clock.now())
+                    .is_err()
                 {
                     let message = "too many failed logins from this address; try again in a moment";
                     return refuse(self, client, "53300", message.to_owned()).await;
@@ -405,7 +397,7 @@ impl StartupHandler for Login {
             }
             (Step::Cleartext(candidate), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let given = hash_secret(&m.into_password()?.password);
-                let passed = match (&candidate.asker, &candidate.hash) {
+                let passed = match (&candidate.asker, candidate.attempt.hash()) {
                     (Some(a), _) if a.viewer == Viewer::Admin => {
                         self.door.state.admin.matches(&given)
                     }

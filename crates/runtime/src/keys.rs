@@ -15,11 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use imagelake_core::records::WireSecrets;
+use imagelake_core::{Timestamp, records::WireSecrets};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::settings::Settings;
+use crate::{Error, ratelimit::RateLimiter, settings::Settings};
 
 pub const KEY_PREFIX: &str = "ilk_";
 
@@ -247,6 +247,55 @@ impl KnownKeys {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(hash);
+    }
+}
+
+/// One authentication attempt under the rule every door shares: a secret that worked lately is
+/// looked up freely; any other lookup is paid for first from the client address's budget of
+/// failed authentications, and the payment is given back when it succeeds.
+pub struct AuthAttempt {
+    client: String,
+    /// The secret's SHA-256, when the door knows it before checking (not for unknown users).
+    hash: Option<String>,
+    charged: bool,
+}
+
+impl AuthAttempt {
+    pub fn new(known: &KnownKeys, client: String, hash: Option<&str>) -> Self {
+        Self {
+            charged: hash.is_none_or(|h| !known.contains(h)),
+            hash: hash.map(str::to_owned),
+            client,
+        }
+    }
+
+    pub fn hash(&self) -> Option<&str> {
+        self.hash.as_deref()
+    }
+
+    /// Pays for the lookup, or refuses it when the client address has spent its budget.
+    pub fn pay(&self, failures: &RateLimiter, now: Timestamp) -> Result<(), Error> {
+        if self.charged {
+            failures.check(&self.client, now)?;
+        }
+        Ok(())
+    }
+
+    /// The secret was good: the payment comes back and the secret is known.
+    pub fn succeeded(&self, failures: &RateLimiter, known: &KnownKeys) {
+        if self.charged {
+            failures.refund(&self.client);
+        }
+        if let Some(hash) = &self.hash {
+            known.remember(hash);
+        }
+    }
+
+    /// The secret was wrong or is gone (revoked): it is known no more.
+    pub fn failed(&self, known: &KnownKeys) {
+        if let Some(hash) = &self.hash {
+            known.forget(hash);
+        }
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub retries: Counter,
     pub skipped: Counter,
     pub stream_messages: Family<Labels, Counter>,
+    /// Dead letters of the image stream produced back to the images topic.
+    pub stream_redriven: Counter,
     /// Every stream message settled, whatever the outcome: the base of `stream_rate`.
     pub stream_settled: Counter,
     /// Messages settled per second over the last [`STREAM_RATE_WINDOW`], as Kafka's own clients
@@ -216,6 +218,7 @@ impl Default for Metrics {
             retries: Counter::default(),
             skipped: Counter::default(),
             stream_messages: Family::default(),
+            stream_redriven: Counter::default(),
             stream_settled: Counter::default(),
             stream_rate: Gauge::default(),
             stream_lag: Family::default(),
@@ -256,6 +259,11 @@ impl Default for Metrics {
             "dead_letters",
             "Jobs moved to the dead letters",
             m.dead_letters.clone(),
+        );
+        r.register(
+            "stream_redriven",
+            "Dead letters of the image stream produced back to the images topic",
+            m.stream_redriven.clone(),
         );
         r.register(
             "processing_retries",

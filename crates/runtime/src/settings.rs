@@ -59,6 +59,9 @@ pub struct Web {
     /// signed). Turn it on once the bucket's CORS rule allows the app's origin
     /// (`deploy/cors.json`): without it browsers cannot send there.
     pub direct_uploads: bool,
+    /// A folder of dashboard files (`*.toml`) shown beside the embedded ones; one named as an
+    /// embedded dashboard replaces it. Read at each request, so a new file needs no restart.
+    pub dashboards_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Web {
@@ -67,6 +70,7 @@ impl Default for Web {
             session_ttl: HumanDuration(Duration::from_secs(12 * 3600)),
             secure_cookies: false,
             direct_uploads: false,
+            dashboards_dir: None,
         }
     }
 }

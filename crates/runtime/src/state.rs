@@ -76,6 +76,8 @@ pub struct AppState {
     pub tasks: Arc<crate::tasks::TaskBoard>,
     /// Where records for the lake are appended, when this process has a lake log.
     pub lake: Option<Arc<dyn crate::lake::LakeDoor>>,
+    /// The Kafka stream's administration, where brokers are set (`serve` and `api`).
+    pub stream: Option<Arc<dyn crate::stream::StreamAdmin>>,
     /// Signs direct-upload URLs, when the object store and settings allow it.
     pub upload_urls: Option<Arc<dyn UploadUrls>>,
     /// Checks the tokens of pushed work, when `push.enabled`.
@@ -165,6 +167,7 @@ impl AppState {
             processing_slots: Arc::new(Semaphore::new(workers)),
             upload_urls: None,
             lake: None,
+            stream: None,
             health: Arc::default(),
             tasks: Arc::default(),
             #[cfg(feature = "gcp")]

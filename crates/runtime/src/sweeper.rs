@@ -58,6 +58,10 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         .purge_idempotency(now - IDEMPOTENCY_WINDOW)
         .await?;
     state.store.purge_sessions(now).await?;
+    state
+        .store
+        .purge_heartbeats(now - crate::heartbeat::FORGET_AFTER)
+        .await?;
     let retention = Duration::from_std(state.settings.retention.0).unwrap_or(Duration::days(7));
     // The local event log is the lake's source of events: kept as long as the lake keeps them.
     let lake_retention = state.settings.lake_retention().0;

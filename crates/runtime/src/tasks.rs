@@ -13,7 +13,8 @@
 //!
 //! Shutdown goes stage by stage, in [`Stage`] order: intake stops first (the stream consumer
 //! commits what it stored), then work in flight is finished (the workers finish the images
-//! they hold), then what is buffered is flushed (the event publisher gives up its lease). A task
+//! they hold), then what is buffered is flushed (the event publisher gives up its lease), and last
+//! the heartbeat says the process stopped. A task
 //! learns of its stage's stop in `step` and `wait`, and `finish` runs after its last step.
 
 use std::{
@@ -61,6 +62,8 @@ pub enum Stage {
     Work,
     /// Sends what the work produced elsewhere (the event publisher).
     Flush,
+    /// Reports on the others (the heartbeat), so its last word sees every other task stopped.
+    Report,
 }
 
 /// What a failed step means.

@@ -24,7 +24,7 @@ use imagelake_core::{
 };
 use imagelake_runtime::{
     AppState, Error,
-    keys::{KnownKeys, hash_secret, same_bytes},
+    keys::{AuthAttempt, KnownKeys, hash_secret, same_bytes},
 };
 
 use crate::error::ApiError;
@@ -45,6 +45,14 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// The caller's key; the admin token, which is no stored key, is the nil id.
+    pub fn key_id(&self) -> KeyId {
+        match self {
+            Self::Customer { key, .. } | Self::Service { key, .. } => *key,
+            Self::Admin => KeyId(uuid::Uuid::nil()),
+        }
+    }
+
     /// Whether the caller may see this customer's data.
     pub fn can_access(&self, customer: CustomerId) -> bool {
         match self {
@@ -199,21 +207,15 @@ async fn budgeted<T>(
 ) -> Result<Option<T>, ApiError> {
     let client = client_address(parts, &state.trusted_proxies)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    let charged = !known.contains(hash);
-    if charged {
-        state
-            .auth_failures
-            .check(&client, state.clock.now())
-            .map_err(too_many_failures)?;
-    }
+    let attempt = AuthAttempt::new(known, client, Some(hash));
+    attempt
+        .pay(&state.auth_failures, state.clock.now())
+        .map_err(too_many_failures)?;
     let found = lookup.await?;
     if found.is_some() {
-        if charged {
-            state.auth_failures.refund(&client);
-        }
-        known.remember(hash);
+        attempt.succeeded(&state.auth_failures, known);
     } else {
-        known.forget(hash);
+        attempt.failed(known);
     }
     Ok(found)
 }
@@ -350,7 +352,7 @@ impl FromRequestParts<AppState> for LakeSender {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match Caller::from_request_parts(parts, state).await? {
-            Caller::Admin => Ok(Self(KeyId(uuid::Uuid::nil()))),
+            caller @ Caller::Admin => Ok(Self(caller.key_id())),
             Caller::Service {
                 role: KeyRole::Ingest,
                 key,

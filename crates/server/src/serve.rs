@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use imagelake_runtime::{
     AppState,
+    heartbeat::{self, Heartbeats},
     tasks::{OnFailure, Stage, Supervisor, Task, TaskSpec},
     worker::Workers,
 };
@@ -70,13 +71,28 @@ pub enum Role {
     LakeWriter,
 }
 
+impl Role {
+    /// The role's name, as its command says it (`serve` for all of them).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "serve",
+            Self::Api => "api",
+            Self::Worker => "worker",
+            Self::Scheduler => "scheduler",
+            Self::Ingest => "kafka-ingest",
+            Self::LakeWriter => "lake-writer",
+        }
+    }
+}
+
 /// A background task and how to run it.
 pub type Spawn = (TaskSpec, Box<dyn Task>);
 
-/// The tasks of `role` that this crate knows: the workers (required: a worker that cannot
-/// reach its queue is not ready).
+/// The tasks of `role` that this crate knows: the heartbeat of every process, and the workers
+/// (required: a worker that cannot reach its queue is not ready).
 pub fn role_tasks(state: &AppState, role: Role) -> Vec<Spawn> {
-    let mut tasks: Vec<Spawn> = Vec::new();
+    let beats = Heartbeats::new(state.clone(), role.as_str());
+    let mut tasks: Vec<Spawn> = vec![(heartbeat::SPEC, Box::new(beats))];
     let runs_work = matches!(role, Role::All | Role::Worker);
     if runs_work && state.settings.queue.pull {
         let spec = TaskSpec {

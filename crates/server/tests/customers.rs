@@ -4,7 +4,7 @@ mod common;
 
 use common::{ADMIN, TestServer};
 use imagelake_imaging::fixtures;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 #[tokio::test]
@@ -41,6 +41,56 @@ async fn admin_creates_customers_and_keys_are_shown_once() {
             .any(|w| w == needle),
         "keys are stored only hashed"
     );
+    server.stop().await;
+}
+
+/// The console's listing: newest first in cursor pages, searched by name or email in any case;
+/// for the admin only.
+#[tokio::test]
+async fn customers_are_listed_newest_first_and_searched() {
+    let server = TestServer::start().await;
+    let mut ids = Vec::new();
+    for name in ["Ada-Lovelace", "Grace-Hopper", "Alan-Turing"] {
+        ids.push(server.customer(name).await.0);
+    }
+    let (status, first) = server.get(ADMIN, "/v1/customers?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let names = |page: &serde_json::Value| -> Vec<String> {
+        page["customers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&first), ["Alan-Turing", "Grace-Hopper"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = server
+        .get(ADMIN, &format!("/v1/customers?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(names(&second), ["Ada-Lovelace"]);
+    assert!(second["next_cursor"].is_null());
+
+    let (_, found) = server.get(ADMIN, "/v1/customers?q=GRACE").await;
+    assert_eq!(names(&found), ["Grace-Hopper"]);
+    let email = first["customers"][1]["email"].as_str().unwrap();
+    let (_, by_email) = server
+        .get(
+            ADMIN,
+            &format!("/v1/customers?q={}", &email["Grace-Hopper".len()..]),
+        )
+        .await;
+    assert_eq!(names(&by_email), ["Grace-Hopper"]);
+    let (_, none) = server.get(ADMIN, "/v1/customers?q=nobody-here").await;
+    assert_eq!(names(&none), Vec::<String>::new());
+
+    for bad in ["?cursor=garbage", "?limit=0", "?limit=201", "?sort=name"] {
+        let (status, body) = server.get(ADMIN, &format!("/v1/customers{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (_, key) = server.customer("Curious").await;
+    let (status, _) = server.get(&key, "/v1/customers").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a customer lists no one");
     server.stop().await;
 }
 
@@ -296,9 +346,8 @@ async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
     assert_eq!(server.send(wrong).await.0, StatusCode::UNAUTHORIZED);
 
     let (cookie, csrf) = sign_in(&server, &key).await;
-    let with_cookie = |request: reqwest::RequestBuilder| request.header("cookie", &cookie);
     let (status, current) = server
-        .send(with_cookie(server.client.get(server.url("/v1/session"))))
+        .send(server.with_cookie(Method::GET, "/v1/session", &cookie))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(current["role"], "customer");
@@ -306,19 +355,13 @@ async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
     assert_eq!(current["csrf_token"], csrf.as_str());
     assert!(current["limits"]["max_body_bytes"].as_u64().unwrap() > 0);
     let (status, page) = server
-        .send(with_cookie(server.client.get(server.url("/v1/images"))))
+        .send(server.with_cookie(Method::GET, "/v1/images", &cookie))
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["images"][0]["id"], image.as_str());
 
     // A change through the cookie needs the session's CSRF token.
-    let delete = || {
-        with_cookie(
-            server
-                .client
-                .delete(server.url(&format!("/v1/images/{image}"))),
-        )
-    };
+    let delete = || server.with_cookie(Method::DELETE, &format!("/v1/images/{image}"), &cookie);
     let (status, refused) = server.send(delete()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     assert!(
@@ -346,7 +389,8 @@ async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
     );
 
     // Signing out ends it at once.
-    let response = with_cookie(server.client.delete(server.url("/v1/session")))
+    let response = server
+        .with_cookie(Method::DELETE, "/v1/session", &cookie)
         .header("x-csrf-token", &csrf)
         .send()
         .await
@@ -359,7 +403,7 @@ async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
             .contains("Max-Age=0")
     );
     let (status, _) = server
-        .send(with_cookie(server.client.get(server.url("/v1/images"))))
+        .send(server.with_cookie(Method::GET, "/v1/images", &cookie))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -373,12 +417,7 @@ async fn a_browser_session_acts_for_its_key_until_signed_out_or_revoked() {
         .bearer_auth(ADMIN);
     assert_eq!(server.send(revoke).await.0, StatusCode::NO_CONTENT);
     let (status, _) = server
-        .send(
-            server
-                .client
-                .get(server.url("/v1/images"))
-                .header("cookie", &cookie),
-        )
+        .send(server.with_cookie(Method::GET, "/v1/images", &cookie))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.stop().await;
@@ -421,9 +460,7 @@ async fn pages_are_embedded_and_every_answer_carries_strict_headers() {
     assert!(set_cookie.contains("; Secure"), "{set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap();
     let home = server
-        .client
-        .get(server.url("/"))
-        .header("cookie", cookie)
+        .with_cookie(Method::GET, "/", cookie)
         .send()
         .await
         .unwrap();
@@ -483,9 +520,7 @@ async fn pages_are_embedded_and_every_answer_carries_strict_headers() {
         format!("/?next=/images/{id}").as_str()
     );
     let page = server
-        .client
-        .get(server.url(&format!("/images/{id}")))
-        .header("cookie", cookie)
+        .with_cookie(Method::GET, &format!("/images/{id}"), cookie)
         .send()
         .await
         .unwrap();
@@ -509,10 +544,7 @@ async fn failed_sign_ins_spend_the_address_budget() {
         statuses.push(server.send(wrong).await.0.as_u16());
     }
     assert_eq!(statuses, [401, 401, 401, 429, 429]);
-    let forged = server
-        .client
-        .get(server.url("/v1/images"))
-        .header("cookie", "imagelake_session=guess");
+    let forged = server.with_cookie(Method::GET, "/v1/images", "imagelake_session=guess");
     assert_eq!(server.send(forged).await.0, StatusCode::TOO_MANY_REQUESTS);
     server.stop().await;
 }

@@ -307,6 +307,90 @@ async fn the_lake_holds_what_happened_once() {
         (idle["rows"].as_u64(), idle["files"].as_u64()),
         (Some(0), Some(0))
     );
+
+    // The console's view of the same: hours present and complete, rows, bytes, quarantine.
+    let (status, lake) = server.get(ADMIN, "/v1/admin/lake/tables?hours=48").await;
+    assert_eq!(status, StatusCode::OK, "{lake}");
+    let table = |name: &str| {
+        lake["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed: {lake}"))
+            .clone()
+    };
+    let hour = |table: &Value, at: &str| {
+        table["hours"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hour"] == at)
+            .unwrap_or_else(|| panic!("{at} listed: {table}"))
+            .clone()
+    };
+    let events_10 = hour(&table("events"), "2026-11-30T10:00:00Z");
+    assert_eq!(events_10["complete"], true);
+    assert_eq!(events_10["rows"], closed["rows"]);
+    assert_eq!(events_10["files"], 1);
+    let on_disk = std::fs::read_dir(objects.join("lake/events").join(HOUR_10))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum::<u64>();
+    assert_eq!(events_10["bytes"], on_disk);
+    let billing = table("billing_events");
+    let billing_10 = hour(&billing, "2026-11-30T10:00:00Z");
+    assert_eq!(
+        (&billing_10["rows"], &billing_10["quarantined"]),
+        (&json!(2), &json!(3))
+    );
+    assert_eq!(billing["quarantined"], 3);
+    assert_eq!(hour(&billing, "2026-11-30T11:00:00Z")["rows"], 0);
+    let (status, refused) = server
+        .get(
+            ADMIN,
+            "/v1/admin/lake/quarantine/billing_events?hour=2026-11-30T10",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refused}");
+    let lines: Vec<i64> = refused["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_i64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4, 5], "{refused}");
+    assert!(
+        refused["records"][0]["raw"]
+            .as_str()
+            .unwrap()
+            .contains("{not json")
+    );
+    let (_, none) = server
+        .get(
+            ADMIN,
+            "/v1/admin/lake/quarantine/billing_events?hour=2026-11-30T11",
+        )
+        .await;
+    assert_eq!(none["records"], json!([]));
+    for bad in [
+        "billing_events?hour=yesterday",
+        "billing_events",
+        "Bad-Name?hour=2026-11-30T10",
+    ] {
+        let (status, _) = server
+            .get(ADMIN, &format!("/v1/admin/lake/quarantine/{bad}"))
+            .await;
+        assert!(status.is_client_error(), "{bad}: {status}");
+    }
+    let (status, _) = server.get(&key, "/v1/admin/lake/tables").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a customer sees no lake admin"
+    );
     server.stop().await;
 }
 

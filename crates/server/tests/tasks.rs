@@ -153,3 +153,106 @@ async fn a_failing_required_task_makes_the_process_unready_until_it_recovers() {
     );
     running.shutdown().await.unwrap();
 }
+
+/// One process's tasks reach every other through the heartbeats in the metadata store: an `api`
+/// process shows a `worker` process's failing task with its error, then the worker as stopped
+/// once it shut down; a process that stopped beating without a word shows as gone.
+#[tokio::test]
+async fn every_process_shows_its_tasks_to_the_others() {
+    use imagelake_core::records::{Heartbeat, TaskBeat};
+    use imagelake_server::serve::{Role, start_role};
+
+    common::init();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let db = dir.path().join("metadata.sqlite");
+    let objects = imagelake_runtime::state::object_store(&settings).unwrap();
+    let process = |queue: Arc<dyn WorkQueue>| {
+        let sqlite = SqliteStore::open(&db).unwrap();
+        AppState::assemble(
+            settings.clone(),
+            objects.clone(),
+            Arc::new(sqlite),
+            queue,
+            Arc::new(imagelake_core::SystemClock),
+            AdminToken::from_secret(ADMIN),
+        )
+    };
+    let broken = Arc::new(AtomicBool::new(true));
+    let queue = Breakable {
+        inner: SqliteStore::open(&db).unwrap(),
+        broken: Arc::clone(&broken),
+    };
+    let localhost = "127.0.0.1:0".parse().unwrap();
+    let worker = start_role(process(Arc::new(queue)), localhost, Role::Worker, vec![])
+        .await
+        .unwrap();
+    let api_state = process(Arc::new(SqliteStore::open(&db).unwrap()));
+    let silent = Heartbeat {
+        process: "killed-pod-1".to_owned(),
+        role: "lake-writer".to_owned(),
+        host: "killed-pod".to_owned(),
+        version: "0.1.0".to_owned(),
+        started_at: chrono::Utc::now() - chrono::Duration::minutes(5),
+        beat_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+        stopped_at: None,
+        tasks: vec![TaskBeat {
+            name: "lake-writer".to_owned(),
+            state: "running".to_owned(),
+            last_error: None,
+            restarts: 0,
+            required: true,
+        }],
+    };
+    api_state.store.put_heartbeat(&silent).await.unwrap();
+    let api = start_role(api_state, localhost, Role::Api, vec![])
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let processes = || async {
+        let response = client
+            .get(format!("http://{}/v1/admin/tasks", api.addr))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json::<Value>().await.unwrap()["processes"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let role = |all: &[Value], role: &str| all.iter().find(|p| p["role"] == role).cloned();
+
+    let failing = wait_for(Duration::from_secs(30), || async {
+        let all = processes().await;
+        let worker = role(&all, "worker")?;
+        let workers = worker["tasks"]
+            .as_array()?
+            .iter()
+            .find(|t| t["name"] == "workers")?;
+        (workers["state"] == "failing").then(|| (all.clone(), workers.clone()))
+    })
+    .await
+    .expect("the api process sees the worker's task failing");
+    let (all, workers) = failing;
+    assert!(
+        workers["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("the queue is down"),
+        "{workers}"
+    );
+    assert_eq!(role(&all, "worker").unwrap()["status"], "up");
+    assert_eq!(role(&all, "api").unwrap()["status"], "up");
+    assert_eq!(role(&all, "lake-writer").unwrap()["status"], "gone");
+
+    worker.shutdown().await.unwrap();
+    let stopped = role(&processes().await, "worker").unwrap();
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+    assert!(stopped["stopped_at"].is_string());
+    api.shutdown().await.unwrap();
+}

@@ -8,7 +8,8 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::{BaseConsumer, Consumer},
     error::KafkaError,
-    message::OwnedMessage,
+    message::{Header, OwnedHeaders, OwnedMessage},
+    producer::{FutureProducer, FutureRecord},
 };
 
 pub fn brokers() -> String {
@@ -70,4 +71,51 @@ pub fn read_to_end(topic: &str) -> Vec<OwnedMessage> {
         }
     }
     out
+}
+
+/// A producer on the test broker that takes records as large as the biggest photo.
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.max.bytes", "60000000")
+        .create()
+        .unwrap()
+}
+
+/// Produces `payload` with `headers` to `topic`, and waits for the broker to have it.
+pub async fn produce(
+    producer: &FutureProducer,
+    topic: &str,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) {
+    produce_to(producer, topic, None, headers, payload).await;
+}
+
+/// [`produce`] to one partition.
+pub async fn produce_to(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    headers: &[(&str, &str)],
+    payload: &[u8],
+) {
+    let mut owned = OwnedHeaders::new();
+    for (key, value) in headers {
+        owned = owned.insert(Header {
+            key,
+            value: Some(*value),
+        });
+    }
+    let mut record = FutureRecord::<str, [u8]>::to(topic)
+        .payload(payload)
+        .headers(owned);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
 }

@@ -226,3 +226,37 @@ pub async fn create_bucket(bucket: &str) {
         .unwrap();
     assert!(created.status().is_success());
 }
+
+/// A fresh bucket on the GCS emulator and `dir/gcp.toml` naming it, with Firestore (a database of
+/// the bucket's name), a Pub/Sub subscription of its own, the test signing key, and `extra`
+/// appended (more settings sections); the bucket's name.
+pub async fn gcp_settings(dir: &Path, tag: &str, extra: &str) -> String {
+    let bucket = format!("{tag}-{}", std::process::id());
+    create_bucket(&bucket).await;
+    let key =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/test-service-account.json");
+    let settings = format!(
+        r#"data_dir = "{data}"
+[objects]
+backend = "gcs"
+bucket = "{bucket}"
+signing_key_file = "{key}"
+[metadata]
+backend = "firestore"
+database = "{bucket}"
+[queue]
+backend = "pubsub"
+topic = "gcs-notifications"
+subscription = "{bucket}-processing"
+dead_letter_topic = "{bucket}-dead"
+dead_letter_subscription = "{bucket}-dead"
+create = true
+[gcp]
+project = "imagelake-test"
+{extra}"#,
+        data = dir.display(),
+        key = key.display()
+    );
+    std::fs::write(dir.join("gcp.toml"), settings).unwrap();
+    bucket
+}

@@ -32,6 +32,7 @@
 //! `deploy/firestore.indexes.json`.
 
 mod client;
+mod heartbeats;
 mod runs;
 mod sessions;
 mod store;

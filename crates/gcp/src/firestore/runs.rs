@@ -25,12 +25,13 @@ fn run_id(job: &str, interval: &str, attempt: u32) -> String {
     format!("{job}~{interval}~{attempt:06}")
 }
 
-fn body<T: DeserializeOwned>(doc: &Value) -> Result<T> {
+/// The document's `body` field, the stored JSON of a `T`.
+pub(super) fn body<T: DeserializeOwned>(doc: &Value) -> Result<T> {
     let text = need(get_str(doc, "body"), "body")?;
     serde_json::from_str(&text).map_err(backend)
 }
 
-fn bodies<T: DeserializeOwned>(docs: &[Value]) -> Result<Vec<T>> {
+pub(super) fn bodies<T: DeserializeOwned>(docs: &[Value]) -> Result<Vec<T>> {
     docs.iter().map(body).collect()
 }
 

@@ -5,21 +5,17 @@
 use async_trait::async_trait;
 use imagelake_core::{KeyId, Timestamp, records::Session};
 use imagelake_metadata::{Result, SessionStore};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::{
     FirestoreStore, backend,
     client::{all_of, compare, equal, order},
-    values::{get_str, need, string, ts},
+    runs::{bodies, body},
+    values::{string, ts},
 };
 
 const SESSIONS: &str = "sessions";
-
-fn session_from(doc: &Value) -> Result<Session> {
-    let text = need(get_str(doc, "body"), "body")?;
-    serde_json::from_str(&text).map_err(backend)
-}
 
 #[async_trait]
 impl SessionStore for FirestoreStore {
@@ -38,7 +34,7 @@ impl SessionStore for FirestoreStore {
         self.get(SESSIONS, token_hash)
             .await?
             .as_ref()
-            .map(session_from)
+            .map(body)
             .transpose()
     }
 
@@ -48,7 +44,7 @@ impl SessionStore for FirestoreStore {
             "where": equal("key_id", string(&key.to_string())),
             "orderBy": [order("id", "DESCENDING")],
         });
-        self.query(query).await?.iter().map(session_from).collect()
+        bodies(&self.query(query).await?)
     }
 
     async fn end_session(&self, key: KeyId, id: Uuid) -> Result<bool> {

@@ -255,12 +255,22 @@ impl MetadataStore for FirestoreStore {
             .transpose()
     }
 
-    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>> {
-        let structured = json!({
+    async fn list_customers(
+        &self,
+        after: Option<(Timestamp, CustomerId)>,
+        limit: usize,
+    ) -> Result<Vec<Customer>> {
+        let mut structured = json!({
             "from": [{"collectionId": "customers"}],
             "orderBy": [order("created_at", "DESCENDING"), order("__name__", "DESCENDING")],
             "limit": limit,
         });
+        if let Some((created_at, id)) = after {
+            structured["startAt"] = json!({
+                "values": [ts(created_at), {"referenceValue": self.name("customers", &id.to_string())}],
+                "before": false,
+            });
+        }
         self.query(structured)
             .await?
             .iter()

@@ -4,10 +4,12 @@
 //! turns the list into one `#[tokio::test]` per check for a backend constructor, so SQLite and
 //! Firestore are held to exactly the same contract.
 
+mod heartbeats;
 pub mod queue;
 mod runs;
 mod sessions;
 
+pub use heartbeats::heartbeats_replace_each_other_and_age_out;
 pub use runs::{
     backfills_round_trip_and_age_out, open_runs_are_listed_until_they_end,
     run_history_pages_newest_first,
@@ -765,9 +767,18 @@ pub async fn every_customer_listed_for_the_live_views(store: &dyn MetadataStore)
         4
     );
 
-    let newest = store.list_customers(2).await.unwrap();
+    let newest = store.list_customers(None, 2).await.unwrap();
     let names: Vec<&str> = newest.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["live-c", "live-b"], "the newest customers first");
+    let last = &newest[1];
+    let next = store
+        .list_customers(Some((last.created_at, last.id)), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        next[0].name, "live-a",
+        "the page after the cursor's customer"
+    );
 }
 
 pub async fn pending_uploads_oldest_first(store: &dyn MetadataStore) {
@@ -911,7 +922,8 @@ macro_rules! metadata_conformance {
             every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
-            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended);
+            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended,
+            heartbeats_replace_each_other_and_age_out);
     };
     ($make:expr) => {
         $crate::metadata_conformance!(@store $make;
@@ -925,7 +937,8 @@ macro_rules! metadata_conformance {
             every_customer_listed_for_the_live_views,
             pending_uploads_oldest_first, every_change_writes_one_event, leases_have_one_holder,
             run_history_pages_newest_first, open_runs_are_listed_until_they_end,
-            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended);
+            backfills_round_trip_and_age_out, sessions_are_found_listed_and_ended,
+            heartbeats_replace_each_other_and_age_out);
         #[tokio::test]
         async fn queue_leases_retries_and_dead_letters() {
             let backend = $make;

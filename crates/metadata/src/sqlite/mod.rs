@@ -9,6 +9,7 @@
 //! are numbered in commit order (`seq`), an `event_id` is written once (`INSERT OR IGNORE`), and
 //! `published_at` records delivery to Kafka when a publisher runs.
 
+mod heartbeats;
 mod queue;
 mod rows;
 mod runs;
@@ -24,6 +25,7 @@ use std::{
 
 use imagelake_core::{Timestamp, clock::from_micros, events::Event};
 use rusqlite::{Connection, params};
+use serde::de::DeserializeOwned;
 
 use crate::{Result, StoreError};
 
@@ -57,6 +59,34 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         backend(e)
+    }
+}
+
+/// Each stored JSON `body` as a `T`.
+fn decode<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>> {
+    bodies
+        .iter()
+        .map(|body| serde_json::from_str(body).map_err(backend))
+        .collect()
+}
+
+impl SqliteStore {
+    /// The `body` column of the rows `sql` selects with `values`.
+    pub(super) async fn bodies<T: DeserializeOwned + Send + 'static>(
+        &self,
+        sql: &'static str,
+        values: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<T>> {
+        let bodies: Vec<String> = self
+            .call(move |conn| {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let rows = stmt
+                    .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(rows)
+            })
+            .await?;
+        decode(bodies)
     }
 }
 

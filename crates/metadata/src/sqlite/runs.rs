@@ -8,39 +8,11 @@ use imagelake_core::{
     jobs::{Backfill, JobRun},
 };
 use rusqlite::{OptionalExtension, params};
-use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::{Result, RunCursor, RunStore};
 
-use super::{SqliteStore, backend};
-
-fn decode<T: DeserializeOwned>(bodies: Vec<String>) -> Result<Vec<T>> {
-    bodies
-        .iter()
-        .map(|body| serde_json::from_str(body).map_err(backend))
-        .collect()
-}
-
-impl SqliteStore {
-    /// The `body` column of the rows `sql` selects with `values`.
-    async fn bodies<T: DeserializeOwned + Send + 'static>(
-        &self,
-        sql: &'static str,
-        values: Vec<rusqlite::types::Value>,
-    ) -> Result<Vec<T>> {
-        let bodies: Vec<String> = self
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let rows = stmt
-                    .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok(rows)
-            })
-            .await?;
-        decode(bodies)
-    }
-}
+use super::{SqliteStore, backend, decode};
 
 fn text(s: &str) -> rusqlite::types::Value {
     rusqlite::types::Value::Text(s.to_owned())

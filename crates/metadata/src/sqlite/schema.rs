@@ -112,6 +112,12 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_key ON sessions(key_id, id);
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires_at);
+CREATE TABLE IF NOT EXISTS heartbeats (
+    process TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    beat_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS backfills (
     id TEXT PRIMARY KEY,
     job TEXT NOT NULL,

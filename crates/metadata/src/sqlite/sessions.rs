@@ -2,16 +2,12 @@
 
 use async_trait::async_trait;
 use imagelake_core::{KeyId, Timestamp, clock::to_micros, records::Session};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use uuid::Uuid;
 
 use crate::{Result, SessionStore};
 
 use super::{SqliteStore, backend};
-
-fn decode(body: &str) -> Result<Session> {
-    serde_json::from_str(body).map_err(backend)
-}
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -37,29 +33,21 @@ impl SessionStore for SqliteStore {
 
     async fn find_session(&self, token_hash: &str) -> Result<Option<Session>> {
         let token_hash = token_hash.to_owned();
-        let body: Option<String> = self
-            .call(move |conn| {
-                let mut stmt =
-                    conn.prepare_cached("SELECT body FROM sessions WHERE token_hash = ?1")?;
-                Ok(stmt.query_row([token_hash], |r| r.get(0)).optional()?)
-            })
+        let found = self
+            .bodies(
+                "SELECT body FROM sessions WHERE token_hash = ?1",
+                vec![token_hash.into()],
+            )
             .await?;
-        body.as_deref().map(decode).transpose()
+        Ok(found.into_iter().next())
     }
 
     async fn key_sessions(&self, key: KeyId) -> Result<Vec<Session>> {
-        let bodies: Vec<String> = self
-            .call(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT body FROM sessions WHERE key_id = ?1 ORDER BY id DESC",
-                )?;
-                let rows = stmt
-                    .query_map([key.to_string()], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok(rows)
-            })
-            .await?;
-        bodies.iter().map(|b| decode(b)).collect()
+        self.bodies(
+            "SELECT body FROM sessions WHERE key_id = ?1 ORDER BY id DESC",
+            vec![key.to_string().into()],
+        )
+        .await
     }
 
     async fn end_session(&self, key: KeyId, id: Uuid) -> Result<bool> {

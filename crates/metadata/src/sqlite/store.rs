@@ -164,14 +164,23 @@ impl MetadataStore for SqliteStore {
         self.call(move |conn| Ok(customer_row(conn, id)?)).await
     }
 
-    async fn list_customers(&self, limit: usize) -> Result<Vec<Customer>> {
+    async fn list_customers(
+        &self,
+        after: Option<(Timestamp, CustomerId)>,
+        limit: usize,
+    ) -> Result<Vec<Customer>> {
+        // Without a cursor, one past the newest customer possible.
+        let (at, id) = after.map_or((i64::MAX, String::new()), |(at, id)| {
+            (to_micros(at), id.to_string())
+        });
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, name, email, plan, created_at, updated_at FROM customers
-                 ORDER BY created_at DESC, id DESC LIMIT ?1",
+                 WHERE created_at < ?1 OR (created_at = ?1 AND id < ?2)
+                 ORDER BY created_at DESC, id DESC LIMIT ?3",
             )?;
             let rows = stmt
-                .query_map([limit as i64], customer_from_row)?
+                .query_map(params![at, id, limit as i64], customer_from_row)?
                 .collect::<rusqlite::Result<_>>()?;
             Ok(rows)
         })

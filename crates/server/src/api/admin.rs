@@ -1,23 +1,29 @@
-//! Operator endpoints: the dead letters of the processing queue.
+//! Operator endpoints: the dead letters of the processing queue and the tasks of every process.
 
 use axum::{
     Json,
     extract::{Path, State},
     http::StatusCode,
 };
-use imagelake_core::{JobId, records::DeadLetter};
+use imagelake_core::{
+    JobId,
+    records::{DeadLetter, Heartbeat},
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::parse_id;
-use imagelake_runtime::AppState;
+use imagelake_runtime::{AppState, heartbeat::GONE_AFTER};
 
 use crate::{auth::Admin, error::ApiError};
 
-/// Dead letters, newest first (at most 1000).
+/// Dead letters, newest first (at most 1000), and how much work waits.
 #[derive(Serialize, ToSchema)]
 pub struct DeadLetterList {
     dead_letters: Vec<DeadLetter>,
+    /// Jobs waiting in the queue; null where the queue cannot tell (Pub/Sub: its backlog is in
+    /// Cloud Monitoring as `num_undelivered_messages`).
+    queue_depth: Option<u64>,
 }
 
 /// Jobs that failed `max_attempts` times, newest first.
@@ -29,7 +35,11 @@ pub async fn dead_letters(
     State(state): State<AppState>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let dead_letters = state.queue.dead_letters(1000).await?;
-    Ok(Json(DeadLetterList { dead_letters }))
+    let queue_depth = state.queue.depth().await?;
+    Ok(Json(DeadLetterList {
+        dead_letters,
+        queue_depth,
+    }))
 }
 
 /// Puts a dead job back on the queue with a fresh attempt count.
@@ -48,4 +58,46 @@ pub async fn retry_dead_letter(
     }
     state.work_ready.notify_one();
     Ok(StatusCode::ACCEPTED)
+}
+
+/// A process as its last heartbeat shows it.
+#[derive(Serialize, ToSchema)]
+pub struct Process {
+    #[serde(flatten)]
+    beat: Heartbeat,
+    /// `up`; `stopped` (its last beat said so) or `gone` (no beat for 30 s: killed, or cut off
+    /// from the store).
+    status: &'static str,
+}
+
+/// Every process of every role, by role.
+#[derive(Serialize, ToSchema)]
+pub struct ProcessList {
+    processes: Vec<Process>,
+}
+
+/// Every process's background tasks and their states, from the heartbeats each process of each
+/// role writes every 5 seconds.
+#[utoipa::path(get, path = "/v1/admin/tasks", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "processes of the last day", body = ProcessList),
+        (status = 404, body = super::ErrorBody, description = "called with a customer key")))]
+pub async fn tasks(_: Admin, State(state): State<AppState>) -> Result<Json<ProcessList>, ApiError> {
+    let now = state.clock.now();
+    let processes = state
+        .store
+        .heartbeats()
+        .await?
+        .into_iter()
+        .map(|beat| Process {
+            status: if beat.stopped_at.is_some() {
+                "stopped"
+            } else if beat.beat_at < now - GONE_AFTER {
+                "gone"
+            } else {
+                "up"
+            },
+            beat,
+        })
+        .collect();
+    Ok(Json(ProcessList { processes }))
 }

@@ -1,9 +1,11 @@
 //! Customer accounts and their API keys. Creating, changing and deleting customers and keys is
 //! for the admin; a customer may read its own record.
 
+use std::collections::HashMap;
+
 use axum::{
     Json,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
 };
 use imagelake_core::{
@@ -14,7 +16,10 @@ use imagelake_metadata::Removal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::parse_id;
+use super::{
+    paging::{decode_cursor, encode_cursor, filtered_page, parse_limit},
+    parse_id,
+};
 use imagelake_runtime::{
     AppState,
     keys::{generate_key, hash_secret, wire_secrets},
@@ -29,6 +34,10 @@ use crate::{
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCustomer {
+    /// The id to create the customer under, for a customer that already has one elsewhere (an
+    /// import, or stream producers that name it); a new one when absent. `409` when taken.
+    #[schema(format = Uuid)]
+    id: Option<String>,
     /// Up to 200 characters, not all blank; kept trimmed.
     #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
@@ -163,8 +172,15 @@ pub async fn create(
     JsonBody(body): JsonBody<NewCustomer>,
 ) -> Result<(StatusCode, Json<CreatedCustomer>), ApiError> {
     let now = state.clock.now();
+    let id = match body.id.as_deref() {
+        Some(id) => id
+            .trim()
+            .parse()
+            .map_err(|_| ApiError::invalid("field `id`: expected a UUID"))?,
+        None => CustomerId::new(),
+    };
     let customer = Customer {
-        id: CustomerId::new(),
+        id,
         name: check_name(&body.name)?,
         email: check_email(&body.email)?,
         plan: check_plan(body.plan.as_deref().unwrap_or("standard"))?,
@@ -183,6 +199,63 @@ pub async fn create(
             key_id: key.id,
         }),
     ))
+}
+
+/// A page of customers, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct CustomerPage {
+    customers: Vec<Customer>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Customers, newest first; with `q`, those whose name or email contains it in any case.
+#[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("bearer" = [])),
+    params(("q" = Option<String>, Query, description = "only customers whose name or email contains this, in any case"),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page; empty or absent for the first")),
+    responses((status = 200, body = CustomerPage, description = "With `q`, a page looks at no more than 5,000 customers: it may hold fewer than `limit` and still have a `next_cursor`"),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: a bad or unknown query parameter, or a cursor this API did not return"),
+        (status = 404, body = super::ErrorBody, description = "called with a customer key")))]
+pub async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<CustomerPage>, ApiError> {
+    let (mut limit, mut after, mut q) = (50, None, None);
+    for (name, value) in &params {
+        match name.as_str() {
+            "limit" => limit = parse_limit(name, value, 200)?,
+            "q" if value.trim().is_empty() => {}
+            "q" => q = Some(value.trim().to_lowercase()),
+            "cursor" if value.is_empty() => {}
+            "cursor" => after = Some(decode_cursor::<CustomerId>(value)?),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter `{other}`; use q, limit or cursor"
+                )));
+            }
+        }
+    }
+    let store = &state.store;
+    let fetch = |after, limit| async move { Ok(store.list_customers(after, limit).await?) };
+    let matches = |c: &Customer| {
+        q.as_ref()
+            .is_none_or(|q| c.name.to_lowercase().contains(q) || c.email.to_lowercase().contains(q))
+    };
+    let (customers, next) = filtered_page(
+        limit,
+        after,
+        q.is_some(),
+        fetch,
+        |c: &Customer| (c.created_at, c.id),
+        matches,
+    )
+    .await?;
+    Ok(Json(CustomerPage {
+        customers,
+        next_cursor: next.map(|(at, id)| encode_cursor(at, &id)),
+    }))
 }
 
 /// A customer, for the admin or that customer.

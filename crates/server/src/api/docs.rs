@@ -17,18 +17,23 @@ use utoipa::{
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
-use super::{admin, customers, images, jobs, keys, lake, ops, session, uploads};
+use super::{
+    admin, customers, dashboards, images, jobs, keys, lake, lake_tables, ops, session, stream,
+    uploads,
+};
 use imagelake_runtime::Settings;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "imagelake", description = "Upload, process, keep and query images."),
     paths(
-        customers::create, customers::get_one, customers::update, customers::delete,
+        customers::create, customers::list, customers::get_one, customers::update, customers::delete,
         customers::create_key, customers::list_keys, customers::revoke_key,
         images::upload, uploads::create, images::list, images::get_one, images::original, images::rendition, images::delete,
         lake::append, keys::create, keys::list, keys::revoke,
-        admin::dead_letters, admin::retry_dead_letter,
+        admin::dead_letters, admin::retry_dead_letter, admin::tasks,
+        stream::overview, stream::dead_letters, stream::redrive, lake_tables::tables,
+        dashboards::list, dashboards::get_one,
         jobs::list, jobs::runs, jobs::queue, jobs::backfill, jobs::backfills,
         session::sign_in, session::get_current, session::sign_out, session::list, session::end,
         ops::healthz, ops::readyz, ops::metrics, ops::openapi,

@@ -10,7 +10,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use imagelake_core::{
@@ -26,6 +25,7 @@ use utoipa::ToSchema;
 
 use super::{
     multipart::{self, FileParts, MAX_PARTS},
+    paging::{self, After, decode_cursor, encode_cursor},
     parse_id,
 };
 use imagelake_runtime::{
@@ -572,7 +572,10 @@ pub async fn list(
             "q" => filter.name = Some(value.to_lowercase()),
             // An empty cursor is the first page, like no cursor.
             "cursor" if value.is_empty() => {}
-            "cursor" => query.after = Some(decode_cursor(value)?),
+            "cursor" => {
+                let (uploaded_at, id) = decode_cursor(value)?;
+                query.after = Some(Cursor { uploaded_at, id });
+            }
             other => {
                 return Err(ApiError::invalid(format!(
                     "unknown query parameter `{other}`; use since, until, status, q, limit or cursor"
@@ -583,7 +586,7 @@ pub async fn list(
     let (images, next) = filtered_page(&state, customer, query, &filter).await?;
     Ok(Json(ImagePage {
         images,
-        next_cursor: next.as_ref().map(encode_cursor),
+        next_cursor: next.map(|c| encode_cursor(c.uploaded_at, &c.id)),
     }))
 }
 
@@ -611,52 +614,36 @@ impl Filter {
     }
 }
 
-/// Images a filtered page looks at, at most: the bound on one request's work, whatever the
-/// filter matches.
-const SCAN_LIMIT: usize = 5000;
-const SCAN_BATCH: usize = 250;
-
-/// Up to `query.limit` images the filter keeps, walking the listing in batches, and where the
-/// next page starts if any rows are left (the last row looked at, kept or not).
+/// Up to `query.limit` of the customer's images the filter keeps, and where the next page
+/// starts.
 async fn filtered_page(
     state: &AppState,
     customer: CustomerId,
-    mut query: ImageQuery,
+    query: ImageQuery,
     filter: &Filter,
 ) -> Result<(Vec<Image>, Option<Cursor>), ApiError> {
-    let want = query.limit;
-    // One extra row tells whether another page exists.
-    let batch = if filter.is_empty() {
-        want + 1
-    } else {
-        SCAN_BATCH.max(want + 1)
+    let after = query.after.map(|c| (c.uploaded_at, c.id));
+    let fetch = |after: After<ImageId>, limit| {
+        let query = ImageQuery {
+            after: after.map(|(uploaded_at, id)| Cursor { uploaded_at, id }),
+            limit,
+            ..query.clone()
+        };
+        async move { Ok(state.store.list_images(Some(customer), &query).await?) }
     };
-    query.limit = batch;
-    let mut page = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let rows = state.store.list_images(Some(customer), &query).await?;
-        let exhausted = rows.len() < batch;
-        for image in rows {
-            if page.len() == want {
-                return Ok((page, query.after));
-            }
-            query.after = Some(Cursor {
-                uploaded_at: image.uploaded_at,
-                id: image.id,
-            });
-            scanned += 1;
-            if filter.keeps(&image) {
-                page.push(image);
-            }
-        }
-        if exhausted {
-            return Ok((page, None));
-        }
-        if scanned >= SCAN_LIMIT {
-            return Ok((page, query.after));
-        }
-    }
+    let (page, next) = paging::filtered_page(
+        query.limit,
+        after,
+        !filter.is_empty(),
+        fetch,
+        |image: &Image| (image.uploaded_at, image.id),
+        |image| filter.keeps(image),
+    )
+    .await?;
+    Ok((
+        page,
+        next.map(|(uploaded_at, id)| Cursor { uploaded_at, id }),
+    ))
 }
 
 fn parse_status(value: &str) -> Result<ImageStatus, ApiError> {
@@ -678,32 +665,7 @@ fn parse_time(name: &str, value: &str) -> Result<chrono::DateTime<chrono::Utc>, 
 }
 
 fn parse_limit(value: &str) -> Result<usize, ApiError> {
-    match value.parse::<usize>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid(format!(
-            "query parameter `limit` must be an integer from 1 to {MAX_LIMIT}"
-        ))),
-    }
-}
-
-fn encode_cursor(c: &Cursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}/{}", c.uploaded_at.timestamp_micros(), c.id))
-}
-
-fn decode_cursor(raw: &str) -> Result<Cursor, ApiError> {
-    let invalid =
-        || ApiError::invalid("query parameter `cursor` is not a cursor this API returned");
-    let text = URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let (micros, id) = text.split_once('/').ok_or_else(invalid)?;
-    let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    Ok(Cursor {
-        uploaded_at: chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
-        id: id.parse().map_err(|_| invalid())?,
-    })
+    paging::parse_limit("limit", value, MAX_LIMIT)
 }
 
 #[cfg(test)]
@@ -712,12 +674,6 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor {
-            uploaded_at: imagelake_core::clock::from_micros(1_767_225_600_123_456),
-            id: ImageId::new(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
-        assert!(decode_cursor("garbage").is_err());
         assert!(
             parse_limit("0").is_err() && parse_limit("1001").is_err() && parse_limit("x").is_err()
         );

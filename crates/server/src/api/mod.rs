@@ -3,18 +3,22 @@
 
 mod admin;
 mod customers;
+mod dashboards;
 pub mod docs;
 mod images;
 mod jobs;
 mod keys;
 mod lake;
+mod lake_tables;
 pub mod multipart;
 mod ops;
+mod paging;
 #[cfg(feature = "gcp")]
 mod push;
 pub mod session;
 #[cfg(feature = "sql")]
 mod sql;
+mod stream;
 #[cfg(feature = "sql")]
 pub use sql::SqlDoor;
 
@@ -55,6 +59,7 @@ pub fn router(state: AppState, sql: &SqlDoor) -> Router {
 fn sql_routes(door: &SqlDoor) -> Router<AppState> {
     Router::new()
         .route("/v1/sql", post(sql::query))
+        .route("/v1/admin/lake/quarantine/{table}", get(sql::quarantine))
         .layer(axum::Extension(door.clone()))
 }
 
@@ -88,7 +93,10 @@ fn ops_routes() -> Router<AppState> {
 
 fn api_routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/customers", post(customers::create))
+        .route(
+            "/v1/customers",
+            post(customers::create).get(customers::list),
+        )
         .route(
             "/v1/customers/{id}",
             get(customers::get_one)
@@ -145,6 +153,16 @@ fn api_routes() -> Router<AppState> {
             get(jobs::backfills).post(jobs::backfill),
         )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
+        .route("/v1/admin/tasks", get(admin::tasks))
+        .route("/v1/dashboards", get(dashboards::list))
+        .route("/v1/dashboards/{name}", get(dashboards::get_one))
+        .route("/v1/admin/lake/tables", get(lake_tables::tables))
+        .route("/v1/admin/stream", get(stream::overview))
+        .route("/v1/admin/stream/dead-letters", get(stream::dead_letters))
+        .route(
+            "/v1/admin/stream/dead-letters/redrive",
+            post(stream::redrive),
+        )
         .route(
             "/v1/admin/dead-letters/{id}/retry",
             post(admin::retry_dead_letter),
@@ -170,7 +188,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             crate::requests::record,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            crate::web::Csp::for_state(&state),
+            crate::web::PagePolicy::for_state(&state),
             crate::web::security_headers,
         ))
         .layer(CatchPanicLayer::custom(|_| {

@@ -90,7 +90,11 @@ pub struct SessionList {
     sessions: Vec<SessionInfo>,
 }
 
-fn current(state: &AppState, session: &Session, caller: Caller) -> CurrentSession {
+fn current(state: &AppState, parts: &Parts, session: &Session, caller: Caller) -> CurrentSession {
+    let direct = parts
+        .extensions
+        .get::<crate::web::PagePolicy>()
+        .is_some_and(|p| p.direct_uploads);
     CurrentSession {
         session: session.into(),
         role: caller.role(),
@@ -102,15 +106,8 @@ fn current(state: &AppState, session: &Session, caller: Caller) -> CurrentSessio
         limits: UploadLimits {
             max_body_bytes: state.settings.limits.max_body_bytes,
             content_types: ["image/jpeg", "image/png", "image/webp", "image/gif"],
-            direct_from_bytes: crate::web::direct_uploads(state).map(|_| DIRECT_FROM_BYTES),
+            direct_from_bytes: direct.then_some(DIRECT_FROM_BYTES),
         },
-    }
-}
-
-fn key_of(caller: Caller) -> KeyId {
-    match caller {
-        Caller::Customer { key, .. } | Caller::Service { key, .. } => key,
-        Caller::Admin => KeyId(uuid::Uuid::nil()),
     }
 }
 
@@ -184,7 +181,7 @@ pub async fn sign_in(
     let session = Session {
         id: uuid::Uuid::now_v7(),
         token_hash: hash_secret(&token),
-        key_id: key_of(caller),
+        key_id: caller.key_id(),
         key_hash,
         csrf: random_token(),
         created_at: now,
@@ -201,7 +198,7 @@ pub async fn sign_in(
     Ok((
         StatusCode::CREATED,
         [(header::SET_COOKIE, set_cookie), NO_STORE],
-        Json(current(&state, &session, caller)),
+        Json(current(&state, &parts, &session, caller)),
     )
         .into_response())
 }
@@ -225,7 +222,7 @@ pub async fn get_current(
     State(state): State<AppState>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    let current = current(&state, &this_session(&parts)?, caller);
+    let current = current(&state, &parts, &this_session(&parts)?, caller);
     Ok(([NO_STORE], Json(current)).into_response())
 }
 
@@ -240,7 +237,7 @@ pub async fn sign_out(
     parts: Parts,
 ) -> Result<Response, ApiError> {
     let session = this_session(&parts)?;
-    state.store.end_session(key_of(caller), session.id).await?;
+    state.store.end_session(caller.key_id(), session.id).await?;
     state.known_sessions.forget(&session.token_hash);
     tracing::info!(session_id = %session.id, "signed out");
     Ok((
@@ -258,7 +255,7 @@ pub async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<SessionList>, ApiError> {
     let now = state.clock.now();
-    let sessions = state.store.key_sessions(key_of(caller)).await?;
+    let sessions = state.store.key_sessions(caller.key_id()).await?;
     Ok(Json(SessionList {
         sessions: sessions
             .iter()
@@ -279,7 +276,7 @@ pub async fn end(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: uuid::Uuid = parse_id(&id)?;
-    if state.store.end_session(key_of(caller), id).await? {
+    if state.store.end_session(caller.key_id(), id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no such session of this key"))

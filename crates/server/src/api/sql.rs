@@ -48,7 +48,7 @@ impl SqlDoor {
 
 /// The SQL door's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(query), components(schemas(SqlRequest)))]
+#[openapi(paths(query, quarantine), components(schemas(SqlRequest, Quarantined)))]
 pub struct SqlDoc;
 
 #[derive(Deserialize, ToSchema)]
@@ -159,4 +159,93 @@ fn refusal(e: &QueryError) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from(1));
     }
     response
+}
+
+/// One hour of a table's quarantine.
+#[derive(serde::Serialize, ToSchema)]
+pub struct Quarantined {
+    table: String,
+    /// `2026-11-30T10`.
+    hour: String,
+    /// Each refused record: `received_at`, `line` (in its request), `reason` and `raw` (the
+    /// record as sent, cut at 64 KiB), oldest first.
+    #[schema(value_type = Vec<Object>)]
+    records: Vec<serde_json::Value>,
+    /// More records than `sql.max_rows` were refused in the hour; the first are here.
+    truncated: bool,
+}
+
+/// The records a lake table refused in one hour, with the reasons, read through the query
+/// layer from `quarantine.<table>`.
+#[utoipa::path(get, path = "/v1/admin/lake/quarantine/{table}", tag = "lake", security(("bearer" = [])),
+    params(("table" = String, Path, description = "a lake table"),
+           ("hour" = String, Query, description = "the hour, `2026-11-30T10` (UTC)")),
+    responses((status = 200, body = Quarantined, description = "`records` is empty when the hour has none"),
+        (status = 400, body = super::ErrorBody, description = "`invalid_request`: no or a bad `hour`"),
+        (status = 404, body = super::ErrorBody, description = "not a table name; or called with a customer key")))]
+pub async fn quarantine(
+    _: crate::auth::Admin,
+    State(state): State<AppState>,
+    Extension(door): Extension<SqlDoor>,
+    axum::extract::Path(table): axum::extract::Path<String>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Quarantined>, ApiError> {
+    let table = imagelake_core::paths::LakeTable::parse(&table)
+        .map_err(|_| ApiError::not_found("no such table"))?;
+    let hour_text = params.get("hour").map(String::as_str).unwrap_or_default();
+    let hour = chrono::NaiveDateTime::parse_from_str(&format!("{hour_text}:00"), "%Y-%m-%dT%H:%M")
+        .map_err(|_| {
+            ApiError::invalid("query parameter `hour` must be an hour such as 2026-11-30T10")
+        })?
+        .and_utc();
+    let empty = Quarantined {
+        table: table.to_string(),
+        hour: hour_text.to_owned(),
+        records: Vec::new(),
+        truncated: false,
+    };
+    let folder = imagelake_core::paths::quarantine_partition(&table, hour);
+    let mut listing = state.objects.list(Some(&folder));
+    if futures::StreamExt::next(&mut listing).await.is_none() {
+        return Ok(Json(empty));
+    }
+    let at = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let sql = format!(
+        "SELECT received_at, line, reason, raw FROM quarantine.\"{table}\" \
+         WHERE dt = '{day}' AND received_at >= TIMESTAMP '{from}' AND received_at < TIMESTAMP '{to}' \
+         ORDER BY received_at, line",
+        day = hour.format("%Y-%m-%d"),
+        from = at(hour),
+        to = at(hour + chrono::Duration::hours(1)),
+    );
+    let admin = Asker {
+        viewer: Viewer::Admin,
+        key: "admin".to_owned(),
+        door: "http",
+    };
+    let answer = door
+        .engine(&state)
+        .await?
+        .run(&admin, &sql, &[])
+        .await
+        .map_err(|e| ApiError::new(e.code, e.message))?;
+    let truncated = answer.truncated;
+    let mut lines = Vec::new();
+    for piece in Format::Ndjson
+        .encode(answer)
+        .map_err(|e| ApiError::internal(&e))?
+    {
+        lines.extend(piece.map_err(|e| ApiError::internal(&e))?);
+    }
+    let records = lines
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(Quarantined {
+        records,
+        truncated,
+        ..empty
+    }))
 }

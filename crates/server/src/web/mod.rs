@@ -46,6 +46,9 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         "signin.html" => "text/html; charset=utf-8",
         "image.html" => "text/html; charset=utf-8",
         "not-found.html" => "text/html; charset=utf-8",
+        "console.html" => "text/html; charset=utf-8",
+        "dashboards.html" => "text/html; charset=utf-8",
+        "query.html" => "text/html; charset=utf-8",
         "app.css" => "text/css; charset=utf-8",
         "js/api.js" => "text/javascript; charset=utf-8",
         "js/app.js" => "text/javascript; charset=utf-8",
@@ -53,6 +56,21 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
         "js/image.js" => "text/javascript; charset=utf-8",
         "js/signin.js" => "text/javascript; charset=utf-8",
         "js/upload.js" => "text/javascript; charset=utf-8",
+        "js/console/main.js" => "text/javascript; charset=utf-8",
+        "js/console/customers.js" => "text/javascript; charset=utf-8",
+        "js/console/errors.js" => "text/javascript; charset=utf-8",
+        "js/console/health.js" => "text/javascript; charset=utf-8",
+        "js/console/jobs.js" => "text/javascript; charset=utf-8",
+        "js/console/lake.js" => "text/javascript; charset=utf-8",
+        "js/console/processing.js" => "text/javascript; charset=utf-8",
+        "js/console/stream.js" => "text/javascript; charset=utf-8",
+        "js/dash/chart.js" => "text/javascript; charset=utf-8",
+        "js/dash/dashboard.js" => "text/javascript; charset=utf-8",
+        "js/dash/query.js" => "text/javascript; charset=utf-8",
+        "js/dash/range.js" => "text/javascript; charset=utf-8",
+        "js/dash/sql.js" => "text/javascript; charset=utf-8",
+        "vendor/uplot.min.js" => "text/javascript; charset=utf-8",
+        "vendor/uplot.min.css" => "text/css; charset=utf-8",
         "favicon.svg" => "image/svg+xml",
     ]
     .into_iter()
@@ -70,11 +88,16 @@ static ASSETS: LazyLock<HashMap<&'static str, Asset>> = LazyLock::new(|| {
     .collect()
 });
 
-/// The app's routes: pages at `/` and `/images/{id}`, files under `/assets/`.
+/// The pages' routes: the app at `/` and `/images/{id}`, the console at `/console`, files
+/// under `/assets/`.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/images/{id}", get(image_page))
+        .route("/console", get(console))
+        .route("/dashboards", get(dashboards))
+        .route("/dashboards/{name}", get(dashboards))
+        .route("/query", get(query))
         .route("/assets/{*path}", get(asset))
         .route("/favicon.ico", get(|| async { serve("favicon.svg", None) }))
 }
@@ -132,11 +155,65 @@ async fn asset(Path(path): Path<String>, parts: Parts) -> Response {
     serve(&path, parts.headers.get(header::IF_NONE_MATCH))
 }
 
-/// The app for a signed-in browser, the sign-in page for any other.
+/// The app for a signed-in customer (the console for the admin, the dashboards for a company
+/// key), the sign-in page for any other.
 async fn home(State(state): State<AppState>, mut parts: Parts) -> Response {
     match signed_in(&state, &mut parts).await {
-        Ok(_) => page("index.html", StatusCode::OK),
+        Ok(Caller::Admin) => Redirect::to("/console").into_response(),
+        Ok(Caller::Service { .. }) => Redirect::to("/dashboards").into_response(),
+        Ok(Caller::Customer { .. }) => page("index.html", StatusCode::OK),
         Err(sign_in) => sign_in,
+    }
+}
+
+/// Signed out: the sign-in page at `/`, which comes back to `path` (with its query); a dead
+/// cookie is cleared on the way.
+fn sign_in_first(path: &str, sign_in: &Response) -> Response {
+    let next: String = path
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let mut back = Redirect::to(&format!("/?next={next}")).into_response();
+    if let Some(clear) = sign_in.headers().get(header::SET_COOKIE) {
+        back.headers_mut().insert(header::SET_COOKIE, clear.clone());
+    }
+    back
+}
+
+/// The dashboards (and a dashboard): for any signed-in key; what each key sees of the rows is
+/// the query layer's to decide.
+async fn dashboards(State(state): State<AppState>, mut parts: Parts) -> Response {
+    signed_in_page(&state, &mut parts, "dashboards.html").await
+}
+
+/// The query page, for any signed-in key.
+async fn query(State(state): State<AppState>, mut parts: Parts) -> Response {
+    signed_in_page(&state, &mut parts, "query.html").await
+}
+
+async fn signed_in_page(state: &AppState, parts: &mut Parts, name: &str) -> Response {
+    let back = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+    match signed_in(state, parts).await {
+        Ok(_) => page(name, StatusCode::OK),
+        Err(sign_in) => sign_in_first(&back, &sign_in),
+    }
+}
+
+/// The engineers' console: for the admin's session only; `404` for anyone else signed in, as
+/// the admin API answers them.
+async fn console(State(state): State<AppState>, mut parts: Parts) -> Response {
+    match signed_in(&state, &mut parts).await {
+        Ok(Caller::Admin) => page("console.html", StatusCode::OK),
+        Ok(_) => page("not-found.html", StatusCode::NOT_FOUND),
+        Err(sign_in) => sign_in_first("/console", &sign_in),
     }
 }
 
@@ -153,17 +230,13 @@ async fn image_page(
     };
     let caller = match signed_in(&state, &mut parts).await {
         Ok(caller) => caller,
-        Err(sign_in) => {
-            let mut back = Redirect::to(&format!("/?next=/images/{id}")).into_response();
-            if let Some(clear) = sign_in.headers().get(header::SET_COOKIE) {
-                back.headers_mut().insert(header::SET_COOKIE, clear.clone());
-            }
-            return back;
-        }
+        Err(sign_in) => return sign_in_first(&format!("/images/{id}"), &sign_in),
     };
     let visible = match state.store.get_image(id).await {
         Ok(Some(image)) => {
-            caller.can_access(image.customer_id) && !image.is_expired(state.clock.now())
+            // Image pages are a customer's, as the image API is (an admin's session is not one).
+            matches!(caller, Caller::Customer { id, .. } if id == image.customer_id)
+                && !image.is_expired(state.clock.now())
         }
         Ok(None) => false,
         Err(e) => {
@@ -178,32 +251,39 @@ async fn image_page(
     }
 }
 
-/// The Content-Security-Policy of every answer: this origin's own scripts, styles and
-/// connections only, and the bucket's path where pages send large files straight to it.
+/// What pages may do, decided once when the router is built: the Content-Security-Policy of
+/// every answer (this origin's own scripts, styles and connections only, and the bucket's path
+/// where pages send large files straight to it) and whether they do.
 #[derive(Clone)]
-pub struct Csp(HeaderValue);
+pub struct PagePolicy {
+    csp: HeaderValue,
+    pub direct_uploads: bool,
+}
 
-impl Csp {
+impl PagePolicy {
     pub fn for_state(state: &AppState) -> Self {
-        let bucket = direct_uploads(state)
-            .map(|source| format!(" {source}"))
-            .unwrap_or_default();
+        let bucket = direct_uploads(state);
         let policy = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
-             connect-src 'self'{bucket}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+             connect-src 'self'{}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            bucket
+                .as_deref()
+                .map(|b| format!(" {b}"))
+                .unwrap_or_default()
         );
         // The bucket's source is checked to be plain (`UploadUrls::csp_source`), so the
         // policy is always a valid header.
-        Self(
-            HeaderValue::from_str(&policy)
+        Self {
+            csp: HeaderValue::from_str(&policy)
                 .unwrap_or(HeaderValue::from_static("default-src 'none'")),
-        )
+            direct_uploads: bucket.is_some(),
+        }
     }
 }
 
 /// Where pages send large files, when they do: the deployment signs URLs, `web.direct_uploads`
 /// is on, and the signed URLs' place makes a valid CSP source.
-pub fn direct_uploads(state: &AppState) -> Option<String> {
+fn direct_uploads(state: &AppState) -> Option<String> {
     if !state.settings.web.direct_uploads {
         return None;
     }
@@ -216,11 +296,18 @@ pub fn direct_uploads(state: &AppState) -> Option<String> {
     source
 }
 
-/// What every answer says about how a browser may use it.
-pub async fn security_headers(State(csp): State<Csp>, request: Request, next: Next) -> Response {
+/// What every answer says about how a browser may use it; handlers find the policy among the
+/// request's extensions.
+pub async fn security_headers(
+    State(policy): State<PagePolicy>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let csp = policy.csp.clone();
+    request.extensions_mut().insert(policy);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.entry("content-security-policy").or_insert(csp.0);
+    headers.entry("content-security-policy").or_insert(csp);
     for (name, value) in [
         ("x-frame-options", "DENY"),
         ("referrer-policy", "same-origin"),

@@ -263,6 +263,18 @@ impl TestServer {
             .await
     }
 
+    /// A request as a signed-in browser sends it: `cookie` (`name=value`) instead of a key.
+    pub fn with_cookie(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        cookie: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("cookie", cookie)
+    }
+
     pub async fn get_bytes(&self, key: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

@@ -117,3 +117,28 @@ export function el(tag, attrs = {}, ...children) {
   node.append(...children.filter((c) => c !== null && c !== undefined));
   return node;
 }
+
+/** The image types the API stores: their short name, the extension files of the type are
+ * saved with, and the extensions a file of the type may have. */
+const IMAGE_TYPES = {
+  'image/jpeg': { name: 'JPEG', ext: 'jpg', exts: ['jpg', 'jpeg'] },
+  'image/png': { name: 'PNG', ext: 'png', exts: ['png'] },
+  'image/webp': { name: 'WebP', ext: 'webp', exts: ['webp'] },
+  'image/gif': { name: 'GIF', ext: 'gif', exts: ['gif'] },
+};
+
+/** A content type's short name ("JPEG"), or the type itself. */
+export function typeName(type) {
+  return IMAGE_TYPES[type]?.name || type;
+}
+
+/** A content type's file extension, or "bin". */
+export function typeExtension(type) {
+  return IMAGE_TYPES[type]?.ext || 'bin';
+}
+
+/** The image type a file name says, or "" when it names none. */
+export function typeOfName(name) {
+  const ext = name.toLowerCase().split('.').pop();
+  return Object.keys(IMAGE_TYPES).find((type) => IMAGE_TYPES[type].exts.includes(ext)) || '';
+}

@@ -1,7 +1,7 @@
 // An image's page: its preview and facts from GET /v1/images/{id}, downloads, and delete. The
 // server has already answered 404 if the image is not the signed-in customer's.
 
-import { call, confirmDialog, currentSession, el, formatBytes, formatTime, wireSignOut } from './api.js';
+import { call, confirmDialog, currentSession, el, formatBytes, formatTime, typeExtension, wireSignOut } from './api.js';
 
 const id = window.location.pathname.split('/').pop();
 
@@ -50,8 +50,7 @@ function showError(text) {
  * extension. */
 function downloadName(image, rendition, contentType) {
   const base = (image.filename || image.id).replace(/\.[^.]*$/, '');
-  const ext = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/gif': 'gif' }[contentType] || 'bin';
-  return `${base}-${rendition}.${ext}`;
+  return `${base}-${rendition}.${typeExtension(contentType)}`;
 }
 
 function show(image) {

@@ -3,7 +3,7 @@
 // where the deployment signs URLs, straight to the bucket (POST /v1/uploads, then a PUT to the
 // signed URL); each with its progress and the API's answer in words.
 
-import { call, changeHeaders, el, formatBytes, signedOut } from './api.js';
+import { call, changeHeaders, el, formatBytes, signedOut, typeName, typeOfName } from './api.js';
 
 const AT_ONCE = 3;
 // Sends of one file refused for the key's rate limit before its refusal is shown: the API
@@ -29,9 +29,9 @@ export class Uploader {
     for (const file of files) {
       const row = this.row(file);
       // The API judges by the bytes: a file whose type the browser cannot tell is sent.
-      const type = file.type || guessType(file.name);
+      const type = file.type || typeOfName(file.name);
       if (type && !accepted.includes(type)) {
-        this.settle(row, 'refused', `not an accepted image type (${accepted.map(short).join(', ')})`);
+        this.settle(row, 'refused', `not an accepted image type (${accepted.map(typeName).join(', ')})`);
       } else if (file.size > this.limits.max_body_bytes) {
         this.settle(row, 'refused', `over the ${formatBytes(this.limits.max_body_bytes)} limit for one image`);
       } else if (file.size === 0) {
@@ -73,7 +73,7 @@ export class Uploader {
    * deployment sends large files there. A refusal for the key's rate limit is tried again
    * after the wait the API gave. */
   async send(file, row) {
-    const type = file.type || guessType(file.name);
+    const type = file.type || typeOfName(file.name);
     const direct = this.limits.direct_from_bytes !== null && file.size >= this.limits.direct_from_bytes
       && this.limits.content_types.includes(type);
     for (let attempt = 1; ; attempt += 1) {
@@ -209,15 +209,6 @@ export class Uploader {
     const finished = `${done} of ${rows.length} uploads done`;
     if (this.totalDone.textContent !== finished) this.totalDone.textContent = finished;
   }
-}
-
-function short(type) {
-  return { 'image/jpeg': 'JPEG', 'image/png': 'PNG', 'image/webp': 'WebP', 'image/gif': 'GIF' }[type] || type;
-}
-
-function guessType(name) {
-  const ext = name.toLowerCase().split('.').pop();
-  return { jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', webp: 'image/webp', gif: 'image/gif' }[ext] || '';
 }
 
 /** Every file under the dropped items, folders walked. */

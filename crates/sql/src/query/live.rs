@@ -239,7 +239,11 @@ impl TableProvider for LiveCustomers {
             None => {
                 let limit = limit.filter(|&l| l <= self.max_rows);
                 let read = limit.unwrap_or(usize::MAX).min(self.max_rows + 1);
-                let customers = self.store.list_customers(read).await.map_err(store_error)?;
+                let customers = self
+                    .store
+                    .list_customers(None, read)
+                    .await
+                    .map_err(store_error)?;
                 if limit.is_none() && customers.len() > self.max_rows {
                     return plan_err!(
                         "there are more than sql.max_rows customers: add a LIMIT (the newest come first)"
