@@ -23,15 +23,15 @@ after(async () => { await browser?.close(); });
 
 test('the admin lands on the console; processing shows this process and its tasks', async () => {
   assert.match(page.url(), /\/console$/);
-  // Two `serve` processes beat: this one, and the one killed before it started, which shows
-  // as up until its last beat is 30 s old and as gone after.
-  await page.waitForFunction(() => document.querySelectorAll('.process[data-role="serve"]').length === 2, null, { timeout: WAIT });
+  // Two `serve` processes beat: this one, up, and the one stopped before it started, whose
+  // last beat said so.
+  const serve = page.locator('.process[data-role="serve"][data-status="up"]');
+  await serve.waitFor({ timeout: WAIT });
+  await page.locator('.process[data-role="serve"][data-status="stopped"]').waitFor();
   const { processes } = await (await page.request.get('/v1/admin/tasks')).json();
-  assert.deepEqual(processes.map((p) => [p.role, p.stopped_at]), [['serve', null], ['serve', null]]);
-  for (const serve of await page.locator('.process[data-role="serve"]').all()) {
-    for (const task of ['workers', 'scheduler', 'heartbeat', 'lake-writer']) {
-      await serve.locator(`tr[data-task="${task}"]`).waitFor();
-    }
+  assert.deepEqual(processes.map((p) => [p.role, p.status]).sort(), [['serve', 'stopped'], ['serve', 'up']]);
+  for (const task of ['workers', 'scheduler', 'heartbeat', 'lake-writer']) {
+    await serve.locator(`tr[data-task="${task}"]`).waitFor();
   }
   assert.match(await page.locator('#queue-depth').textContent(), /^\d+$/);
   assert.ok(await page.locator('#dead-jobs-empty').isVisible(), 'no dead letters in a new system');

@@ -119,7 +119,7 @@ async fn the_app_works_in_chromium() {
 /// The engineers' console: the admin token signs in and lands on it; processes and tasks,
 /// customers and keys, a job run and a backfill, a closed lake hour and health, each checked
 /// against the API; a customer's session gets `404`. The lake hour: records of three hours ago
-/// posted to a declared table, then the process killed, and the next start writes their hour.
+/// posted to a declared table, then the process stopped, and the next start writes their hour.
 #[tokio::test]
 async fn the_console_works_in_chromium() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -163,7 +163,13 @@ amount = "float64"
         .await
         .unwrap();
     assert!(posted.status().is_success());
-    first.kill();
+    // Stopped (SIGTERM), it gives the jobs' leases up, so the next start runs them at once.
+    let stopped = std::process::Command::new("kill")
+        .arg(first.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(first.child.wait().unwrap().success(), "a clean stop");
     let server = spawn(&["serve", "--config", config], &[]);
     let (_, key) = create_customer(&client, &server, "web-console").await;
     let hour = hour.format("%Y-%m-%dT%H").to_string();

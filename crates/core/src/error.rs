@@ -68,7 +68,10 @@ impl ErrorCode {
             Self::PayloadTooLarge | Self::QueryTooLarge => 413,
             Self::UnsupportedMediaType => 415,
             Self::PixelLimitExceeded | Self::CorruptImage | Self::DecodeLimitExceeded => 422,
-            Self::RequestTimeout | Self::QueryTimeout => 408,
+            Self::RequestTimeout => 408,
+            // Google's APIs answer a deadline passed with 504 too; a 408 would be sent again
+            // by browsers on a kept-alive connection, running the query twice.
+            Self::QueryTimeout => 504,
             Self::Unavailable => 503,
             Self::InvalidRequest | Self::InvalidSql | Self::ForbiddenStatement => 400,
             Self::Conflict => 409,

@@ -88,11 +88,10 @@ impl Role {
 /// A background task and how to run it.
 pub type Spawn = (TaskSpec, Box<dyn Task>);
 
-/// The tasks of `role` that this crate knows: the heartbeat of every process, and the workers
-/// (required: a worker that cannot reach its queue is not ready).
+/// The tasks of `role` that this crate knows: the workers (required: a worker that cannot
+/// reach its queue is not ready).
 pub fn role_tasks(state: &AppState, role: Role) -> Vec<Spawn> {
-    let beats = Heartbeats::new(state.clone(), role.as_str());
-    let mut tasks: Vec<Spawn> = vec![(heartbeat::SPEC, Box::new(beats))];
+    let mut tasks: Vec<Spawn> = Vec::new();
     let runs_work = matches!(role, Role::All | Role::Worker);
     if runs_work && state.settings.queue.pull {
         let spec = TaskSpec {
@@ -145,6 +144,9 @@ pub async fn start_role(
     for (spec, task) in role_tasks(&state, role).into_iter().chain(extra) {
         supervisor.spawn(spec, task);
     }
+    // Every process beats, and its first beat already lists every other task.
+    let beats = Heartbeats::new(state.clone(), role.as_str());
+    supervisor.spawn(heartbeat::SPEC, Box::new(beats));
     let router = match role {
         Role::Worker | Role::Ingest | Role::LakeWriter | Role::Scheduler => {
             api::ops_router(state.clone())

@@ -94,6 +94,32 @@ async fn customers_are_listed_newest_first_and_searched() {
     server.stop().await;
 }
 
+/// Keys with pages sign in; an ingest key, which only sends records, is told so.
+#[tokio::test]
+async fn an_ingest_key_has_no_pages() {
+    let server = TestServer::start().await;
+    let (_, ingest) = server.company_key("ingest", "pipeline").await;
+    let (_, analyst) = server.company_key("analyst", "bi").await;
+    let sign_in = |key: &str| {
+        server
+            .client
+            .post(server.url("/v1/session"))
+            .json(&json!({ "key": key }))
+    };
+    let (status, body) = server.send(sign_in(&ingest)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no pages")
+    );
+    let (status, body) = server.send(sign_in(&analyst)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["role"], "analyst");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn customers_see_only_themselves_and_cannot_administer() {
     let server = TestServer::start().await;

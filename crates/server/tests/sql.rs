@@ -439,7 +439,7 @@ async fn limits_hold(server: &TestServer, url: &str, analyst: &str) {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     let (status, body) = first.await.unwrap();
-    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "{body}");
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
     assert_eq!(body["error"]["code"], "query_timeout");
 
     // A client that goes away cancels its query.

@@ -114,6 +114,14 @@ async fn next_attempt(state: &AppState, info: &JobInfo, interval: &str) -> Resul
             "interval {interval} has not ended yet (a run is for an interval that has)"
         )));
     }
+    // As a backfill: an interval the lake no longer keeps could only wait and fail.
+    let window = chrono::Duration::from_std(info.catchup_window).unwrap_or_default();
+    let oldest = info.period.interval_at(now - window).next();
+    if interval < oldest {
+        return Err(Error::invalid(format!(
+            "interval {interval} is older than the lake keeps (the oldest interval is {oldest})"
+        )));
+    }
     let key = interval.key();
     let before = state.store.runs_between(info.name, &key, &key).await?;
     if let Some(open) = before.iter().find(|r| !r.state.is_final()) {

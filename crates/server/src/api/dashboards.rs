@@ -177,7 +177,8 @@ fn every(state: &AppState) -> Vec<Found> {
     found
 }
 
-/// The `*.toml` files of `dir` whose names are lower-case letters, digits and `-`.
+/// The `*.toml` files of `dir`; one whose name is not lower-case letters, digits, `-` and `_`
+/// (the name is its page's address) is listed with that error.
 fn folder(dir: &FsPath) -> Vec<(String, Result<Dashboard, String>)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         tracing::warn!(dir = %dir.display(), "web.dashboards_dir cannot be read");
@@ -186,15 +187,16 @@ fn folder(dir: &FsPath) -> Vec<(String, Result<Dashboard, String>)> {
     entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
-            let file = entry.file_name().into_string().ok()?;
+            let file = entry.file_name().to_string_lossy().into_owned();
             let name = file.strip_suffix(".toml")?.to_owned();
             let valid = !name.is_empty()
                 && name.len() <= 64
                 && name
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
             if !valid {
-                return None;
+                let why = "a dashboard file's name (its page's address) must be 1 to 64 lower-case letters, digits, - and _, then .toml";
+                return Some((name, Err(why.to_owned())));
             }
             let read = std::fs::read_to_string(entry.path())
                 .map_err(|e| e.to_string())

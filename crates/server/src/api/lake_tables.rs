@@ -38,6 +38,9 @@ pub struct LakeTable {
     name: String,
     /// Rows of the window's complete hours.
     rows: u64,
+    /// Files and bytes of the window's hours, and of the table's own files for a table kept
+    /// whole, without hours (`customers`, `job_runs`).
+    files: u64,
     bytes: u64,
     /// Records refused in the window's closed hours (its quarantine's rows).
     quarantined: u64,
@@ -106,14 +109,13 @@ pub async fn tables(
     let lake = Path::from(paths::LAKE);
     let mut tables = Vec::new();
     for name in table_names(objects, &lake).await? {
-        let data = hours_of(objects, &lake.clone().join(name.as_str()), since).await?;
-        let refused = hours_of(
-            objects,
-            &lake.clone().join("quarantine").join(name.as_str()),
-            since,
-        )
-        .await?;
-        tables.push(table(&state.objects, name, data, refused).await?);
+        let (data, whole) = hours_of(objects, &lake.clone().join(name.as_str()), since).await?;
+        let quarantine = lake.clone().join("quarantine").join(name.as_str());
+        let (refused, _) = hours_of(objects, &quarantine, since).await?;
+        let mut table = table(&state.objects, name, data, refused).await?;
+        table.files += whole.files;
+        table.bytes += whole.bytes;
+        tables.push(table);
     }
     Ok(Json(LakeOverview { hours, tables }))
 }
@@ -134,19 +136,29 @@ async fn table_names(objects: &dyn ObjectStore, lake: &Path) -> Result<Vec<Strin
     Ok(names)
 }
 
-/// The hour folders of `folder` that start at or after `since`, with their files and marker;
-/// only the days (`dt=`) of the window are listed.
+/// The hour folders of `folder` that start at or after `since`, with their files and marker
+/// (only the days, `dt=`, of the window are listed), and the folder's own Parquet files (a table
+/// kept whole).
 async fn hours_of(
     objects: &dyn ObjectStore,
     folder: &Path,
     since: Timestamp,
-) -> Result<BTreeMap<Timestamp, Listed>, ApiError> {
+) -> Result<(BTreeMap<Timestamp, Listed>, Listed), ApiError> {
     let first_day = since.date_naive();
-    let days = objects
+    let top = objects
         .list_with_delimiter(Some(folder))
         .await
-        .map_err(unavailable)?
-        .common_prefixes;
+        .map_err(unavailable)?;
+    let mut whole = Listed::default();
+    for file in top
+        .objects
+        .iter()
+        .filter(|o| o.location.as_ref().ends_with(".parquet"))
+    {
+        whole.files += 1;
+        whole.bytes += file.size;
+    }
+    let days = top.common_prefixes;
     let mut hours: BTreeMap<Timestamp, Listed> = BTreeMap::new();
     for day in days {
         let in_window = day
@@ -176,7 +188,7 @@ async fn hours_of(
             }
         }
     }
-    Ok(hours)
+    Ok((hours, whole))
 }
 
 async fn table(
@@ -210,6 +222,7 @@ async fn table(
     Ok(LakeTable {
         name,
         rows: hours.iter().filter_map(|h| h.rows).sum(),
+        files: hours.iter().map(|h| h.files).sum(),
         bytes: hours.iter().map(|h| h.bytes).sum(),
         quarantined: hours.iter().map(|h| h.quarantined).sum(),
         hours,

@@ -160,7 +160,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for FromOwnPage {
     responses((status = 201, body = CurrentSession, description = "Signed in; `Set-Cookie` holds the session"),
         (status = 400, body = super::ErrorBody, description = "`invalid_request`: not a JSON object with a string `key`"),
         (status = 401, body = super::ErrorBody, description = "`unauthorized`: the key is wrong or revoked"),
-        (status = 403, body = super::ErrorBody, description = "`forbidden`: not JSON, or sent from another site"),
+        (status = 403, body = super::ErrorBody, description = "`forbidden`: not JSON, sent from another site, or an ingest key (it has no pages)"),
         (status = 429, body = super::ErrorBody, description = "`rate_limited`: too many failed sign-ins from this address")))]
 pub async fn sign_in(
     State(state): State<AppState>,
@@ -172,6 +172,16 @@ pub async fn sign_in(
     let caller = identify(&parts, &state, &key_hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("invalid or revoked API key"))?;
+    if let Caller::Service {
+        role: imagelake_core::records::KeyRole::Ingest,
+        ..
+    } = caller
+    {
+        return Err(ApiError::new(
+            imagelake_core::ErrorCode::Forbidden,
+            "an ingest key sends records; it has no pages. Sign in with a customer's key, an analyst key or the admin token",
+        ));
+    }
     // Sign-ins are the key's requests: its rate limit bounds how many sessions it opens.
     state.limiter.check(&key_hash, state.clock.now())?;
     let token = random_token();

@@ -67,7 +67,7 @@ pub struct SqlRequest {
         (status = 200, description = "`{\"columns\": [{\"name\", \"type\"}], \"rows\": [[...]], \"row_count\", \"truncated\"}`; with `Accept: text/csv`, `application/x-ndjson` or `application/vnd.apache.arrow.stream` those formats, with the headers `Imagelake-Rows` and `Imagelake-Truncated`"),
         (status = 400, body = super::ErrorBody, description = "`invalid_sql` (with `position` when known) or `forbidden_statement` (anything but a query)"),
         (status = 403, body = super::ErrorBody, description = "an ingest key"),
-        (status = 408, body = super::ErrorBody, description = "`query_timeout`: past `sql.timeout`"),
+        (status = 504, body = super::ErrorBody, description = "`query_timeout`: past `sql.timeout`"),
         (status = 413, body = super::ErrorBody, description = "`query_too_large`: past `sql.max_memory_bytes`"),
         (status = 429, body = super::ErrorBody, description = "`rate_limited`: the key's request rate or its queries at once")))]
 pub async fn query(

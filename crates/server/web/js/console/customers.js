@@ -51,9 +51,9 @@ export class Customers {
     const open = el('button', { type: 'button', class: 'quiet', text: 'Open' });
     open.addEventListener('click', () => this.open(customer.id).catch((e) => showError(e.message)));
     return el('tr', { 'data-id': customer.id },
-      el('td', { text: customer.name }),
-      el('td', { text: customer.email }),
-      el('td', { text: customer.plan }),
+      el('td', { class: 'clip', title: customer.name, text: customer.name }),
+      el('td', { class: 'clip', title: customer.email, text: customer.email }),
+      el('td', { class: 'clip', title: customer.plan, text: customer.plan }),
       el('td', { text: formatTime(customer.created_at) }),
       el('td', {}, open));
   }
@@ -61,6 +61,8 @@ export class Customers {
   wireCreate() {
     const form = document.getElementById('new-customer');
     const error = document.getElementById('new-customer-error');
+    // An answer about what was sent before is no longer about what the form holds.
+    form.addEventListener('input', () => { error.hidden = true; });
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       error.hidden = true;

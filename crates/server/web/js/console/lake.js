@@ -41,7 +41,9 @@ export class Lake {
     });
     return el('article', { class: 'topic', 'data-table': table.name },
       el('h2', { text: table.name }),
-      el('p', { class: 'hint', text: `${table.rows} rows in complete hours · ${formatBytes(table.bytes)} · ${table.quarantined} quarantined` }),
+      el('p', { class: 'hint', text: table.hours.length === 0 && table.files > 0
+        ? `kept whole, without hours: ${table.files} file${table.files === 1 ? '' : 's'}, ${formatBytes(table.bytes)}`
+        : `${table.rows} rows in complete hours · ${table.files} files, ${formatBytes(table.bytes)} · ${table.quarantined} quarantined` }),
       el('table', { class: 'grid-table' },
         el('thead', {}, el('tr', {}, ...['Hour (UTC)', 'State', 'Rows', 'Files', 'Bytes', 'Quarantined', 'Closed at'].map((t) => el('th', { text: t })))),
         el('tbody', {}, ...rows)));
@@ -51,7 +53,7 @@ export class Lake {
 async function showQuarantine(table, hour) {
   const panel = document.getElementById('quarantine');
   const found = await call('GET', `/v1/admin/lake/quarantine/${encodeURIComponent(table)}?hour=${encodeURIComponent(hour)}`);
-  panel.replaceChildren(
+  const parts = [
     el('h2', { text: `Quarantined records of ${table}, ${hour}` }),
     found.truncated ? el('p', { class: 'hint', text: 'More were refused than one answer holds; the first are shown.' }) : null,
     el('table', { class: 'grid-table' },
@@ -60,7 +62,8 @@ async function showQuarantine(table, hour) {
         el('td', { text: r.received_at }),
         el('td', { text: String(r.line) }),
         el('td', { class: 'error', text: r.reason }),
-        el('td', {}, el('code', { class: 'wrap', text: r.raw })))))));
+        el('td', {}, el('code', { class: 'wrap', text: r.raw }))))))];
+  panel.replaceChildren(...parts.filter(Boolean));
   panel.hidden = false;
   panel.scrollIntoView({ block: 'nearest' });
 }

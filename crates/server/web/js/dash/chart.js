@@ -8,14 +8,16 @@ import { el, formatBytes } from '../api.js';
 
 const TIME = /^TIMESTAMP|^DATE/;
 const TEXT = /CHAR|TEXT|UTF8|STRING/;
+const CHARTS = ['line', 'bars', 'stat', 'table'];
 const COLORS = ['#1d4ed8', '#dc2626', '#059669', '#d97706', '#7c3aed', '#0891b2', '#be185d', '#4b5563'];
 
 /** A value in the panel's unit. */
 export function format(value, unit) {
   if (value === null || value === undefined) return '—';
-  if (typeof value !== 'number') return String(value);
+  if (typeof value !== 'number') return cell(value);
   if (unit === 'bytes') return formatBytes(value);
-  const number = Number.isInteger(value) ? value.toLocaleString('en') : value.toLocaleString('en', { maximumFractionDigits: 2 });
+  const number = Math.abs(value) >= 1e15 ? value.toExponential(3)
+    : Number.isInteger(value) ? value.toLocaleString('en') : value.toLocaleString('en', { maximumFractionDigits: 2 });
   return unit && unit !== 'bytes' ? `${number} ${unit}` : number;
 }
 
@@ -33,7 +35,7 @@ export function render(box, chart, answer, unit, bounds) {
     return 'ok';
   }
   const rows = table(answer, unit);
-  if (chart === 'table') {
+  if (chart === 'table' || !CHARTS.includes(chart)) {
     box.replaceChildren(rows);
     return 'ok';
   }
@@ -44,15 +46,33 @@ export function render(box, chart, answer, unit, bounds) {
   return 'ok';
 }
 
-/** The answer as a table. */
+/** Rows a table shows; the rest are counted. */
+const TABLE_ROWS = 5000;
+
+/** The answer as a table (its first rows). */
 export function table(answer, unit) {
-  return el('table', { class: 'grid-table result-table' },
-    el('thead', {}, el('tr', {}, ...answer.columns.map((c) => el('th', { scope: 'col', text: c.name })))),
-    el('tbody', {}, ...answer.rows.map((row) => el('tr', {}, ...row.map((v, i) => el('td', {
+  const body = document.createElement('tbody');
+  for (const row of answer.rows.slice(0, TABLE_ROWS)) {
+    const tr = document.createElement('tr');
+    row.forEach((v, i) => tr.append(el('td', {
       class: typeof v === 'number' ? 'num' : '',
-      'data-value': v === null ? '' : String(v),
-      text: typeof v === 'number' && i > 0 ? format(v, unit === '%' || unit === 'ms' ? unit : '') : v === null ? '' : String(v),
-    }))))));
+      'data-value': v === null ? '' : cell(v),
+      text: typeof v === 'number' && i > 0 ? format(v, unit === '%' || unit === 'ms' ? unit : '') : cell(v),
+    })));
+    body.append(tr);
+  }
+  const shown = el('table', { class: 'grid-table result-table' },
+    el('thead', {}, el('tr', {}, ...answer.columns.map((c) => el('th', { scope: 'col', text: c.name })))),
+    body);
+  if (answer.rows.length <= TABLE_ROWS) return shown;
+  return el('div', {}, shown,
+    el('p', { class: 'hint', text: `The first ${TABLE_ROWS.toLocaleString('en')} of ${answer.rows.length.toLocaleString('en')} rows are shown.` }));
+}
+
+/** A value as text: lists and structs as JSON, nothing for null. */
+function cell(v) {
+  if (v === null || v === undefined) return '';
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
 /** x values, their labels (categories) and the named series, from the rows. */

@@ -28,11 +28,24 @@ async function main() {
   document.getElementById('dashboard-description').textContent = dashboard.description;
   const cards = dashboard.panels.map(panelCard);
   document.getElementById('panels').replaceChildren(...cards.map((c) => c.card));
-  const range = fromUrl();
+  const range = readRange();
   const load = () => loadAll(dashboard, cards, range);
   picker(document.getElementById('range'), range, load);
-  window.addEventListener('popstate', () => { Object.assign(range, fromUrl()); picker(document.getElementById('range'), range, load); load(); });
+  window.addEventListener('popstate', () => {
+    Object.assign(range, readRange());
+    picker(document.getElementById('range'), range, load);
+    load();
+  });
   await load();
+}
+
+/** The URL's range, or the default with a word on what in the URL could not be used. */
+function readRange() {
+  const { range, problem } = fromUrl();
+  const box = document.getElementById('dashboard-error');
+  box.textContent = problem ? `The address's time range could not be used (${problem}); showing the last 24 hours.` : '';
+  box.hidden = !problem;
+  return range;
 }
 
 function panelCard(panel) {

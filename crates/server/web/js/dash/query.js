@@ -14,25 +14,40 @@ async function main() {
   const form = document.getElementById('query-form');
   const search = new URLSearchParams(location.search);
   form.elements.sql.value = search.get('sql') || 'SELECT type, count(*) AS events\nFROM events\nWHERE occurred_at >= CAST($1 AS TIMESTAMP) AND occurred_at < CAST($2 AS TIMESTAMP)\nGROUP BY 1 ORDER BY 2 DESC';
-  form.elements.chart.value = search.get('chart') || 'table';
-  const range = fromUrl();
-  const run = () => execute(form, range);
+  const chart = search.get('chart');
+  form.elements.chart.value = [...form.elements.chart.options].some((o) => o.value === chart) ? chart : 'table';
+  const { range, problem } = fromUrl();
+  if (problem) showProblem(`The address's time range could not be used (${problem}); the last 24 hours are used.`);
+  // What runs is what the form holds, and the address says so.
+  const run = () => {
+    const url = new URL(location.href);
+    url.searchParams.set('sql', form.elements.sql.value.trim());
+    url.searchParams.set('chart', form.elements.chart.value);
+    history.replaceState(null, '', url);
+    return execute(form, range);
+  };
   picker(document.getElementById('range'), range, run);
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     toUrl(range, { sql: form.elements.sql.value.trim(), chart: form.elements.chart.value });
-    run();
+    execute(form, range);
   });
   // Back and forward bring the SQL, chart and range of that step back.
   window.addEventListener('popstate', () => {
     const now = new URLSearchParams(location.search);
     form.elements.sql.value = now.get('sql') || form.elements.sql.value;
     form.elements.chart.value = now.get('chart') || 'table';
-    Object.assign(range, fromUrl());
+    Object.assign(range, fromUrl().range);
     picker(document.getElementById('range'), range, run);
-    run();
+    execute(form, range);
   });
   if (search.get('sql')) await run();
+}
+
+function showProblem(text) {
+  const error = document.getElementById('query-error');
+  error.textContent = text;
+  error.hidden = false;
 }
 
 async function execute(form, range) {

@@ -13,23 +13,33 @@ export const PRESETS = [
 export const REFRESH = [['', 'Off'], ['30s', '30 s'], ['1m', '1 min'], ['5m', '5 min']];
 const UNIT_MS = { m: 60_000, h: 3_600_000, d: 86_400_000, s: 1000 };
 
-/** The range and refresh the URL names, with the defaults filled in. */
+/** The range and refresh the URL names, with the defaults filled in; `problem` says what
+ * in the URL could not be used (a bound that is no time, a start after the end). */
 export function fromUrl() {
   const params = new URLSearchParams(location.search);
-  return {
+  const range = {
     from: params.get('from') || 'now-24h',
     to: params.get('to') || 'now',
     refresh: REFRESH.some(([v]) => v === params.get('refresh')) ? params.get('refresh') : '',
   };
+  let problem = null;
+  try {
+    if (resolve(range.from) >= resolve(range.to)) problem = `the range starts (${range.from}) after it ends (${range.to})`;
+  } catch (e) {
+    problem = e.message;
+  }
+  if (problem) Object.assign(range, { from: 'now-24h', to: 'now' });
+  return { range, problem };
 }
 
 /** A range bound as a time: `now`, `now-<n><s|m|h|d>` or an RFC 3339 text. */
 export function resolve(text, now = new Date()) {
   if (text === 'now') return now;
-  const relative = /^now-(\d+)([smhd])$/.exec(text);
-  if (relative) return new Date(now - Number(relative[1]) * UNIT_MS[relative[2]]);
-  const time = new Date(text);
-  if (Number.isNaN(time.getTime())) throw new Error(`not a time: ${text}`);
+  const relative = /^now-(\d{1,6})([smhd])$/.exec(text);
+  const time = relative ? new Date(now - Number(relative[1]) * UNIT_MS[relative[2]]) : new Date(text);
+  if (Number.isNaN(time.getTime()) || time.getUTCFullYear() < 1970 || time.getUTCFullYear() > 9999) {
+    throw new Error(`${JSON.stringify(text)} is not a time (now, now-6h, now-7d or 2026-11-30T10:00:00Z)`);
+  }
   return time;
 }
 
