@@ -102,6 +102,28 @@ test('customers are created with a key shown once, searched, edited, keyed and d
   await clean(page, 'customers', /status of 401/);
 });
 
+test('company keys are issued once and revoked at once', async () => {
+  await page.click('a[href="#customers"]');
+  await page.fill('#company-key-name', 'console-bi');
+  await page.selectOption('#company-key-role', 'analyst');
+  await page.click('#new-company-key button[type="submit"]');
+  await page.locator('#secret[open]').waitFor();
+  const key = await page.locator('#secret-value').textContent();
+  await page.click('#secret button');
+  const row = page.locator('#company-keys tr', { hasText: 'console-bi' });
+  await row.waitFor();
+  const query = () => page.request.post('/v1/sql', {
+    data: { sql: 'SELECT 1 AS one' },
+    headers: { authorization: `Bearer ${key}` },
+  });
+  assert.equal((await query()).status(), 200, 'the analyst key queries');
+  await row.getByRole('button', { name: 'Revoke' }).click();
+  await page.click('#confirm-ok');
+  await row.locator('td[data-state="revoked"]').waitFor();
+  assert.equal((await query()).status(), 401, 'refused once revoked');
+  await clean(page, 'company keys', /status of 401/);
+});
+
 test('a job run from the console appears in its grid, and a backfill runs', async () => {
   await page.click('a[href="#jobs"]');
   // lake-retention: hourly; the scheduler only ever runs its newest interval, so hours further

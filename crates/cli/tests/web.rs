@@ -179,7 +179,7 @@ amount = "float64"
         &server,
         &[ADMIN.to_owned(), key],
         &envs,
-        6,
+        7,
     );
 }
 

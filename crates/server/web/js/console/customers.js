@@ -23,12 +23,52 @@ export class Customers {
     });
     document.getElementById('customers-more').addEventListener('click', () => this.page(false).catch((e) => showError(e.message)));
     this.wireCreate();
+    this.wireCompanyKeys();
   }
 
-  /** The first page for the search as it stands. */
-  load() {
+  /** The first page for the search as it stands, and the company's keys. */
+  async load() {
     this.cursor = null;
-    return this.page(true);
+    await Promise.all([this.page(true), this.companyKeys()]);
+  }
+
+  async companyKeys() {
+    const { keys } = await call('GET', '/v1/admin/keys');
+    const message = document.getElementById('company-key-message');
+    document.getElementById('company-keys').replaceChildren(...keys.map((key) => {
+      const id = key.key_id;
+      const revoke = el('button', { type: 'button', class: 'quiet', text: 'Revoke', hidden: Boolean(key.revoked_at) });
+      revoke.addEventListener('click', async () => {
+        if (!await confirmDialog(`Revoke the ${key.role} key ${key.name}? Its clients are refused at once.`, 'Revoke')) return;
+        act(message, async () => {
+          await call('DELETE', `/v1/admin/keys/${id}`);
+          await this.companyKeys();
+          return `Key ${key.name} revoked.`;
+        });
+      });
+      return el('tr', { 'data-key': id },
+        el('td', { class: 'clip', title: key.name, text: key.name }),
+        el('td', { text: key.role }),
+        el('td', {}, el('code', { text: `${key.prefix}…` })),
+        el('td', { text: formatTime(key.created_at) }),
+        el('td', { 'data-state': key.revoked_at ? 'revoked' : 'live', text: key.revoked_at ? `revoked ${formatTime(key.revoked_at)}` : 'live' }),
+        el('td', {}, revoke));
+    }));
+  }
+
+  wireCompanyKeys() {
+    const form = document.getElementById('new-company-key');
+    const message = document.getElementById('company-key-message');
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      act(message, async () => {
+        const key = await call('POST', '/v1/admin/keys', Object.fromEntries(new FormData(form)));
+        form.reset();
+        await showSecret(`The ${key.role} key ${key.name}. It is stored only as a hash: copy it now.`, key.api_key);
+        await this.companyKeys();
+        return `Key ${key.name} issued.`;
+      });
+    });
   }
 
   async page(first) {
