@@ -80,6 +80,10 @@ for topic in "$TOPIC" "$DEAD"; do
     --member="serviceAccount:$SA" --role=roles/pubsub.publisher
 done
 
+# Cloud Monitoring: the console's Pub/Sub backlog (num_undelivered_messages) is read there.
+gcloud projects add-iam-policy-binding "$PROJECT" --member="serviceAccount:$SA" \
+  --role=roles/monitoring.viewer --condition=None
+
 # Firestore: the database, the composite indexes of deploy/firestore.indexes.json and the TTL
 # policies on images.expires_at and dedup.expires_at.
 gcloud firestore databases create --project="$PROJECT" --location="$REGION" 2>/dev/null || true

@@ -10,9 +10,9 @@ use std::{
 };
 
 use common::{
-    Server, create_customer, gcp_settings,
+    Server, create_customer, gcp_settings, get_json,
     kafka::{brokers, create_topics, read_to_end},
-    largest_photos, spawn, temp_dir, upload_files,
+    largest_photos, processed, spawn, temp_dir, upload_files,
 };
 use serde_json::{Value, json};
 
@@ -39,8 +39,36 @@ async fn gcp_config(dir: &Path, tag: &str) -> String {
 }
 
 fn role(name: &str, dir: &Path) -> Server {
+    role_with(name, dir, &[])
+}
+
+fn role_with(name: &str, dir: &Path, envs: &[(&str, &str)]) -> Server {
     let config = dir.join("gcp.toml");
-    spawn(&[name, "--config", config.to_str().unwrap()], &[])
+    spawn(&[name, "--config", config.to_str().unwrap()], envs)
+}
+
+/// A stand-in for Cloud Monitoring (Google ships no emulator of it): `timeSeries.list` answers
+/// `undelivered` for `subscription` and nothing for any other.
+async fn monitoring(subscription: String, undelivered: u64) -> String {
+    use axum::{Json, extract::Query, routing::get};
+    let answer = move |Query(q): Query<std::collections::HashMap<String, String>>| async move {
+        let filter = &q["filter"];
+        let ours = filter.contains("num_undelivered_messages")
+            && filter.contains(&format!("subscription_id = \"{subscription}\""));
+        let now = chrono::Utc::now().to_rfc3339();
+        let point =
+            json!({"interval": {"endTime": now}, "value": {"int64Value": undelivered.to_string()}});
+        Json(if ours {
+            json!({"timeSeries": [{"points": [point]}]})
+        } else {
+            json!({})
+        })
+    };
+    let app = axum::Router::new().route("/v3/projects/imagelake-test/timeSeries", get(answer));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
 }
 
 /// Uploads the `count` largest photos.
@@ -70,31 +98,6 @@ async fn direct_upload(client: &reqwest::Client, api: &Server, key: &str, photo:
     ticket["id"].as_str().unwrap().to_owned()
 }
 
-/// Waits until every image is processed; returns the listing.
-async fn all_processed(client: &reqwest::Client, api: &Server, key: &str, ids: &[String]) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let listing: Value = match client
-            .get(format!("{}/v1/images?limit=100", api.base))
-            .bearer_auth(key)
-            .send()
-            .await
-        {
-            Ok(response) => response.json().await.unwrap_or_default(),
-            Err(_) => Value::Null,
-        };
-        let images = listing["images"].as_array().cloned().unwrap_or_default();
-        if images.len() == ids.len() && images.iter().all(|i| i["status"] == "processed") {
-            return listing;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every image was processed: {listing}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// The object names in a bucket of the GCS emulator.
 async fn objects(bucket: &str) -> Vec<String> {
     let host = emulator("STORAGE_EMULATOR_HOST");
@@ -122,15 +125,21 @@ async fn api_and_workers_as_separate_processes() {
     let dir = temp_dir("gcp-roles");
     let bucket = gcp_config(&dir, "roles").await;
     let workers = [role("worker", &dir), role("worker", &dir)];
-    let api = role("api", &dir);
+    let monitoring = monitoring(format!("{bucket}-processing"), 1250).await;
+    let api = role_with("api", &dir, &[("MONITORING_EMULATOR_HOST", &monitoring)]);
     let client = reqwest::Client::new();
+    let dead = get_json(&client, &api, "/v1/admin/dead-letters", common::ADMIN).await;
+    assert_eq!(
+        dead["queue_depth"], 1250,
+        "the backlog from Cloud Monitoring"
+    );
     let (_, key) = create_customer(&client, &api, "gcp").await;
     let mut ids = upload(&client, &api, &key, 6).await;
     ids.push(direct_upload(&client, &api, &key, &largest_photos()[6]).await);
-    let listing = all_processed(&client, &api, &key, &ids).await;
+    let images = processed(&client, &api, &key, ids.len()).await;
 
     let mut expected: Vec<String> = Vec::new();
-    for image in listing["images"].as_array().unwrap() {
+    for image in &images {
         let (c, i) = (
             image["customer_id"].as_str().unwrap(),
             image["id"].as_str().unwrap(),
@@ -226,7 +235,7 @@ async fn a_killed_worker_loses_nothing() {
     );
 
     let survivor = role("worker", &dir);
-    all_processed(&client, &api, &key, &ids).await;
+    processed(&client, &api, &key, ids.len()).await;
     let redone: Vec<Value> = survivor
         .logged("processing")
         .iter()

@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Command, time::Duration};
 
-use common::{ADMIN, spawn, temp_dir, wait_until};
+use common::{ADMIN, get_json, spawn, temp_dir, wait_until};
 use serde_json::{Value, json};
 
 fn imagelake(args: &[&str]) -> std::process::Output {
@@ -25,10 +25,14 @@ fn json_lines(output: &std::process::Output) -> Vec<Value> {
 }
 
 /// The day before today (UTC), `YYYY-MM-DD`: backfills must lie within the lake retention.
-fn yesterday() -> String {
-    (chrono::Utc::now() - chrono::Duration::days(1))
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days))
         .format("%Y-%m-%d")
         .to_string()
+}
+
+fn yesterday() -> String {
+    days_ago(1)
 }
 
 fn repo(path: &str) -> std::path::PathBuf {
@@ -89,6 +93,15 @@ fn the_airflow_dag_and_the_cronjobs_run_commands_that_exist() {
 fn jobs_commands_run_record_and_refuse() {
     let dir = temp_dir("jobs-cli");
     let dir = dir.to_str().unwrap();
+    // An interval inside the catch-up window, whatever day the test runs.
+    let day = yesterday();
+    let (hour, at_start, half_past, two_days_ago) = (
+        format!("{day}T10"),
+        format!("{day}T10:00:00+00:00"),
+        format!("{day}T10:30"),
+        format!("{}T10", days_ago(2)),
+    );
+    let hour = hour.as_str();
     assert_eq!(
         job_names(dir),
         ["lake-transform", "lake-retention", "image-retention"]
@@ -99,7 +112,7 @@ fn jobs_commands_run_record_and_refuse() {
         "run",
         "lake-retention",
         "--interval",
-        "2026-11-30T10",
+        hour,
         "--data-dir",
         dir,
     ]);
@@ -112,12 +125,7 @@ fn jobs_commands_run_record_and_refuse() {
             &run["trigger"],
             &run["rows"]
         ),
-        (
-            &json!("2026-11-30T10"),
-            &json!("success"),
-            &json!("manual"),
-            &json!(0)
-        )
+        (&json!(hour), &json!("success"), &json!("manual"), &json!(0))
     );
 
     // No hour of the lake is written: the transform's input is not there, exit 75.
@@ -126,14 +134,14 @@ fn jobs_commands_run_record_and_refuse() {
         "run",
         "lake-transform",
         "--interval",
-        "2026-11-30T10:00:00+00:00",
+        at_start.as_str(),
         "--data-dir",
         dir,
     ]);
     assert_eq!(waiting.status.code(), Some(75), "{waiting:?}");
     let said = String::from_utf8_lossy(&waiting.stderr);
     assert!(
-        said.contains("lake/events/dt=2026-11-30/hour=10/_SUCCESS"),
+        said.contains(&format!("lake/events/dt={day}/hour=10/_SUCCESS")),
         "{said}"
     );
 
@@ -155,20 +163,11 @@ fn jobs_commands_run_record_and_refuse() {
         table.lines().next().unwrap().starts_with("INTERVAL"),
         "{table}"
     );
-    assert!(
-        table.contains("2026-11-30T10") && table.contains("success"),
-        "{table}"
-    );
+    assert!(table.contains(hour) && table.contains("success"), "{table}");
 
     for (args, message) in [
         (
-            vec![
-                "jobs",
-                "run",
-                "lake-trnsform",
-                "--interval",
-                "2026-11-30T10",
-            ],
+            vec!["jobs", "run", "lake-trnsform", "--interval", hour],
             "no job named",
         ),
         (
@@ -177,7 +176,7 @@ fn jobs_commands_run_record_and_refuse() {
                 "run",
                 "lake-transform",
                 "--interval",
-                "2026-11-30T10:30",
+                half_past.as_str(),
             ],
             "not at its start",
         ),
@@ -191,9 +190,9 @@ fn jobs_commands_run_record_and_refuse() {
                 "backfill",
                 "lake-transform",
                 "--from",
-                "2026-11-30T10",
+                hour,
                 "--to",
-                "2026-11-29T10",
+                two_days_ago.as_str(),
             ],
             "is after",
         ),
@@ -234,15 +233,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     let server = spawn(&["serve", "--data-dir", dir.to_str().unwrap()], &[]);
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", server.base);
-    let jobs: Value = client
-        .get(url("/v1/admin/jobs"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jobs = get_json(&client, &server, "/v1/admin/jobs", ADMIN).await;
     let names: Vec<&str> = jobs["jobs"]
         .as_array()
         .unwrap()
@@ -259,7 +250,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     let queued = client
         .post(url("/v1/admin/jobs/lake-retention/runs"))
         .bearer_auth(ADMIN)
-        .json(&json!({"interval": "2026-11-30T10"}))
+        .json(&json!({"interval": format!("{}T10", yesterday())}))
         .send()
         .await
         .unwrap();
@@ -270,22 +261,20 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
         (Some("queued"), Some(1))
     );
     let history = || async {
-        let page: Value = client
-            .get(url("/v1/admin/jobs/lake-retention/runs?limit=100"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &client,
+            &server,
+            "/v1/admin/jobs/lake-retention/runs?limit=100",
+            ADMIN,
+        )
+        .await;
         page["runs"].as_array().unwrap().clone()
     };
     wait_until(Duration::from_secs(30), || async {
         history()
             .await
             .iter()
-            .any(|r| r["interval"] == "2026-11-30T10" && r["state"] == "success")
+            .any(|r| r["interval"] == format!("{}T10", yesterday()) && r["state"] == "success")
     })
     .await;
 
@@ -299,15 +288,13 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     assert_eq!(started.status(), 201);
     let backfill: Value = started.json().await.unwrap();
     wait_until(Duration::from_secs(60), || async {
-        let list: Value = client
-            .get(url("/v1/admin/jobs/lake-retention/backfills"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list = get_json(
+            &client,
+            &server,
+            "/v1/admin/jobs/lake-retention/backfills",
+            ADMIN,
+        )
+        .await;
         list["backfills"][0]["id"] == backfill["id"] && list["backfills"][0]["state"] == "done"
     })
     .await;
@@ -318,7 +305,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     for (path, body, status) in [
         (
             "/v1/admin/jobs/nope/runs",
-            json!({"interval": "2026-11-30T10"}),
+            json!({"interval": format!("{}T10", yesterday())}),
             404,
         ),
         (
@@ -328,7 +315,7 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
         ),
         (
             "/v1/admin/jobs/lake-retention/runs",
-            json!({"hour": "2026-11-30T10"}),
+            json!({"hour": format!("{}T10", yesterday())}),
             400,
         ),
         (

@@ -11,7 +11,7 @@ use std::{
 use common::{
     ADMIN, Server, create_bucket, create_customer,
     kafka::{brokers, create_topics, produce, produce_to, producer, read_to_end},
-    largest_photos, photos, spawn, temp_dir, upload_files, wait_until,
+    largest_photos, photos, processed, spawn, temp_dir, upload_files, wait_until,
 };
 use rdkafka::{
     ClientConfig, Message,
@@ -86,37 +86,6 @@ group_id = "{images}-group"
     )
     .unwrap();
     path
-}
-
-/// Waits until the customer has `count` processed images; returns them.
-async fn processed(
-    client: &reqwest::Client,
-    server: &Server,
-    key: &str,
-    count: usize,
-) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let listing: Value = client
-            .get(format!("{}/v1/images?limit=100", server.base))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let images = listing["images"].as_array().cloned().unwrap_or_default();
-        let done = images.iter().filter(|i| i["status"] == "processed").count();
-        if done >= count {
-            return images;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{done} of {count} processed: {listing}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every message of a topic, read by a fresh consumer until `count` arrived.

@@ -10,7 +10,7 @@ use std::{path::PathBuf, process::Command};
 use common::{
     ADMIN, Server, create_customer, gcp_settings,
     kafka::{brokers, create_topics, produce, producer},
-    largest_photos, spawn, start, temp_dir, upload_files, wait_until,
+    largest_photos, processed, spawn, start, temp_dir, upload_files,
 };
 
 /// One browser at a time: two would share the machine's cores with two servers.
@@ -226,26 +226,8 @@ GROUP BY 1, 2 ORDER BY 1, 2
     let small = &photos[photos.len() - 5..];
     upload_files(&client, &server, &key_a, &small[..3]).await;
     upload_files(&client, &server, &key_b, &small[3..]).await;
-    for key in [&key_a, &key_b] {
-        let processed = wait_until(std::time::Duration::from_secs(60), || async {
-            let page: serde_json::Value = client
-                .get(format!("{}/v1/images", server.base))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            page["images"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|i| i["status"] == "processed")
-        })
-        .await;
-        assert!(processed, "the photos were processed");
-    }
+    processed(&client, &server, &key_a, 3).await;
+    processed(&client, &server, &key_b, 2).await;
     let analyst: serde_json::Value = client
         .post(format!("{}/v1/admin/keys", server.base))
         .bearer_auth(ADMIN)

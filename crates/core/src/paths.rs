@@ -22,6 +22,8 @@ pub const RENDITIONS: &str = "renditions";
 pub const LAKE: &str = "lake";
 /// Under the lake: records a table refused, with the reason, never silently dropped.
 const QUARANTINE: &str = "quarantine";
+/// The folder of `lake/` where the writers keep their manifests (readers skip names starting `_`).
+pub const LAKE_WRITERS: &str = "_writers";
 
 /// The uploaded bytes, exactly as received.
 pub fn original(customer: CustomerId, image: ImageId) -> Path {
@@ -217,12 +219,12 @@ pub fn lake_schema(table: &LakeTable) -> Path {
 /// Where one source partition stands in the lake (see the lake's `manifest`); readers skip
 /// names starting `_`.
 pub fn lake_manifest(topic: &str, partition: i32) -> Path {
-    Path::from_iter([LAKE, "_writers", topic, &format!("{partition}.json")])
+    Path::from_iter([LAKE, LAKE_WRITERS, topic, &format!("{partition}.json")])
 }
 
 /// The newest hour whose markers are written for every table a topic feeds.
 pub fn lake_marked(topic: &str) -> Path {
-    Path::from_iter([LAKE, "_writers", topic, "_marked.json"])
+    Path::from_iter([LAKE, LAKE_WRITERS, topic, "_marked.json"])
 }
 
 /// All of the records one table refused.

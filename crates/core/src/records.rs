@@ -185,6 +185,18 @@ impl KeyRole {
             .into_iter()
             .find(|r| r.as_str() == s)
     }
+
+    /// Whether a key of this role may query the lake (every door asks this), with the refusal
+    /// in words when it may not.
+    pub fn may_query(self) -> Result<(), String> {
+        match self {
+            Self::Analyst => Ok(()),
+            other => Err(format!(
+                "an {} key may not query the lake; use an analyst key",
+                other.as_str()
+            )),
+        }
+    }
 }
 
 /// A key of the company's own systems, with a role; stored, like customer keys, only as the

@@ -1,6 +1,6 @@
 //! Google Cloud backends for imagelake's seams: [`GcsJsonStore`] for objects,
 //! [`FirestoreStore`] for metadata and [`PubSubQueue`] for processing work fed by the bucket's
-//! notifications, all over Google's REST APIs with one HTTP client.
+//! notifications (its backlog from Cloud Monitoring: [`Backlog`]), all over Google's REST APIs.
 //!
 //! [`GcsJsonStore`] is an [`object_store::ObjectStore`] over the GCS **JSON API**. The
 //! `object_store` crate's own GCS client writes through the XML API, which the GCS emulator
@@ -12,6 +12,7 @@ mod auth;
 mod error;
 mod firestore;
 mod gcs;
+mod monitoring;
 pub mod oidc;
 mod pubsub;
 mod queue;
@@ -21,5 +22,6 @@ pub use auth::TokenSource;
 pub use error::{Error, Result};
 pub use firestore::{FirestoreConfig, FirestoreStore};
 pub use gcs::{GcsConfig, GcsJsonStore};
+pub use monitoring::Backlog;
 pub use pubsub::{DeadLetter, ObjectEvent, PubSub, Received};
 pub use queue::{PubSubQueue, QueueConfig, Work, work_of};

@@ -24,7 +24,10 @@ use imagelake_core::{
 use imagelake_metadata::{Result, StoreError, WorkQueue};
 use sha2::{Digest, Sha256};
 
-use crate::pubsub::{self, ObjectEvent, PubSub, Received};
+use crate::{
+    monitoring::Backlog,
+    pubsub::{self, ObjectEvent, PubSub, Received},
+};
 
 /// Attributes of messages imagelake publishes itself (re-queued work, dead letters).
 const IMAGE_ID: &str = "imagelakeImageId";
@@ -67,6 +70,8 @@ pub struct PubSubQueue {
     config: QueueConfig,
     /// Messages leased by this process, by job.
     leased: Mutex<HashMap<JobId, Received>>,
+    /// Where the subscription's backlog is read, when it can be.
+    backlog: Option<Backlog>,
 }
 
 /// What a delivered message asks for.
@@ -155,7 +160,14 @@ impl PubSubQueue {
             pubsub,
             config,
             leased: Mutex::new(HashMap::new()),
+            backlog: None,
         }
+    }
+
+    /// Reads the queue's depth from Cloud Monitoring.
+    pub fn with_backlog(mut self, backlog: Option<Backlog>) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     /// Creates the topics and subscriptions when they are missing. Production creates them
@@ -351,8 +363,13 @@ impl WorkQueue for PubSubQueue {
         self.ack(&self.config.subscription, vec![m.ack_id]).await
     }
 
+    /// The subscription's undelivered messages from Cloud Monitoring, a few minutes old; `None`
+    /// where that cannot be read.
     async fn depth(&self) -> Result<Option<u64>> {
-        Ok(None)
+        Ok(match &self.backlog {
+            Some(backlog) => backlog.undelivered().await,
+            None => None,
+        })
     }
 
     /// A sample of the dead letters: Pub/Sub has no listing, so this pulls up to `limit` and

@@ -274,8 +274,10 @@ impl StreamAdmin for StreamConsole {
     async fn redrive(&self, which: Option<Vec<(i32, i64)>>) -> Result<(u64, Vec<String>), Error> {
         let ranges = tokio::task::block_in_place(|| self.dead_letter_range())?;
         // What to send, as (partition, from, to) runs; each is read and sent a batch at a time,
-        // so no more than a batch of values is held.
+        // so no more than a batch of values is held. Chosen ids go as runs of neighbours, and
+        // an id the read does not return is reported missing.
         let mut missing = Vec::new();
+        let exact = which.is_some();
         let runs: Vec<(i32, i64, i64)> = match which {
             None => {
                 let mut left = REDRIVE_MAX as i64;
@@ -288,9 +290,8 @@ impl StreamAdmin for StreamConsole {
                     })
                     .collect()
             }
-            Some(ids) => ids
-                .into_iter()
-                .filter(|&(partition, offset)| {
+            Some(ids) => {
+                let kept = ids.into_iter().filter(|&(partition, offset)| {
                     let kept = ranges
                         .iter()
                         .any(|&(p, low, high)| p == partition && (low..high).contains(&offset));
@@ -298,9 +299,9 @@ impl StreamAdmin for StreamConsole {
                         missing.push(format!("{partition}-{offset}"));
                     }
                     kept
-                })
-                .map(|(partition, offset)| (partition, offset, offset + 1))
-                .collect(),
+                });
+                neighbours(kept.collect())
+            }
         };
         let mut sent = 0;
         for (partition, from, to) in runs {
@@ -308,8 +309,12 @@ impl StreamAdmin for StreamConsole {
             while start < to {
                 let end = to.min(start + BATCH);
                 let batch = tokio::task::block_in_place(|| self.read(partition, start, end, true))?;
-                if batch.is_empty() && end - start == 1 {
-                    missing.push(format!("{partition}-{start}"));
+                if exact {
+                    missing.extend(
+                        (start..end)
+                            .filter(|o| !batch.iter().any(|m| m.offset == *o))
+                            .map(|o| format!("{partition}-{o}")),
+                    );
                 }
                 for message in &batch {
                     self.send_back(message).await?;
@@ -325,6 +330,20 @@ impl StreamAdmin for StreamConsole {
         );
         Ok((sent, missing))
     }
+}
+
+/// Ids as runs `(partition, from, to)` of neighbouring offsets, each id once.
+fn neighbours(mut ids: Vec<(i32, i64)>) -> Vec<(i32, i64, i64)> {
+    ids.sort_unstable();
+    ids.dedup();
+    let mut runs: Vec<(i32, i64, i64)> = Vec::new();
+    for (partition, offset) in ids {
+        match runs.last_mut() {
+            Some((p, _, to)) if *p == partition && *to == offset => *to += 1,
+            _ => runs.push((partition, offset, offset + 1)),
+        }
+    }
+    runs
 }
 
 /// A consumer of `group` that only looks: it never subscribes or commits.
@@ -536,4 +555,25 @@ fn unavailable(message: impl Into<String>) -> Error {
         imagelake_core::ErrorCode::Unavailable,
         format!("Kafka: {}", message.into()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::neighbours;
+
+    #[test]
+    fn chosen_ids_go_as_runs_of_neighbours() {
+        let ids = vec![
+            (1, 7),
+            (0, 3),
+            (0, 4),
+            (0, 4),
+            (0, 6),
+            (1, 8),
+            (0, 5),
+            (2, 0),
+        ];
+        assert_eq!(neighbours(ids), [(0, 3, 7), (1, 7, 9), (2, 0, 1)]);
+        assert!(neighbours(Vec::new()).is_empty());
+    }
 }

@@ -13,9 +13,6 @@ use imagelake_runtime::{
 };
 use object_store::{ObjectStore, path::Path};
 
-/// Folders under `lake/` that hold no table (the writers' manifests).
-const NOT_TABLES: &[&str] = &["_writers"];
-
 pub struct LakeRetention {
     objects: Arc<dyn ObjectStore>,
     clock: Arc<dyn Clock>,
@@ -41,7 +38,8 @@ impl LakeRetention {
             let listing = objects.list_with_delimiter(Some(&folder)).await?;
             for child in listing.common_prefixes {
                 let name = child.filename().unwrap_or_default().to_owned();
-                if NOT_TABLES.contains(&name.as_str()) {
+                // The writers' manifests are no hours; tables and their quarantines are.
+                if name == paths::LAKE_WRITERS {
                     continue;
                 }
                 if name.starts_with("dt=") {

@@ -19,7 +19,7 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use futures::{Sink, SinkExt};
 use imagelake_core::{
     KeyId,
-    records::{AnyKey, KeyRole, WireSecrets},
+    records::{AnyKey, WireSecrets},
 };
 use imagelake_runtime::keys::{ADMIN_USER, AuthAttempt, ScramVerifier, hash_secret, same_bytes};
 use imagelake_sql::{Asker, Viewer};
@@ -140,14 +140,7 @@ impl Login {
         };
         let (viewer, refusal) = match &key {
             AnyKey::Customer(k) => (Viewer::Customer(k.customer_id), None),
-            AnyKey::Service(k) if k.role == KeyRole::Analyst => (Viewer::Analyst, None),
-            AnyKey::Service(k) => (
-                Viewer::Analyst,
-                Some(format!(
-                    "an {} key may not query the lake; use an analyst key",
-                    k.role.as_str()
-                )),
-            ),
+            AnyKey::Service(k) => (Viewer::Analyst, k.role.may_query().err()),
         };
         Ok(Candidate {
             attempt: AuthAttempt::new(known, address, Some(key.hash())),

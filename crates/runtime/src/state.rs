@@ -231,7 +231,7 @@ fn firestore(settings: &Settings) -> anyhow::Result<Arc<dyn MetadataStore>> {
 async fn pubsub(settings: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
     let q = &settings.queue;
     let project = settings.gcp.project.clone().unwrap_or_default();
-    let pubsub = imagelake_gcp::PubSub::from_env(project)?;
+    let pubsub = imagelake_gcp::PubSub::from_env(project.clone())?;
     let config = imagelake_gcp::QueueConfig {
         bucket: settings.objects.bucket.clone(),
         topic: q.topic.clone(),
@@ -241,7 +241,8 @@ async fn pubsub(settings: &Settings) -> anyhow::Result<Arc<dyn WorkQueue>> {
         max_delivery_attempts: settings.processing.max_attempts.max(5),
         ack_deadline_seconds: u32::try_from(settings.processing.lease.0.as_secs()).unwrap_or(600),
     };
-    let queue = imagelake_gcp::PubSubQueue::new(pubsub, config);
+    let backlog = imagelake_gcp::Backlog::from_env(&project, &q.subscription)?;
+    let queue = imagelake_gcp::PubSubQueue::new(pubsub, config).with_backlog(backlog);
     if q.create {
         queue.ensure().await?;
     }

@@ -70,6 +70,17 @@ impl Caller {
         }
     }
 
+    /// Refuses a company key that may not query the lake (`403`): the SQL door and the
+    /// dashboards, which run on it.
+    pub fn may_query(&self) -> Result<(), ApiError> {
+        match self {
+            Self::Service { role, .. } => role
+                .may_query()
+                .map_err(|message| ApiError::new(imagelake_core::ErrorCode::Forbidden, message)),
+            Self::Admin | Self::Customer { .. } => Ok(()),
+        }
+    }
+
     /// The role `api_requests` records: `admin`, `customer`, `ingest` or `analyst`.
     pub fn role(&self) -> &'static str {
         match self {

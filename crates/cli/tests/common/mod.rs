@@ -193,6 +193,48 @@ pub async fn wait_until<F: std::future::Future<Output = bool>>(
     false
 }
 
+/// `GET path` on the server with `token`, answered in JSON.
+pub async fn get_json(client: &reqwest::Client, server: &Server, path: &str, token: &str) -> Value {
+    let response = client
+        .get(format!("{}{path}", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+/// Waits up to two minutes until the key's customer has at least `count` images, every one
+/// processed; returns them.
+pub async fn processed(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    count: usize,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listing: Value = match client
+            .get(format!("{}/v1/images?limit=100", server.base))
+            .bearer_auth(key)
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => Value::Null,
+        };
+        let images = listing["images"].as_array().cloned().unwrap_or_default();
+        if images.len() >= count && images.iter().all(|i| i["status"] == "processed") {
+            return images;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {count} images processed: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A fresh folder under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -21,8 +21,9 @@ use crate::{auth::Admin, error::ApiError};
 #[derive(Serialize, ToSchema)]
 pub struct DeadLetterList {
     dead_letters: Vec<DeadLetter>,
-    /// Jobs waiting in the queue; null where the queue cannot tell (Pub/Sub: its backlog is in
-    /// Cloud Monitoring as `num_undelivered_messages`).
+    /// Jobs waiting in the queue; on Pub/Sub the subscription's `num_undelivered_messages` from
+    /// Cloud Monitoring, a few minutes old. Null where it cannot be read (no
+    /// `roles/monitoring.viewer`, no sample yet, the emulator): never 0 for unknown.
     queue_depth: Option<u64>,
 }
 

@@ -80,21 +80,6 @@ pub struct DashboardList {
 }
 
 /// Who may see dashboards: whoever may query (an `ingest` key may not).
-fn may_query(caller: &Caller) -> Result<(), ApiError> {
-    match caller {
-        Caller::Service { role, .. } if *role != imagelake_core::records::KeyRole::Analyst => {
-            Err(ApiError::new(
-                imagelake_core::ErrorCode::Forbidden,
-                format!(
-                    "an {} key may not query the lake; use an analyst key",
-                    role.as_str()
-                ),
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The dashboards: the embedded ones and the folder's, by name.
 #[utoipa::path(get, path = "/v1/dashboards", tag = "dashboards", security(("bearer" = [])),
     responses((status = 200, body = DashboardList),
@@ -103,7 +88,7 @@ pub async fn list(
     caller: Caller,
     State(state): State<AppState>,
 ) -> Result<Json<DashboardList>, ApiError> {
-    may_query(&caller)?;
+    caller.may_query()?;
     let dashboards = read_all(&state)
         .await?
         .into_iter()
@@ -141,7 +126,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Dashboard>, ApiError> {
-    may_query(&caller)?;
+    caller.may_query()?;
     let (_, _, read) = read_all(&state)
         .await?
         .into_iter()
@@ -161,12 +146,17 @@ async fn read_all(state: &AppState) -> Result<Vec<Found>, ApiError> {
         .map_err(|e| ApiError::internal(&e))
 }
 
-/// Every dashboard, by name: the folder's replace the embedded ones of the same name.
-fn every(state: &AppState) -> Vec<Found> {
-    let mut found: Vec<Found> = EMBEDDED
+/// The embedded dashboards, parsed once.
+static PARSED: std::sync::LazyLock<Vec<Found>> = std::sync::LazyLock::new(|| {
+    EMBEDDED
         .iter()
         .map(|(name, text)| ((*name).to_owned(), "embedded", parse(name, text)))
-        .collect();
+        .collect()
+});
+
+/// Every dashboard, by name: the folder's replace the embedded ones of the same name.
+fn every(state: &AppState) -> Vec<Found> {
+    let mut found: Vec<Found> = PARSED.clone();
     if let Some(dir) = &state.settings.web.dashboards_dir {
         for (name, read) in folder(dir) {
             found.retain(|(n, _, _)| *n != name);

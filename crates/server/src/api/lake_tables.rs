@@ -23,9 +23,6 @@ use utoipa::ToSchema;
 use super::paging::parse_limit;
 use crate::{auth::Admin, error::ApiError};
 
-/// Folders of `lake/` that hold no table.
-const NOT_TABLES: [&str; 2] = ["_writers", "quarantine"];
-
 #[derive(Serialize, ToSchema)]
 pub struct LakeOverview {
     /// The window: the hours starting in the last `hours` hours.
@@ -120,7 +117,8 @@ pub async fn tables(
     Ok(Json(LakeOverview { hours, tables }))
 }
 
-/// The table folders under `lake/`.
+/// The table folders under `lake/`: those named as a table may be (not the writers' manifests,
+/// not the quarantine).
 async fn table_names(objects: &dyn ObjectStore, lake: &Path) -> Result<Vec<String>, ApiError> {
     let listing = objects
         .list_with_delimiter(Some(lake))
@@ -130,7 +128,7 @@ async fn table_names(objects: &dyn ObjectStore, lake: &Path) -> Result<Vec<Strin
         .common_prefixes
         .iter()
         .filter_map(|p| p.filename().map(str::to_owned))
-        .filter(|n| !n.starts_with('_') && !NOT_TABLES.contains(&n.as_str()))
+        .filter(|n| paths::LakeTable::parse(n).is_ok())
         .collect();
     names.sort();
     Ok(names)

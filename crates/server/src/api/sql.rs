@@ -14,7 +14,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use imagelake_core::{ErrorCode, records::KeyRole};
+use imagelake_core::ErrorCode;
 use imagelake_runtime::AppState;
 use imagelake_sql::{
     Asker, QueryEngine, QueryError, SharedEngine, Viewer, datafusion::arrow::error::ArrowError,
@@ -112,22 +112,11 @@ pub async fn query(
 }
 
 fn asker(caller: Caller) -> Result<Asker, ApiError> {
+    caller.may_query()?;
     let (viewer, key) = match caller {
         Caller::Admin => (Viewer::Admin, "admin".to_owned()),
         Caller::Customer { id, key } => (Viewer::Customer(id), key.to_string()),
-        Caller::Service {
-            role: KeyRole::Analyst,
-            key,
-        } => (Viewer::Analyst, key.to_string()),
-        Caller::Service { role, .. } => {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                format!(
-                    "an {} key may not query the lake; use an analyst key",
-                    role.as_str()
-                ),
-            ));
-        }
+        Caller::Service { key, .. } => (Viewer::Analyst, key.to_string()),
     };
     Ok(Asker {
         viewer,
@@ -218,11 +207,7 @@ pub async fn quarantine(
         from = at(hour),
         to = at(hour + chrono::Duration::hours(1)),
     );
-    let admin = Asker {
-        viewer: Viewer::Admin,
-        key: "admin".to_owned(),
-        door: "http",
-    };
+    let admin = asker(Caller::Admin)?;
     let answer = door
         .engine(&state)
         .await?

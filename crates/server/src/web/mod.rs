@@ -169,15 +169,15 @@ async fn home(State(state): State<AppState>, mut parts: Parts) -> Response {
 /// Signed out: the sign-in page at `/`, which comes back to `path` (with its query); a dead
 /// cookie is cleared on the way.
 fn sign_in_first(path: &str, sign_in: &Response) -> Response {
-    let next: String = path
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    // A path keeps its slashes; everything but the unreserved characters is escaped.
+    const NEXT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    let next = utf8_percent_encode(path, NEXT);
     let mut back = Redirect::to(&format!("/?next={next}")).into_response();
     if let Some(clear) = sign_in.headers().get(header::SET_COOKIE) {
         back.headers_mut().insert(header::SET_COOKIE, clear.clone());
