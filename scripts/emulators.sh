@@ -232,3 +232,30 @@ install_browser() {
     fi
   done
 }
+
+# The deployment's offline checks (scripts/check-deploy, crates/cli/tests/deploy.rs):
+# kubernetes-validate (the Kubernetes schemas) and check-jsonschema (the Compose schema) in a
+# virtualenv under .emulators/, the CRDs' validators from npm as deploy/validate pins them, and
+# kubectl for `kubectl kustomize` (google-cloud-cli's, or Debian's kubernetes-client).
+# Exports IMAGELAKE_DEPLOY_PYTHON.
+DEPLOY_CHECKERS_VERSIONS="kubernetes-validate==1.34.1 check-jsonschema==0.35.0"
+
+install_deploy_checkers() {
+  local venv validate
+  venv="$(_emulators_dir)/deploy-checkers-$(echo "$DEPLOY_CHECKERS_VERSIONS" | tr ' =' '-_')"
+  if [ ! -x "$venv/bin/check-jsonschema" ]; then
+    python3 -m venv "$venv" >&2
+    # shellcheck disable=SC2086
+    "$venv/bin/python" -m pip install --quiet $DEPLOY_CHECKERS_VERSIONS >&2
+  fi
+  validate="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/deploy/validate"
+  if ! cmp -s "$validate/package-lock.json" "$validate/node_modules/.installed-from-lock" 2>/dev/null; then
+    (cd "$validate" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    cp "$validate/package-lock.json" "$validate/node_modules/.installed-from-lock"
+  fi
+  if ! command -v kubectl >/dev/null 2>&1; then
+    echo "kubectl is missing: install google-cloud-cli's kubectl component (gcloud components install kubectl)" >&2
+    return 1
+  fi
+  export IMAGELAKE_DEPLOY_PYTHON="$venv/bin/python"
+}

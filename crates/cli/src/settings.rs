@@ -173,23 +173,55 @@ impl ServeArgs {
         if let Some(ms) = self.retry_backoff_ms {
             s.processing.retry_backoff = HumanDurationMs(ms);
         }
-        if let Ok(token) = std::env::var("IMAGELAKE_ADMIN_TOKEN")
-            && !token.trim().is_empty()
-        {
-            s.admin_token = Some(Secret(token.trim().to_owned()));
-        }
         Ok(s)
     }
 }
 
-/// The defaults, or the TOML file over them.
+/// The defaults, the TOML file over them, the tokens' variables (`IMAGELAKE_ADMIN_TOKEN`,
+/// `IMAGELAKE_METRICS_TOKEN`), then the secrets the `*_file` settings name. Where
+/// neither sets `listen` and a platform names the port in `PORT` (Cloud Run, and the container
+/// image's default), the server listens on that port of every address.
 pub fn file_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
-    let Some(path) = path else {
-        return Ok(Settings::default());
+    let (mut settings, listens) = match path {
+        None => (Settings::default(), false),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let parse = || format!("parsing {}", path.display());
+            let table: toml::Table = toml::from_str(&text).with_context(parse)?;
+            let settings: Settings = toml::from_str(&text).with_context(parse)?;
+            (settings, table.contains_key("listen"))
+        }
     };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    if let Some(port) = platform_port()?
+        && !listens
+    {
+        settings.listen = SocketAddr::from(([0, 0, 0, 0], port));
+    }
+    for (variable, token) in [
+        ("IMAGELAKE_ADMIN_TOKEN", &mut settings.admin_token),
+        ("IMAGELAKE_METRICS_TOKEN", &mut settings.metrics_token),
+    ] {
+        if let Ok(value) = std::env::var(variable)
+            && !value.trim().is_empty()
+        {
+            *token = Some(Secret(value.trim().to_owned()));
+        }
+    }
+    settings.read_secret_files().map_err(anyhow::Error::msg)?;
+    Ok(settings)
+}
+
+/// `PORT`, when set.
+fn platform_port() -> anyhow::Result<Option<u16>> {
+    match std::env::var("PORT") {
+        Ok(port) if !port.trim().is_empty() => port
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("PORT={port:?} is not a port number")),
+        _ => Ok(None),
+    }
 }
 
 /// Prints the bucket lifecycle rule for the configured retention.

@@ -67,7 +67,8 @@ fn the_airflow_dag_and_the_cronjobs_run_commands_that_exist() {
     let dir = temp_dir("jobs-names");
     let known = job_names(dir.to_str().unwrap());
     let dag = std::fs::read_to_string(dag).unwrap();
-    let cronjobs = std::fs::read_to_string(repo("deploy/k8s/cronjobs.yaml")).unwrap();
+    let cronjobs =
+        std::fs::read_to_string(repo("deploy/k8s/components/cronjobs/cronjobs.yaml")).unwrap();
     let called = |text: &str, marker: &str| -> Vec<String> {
         text.match_indices(marker)
             .map(|(i, _)| {

@@ -30,8 +30,15 @@ pub struct Settings {
     pub retention: HumanDuration,
     /// How often the sweeper deletes expired images.
     pub sweep_interval: HumanDuration,
-    /// Taken from `IMAGELAKE_ADMIN_TOKEN`; generated into `data_dir` when absent.
+    /// Taken from `IMAGELAKE_ADMIN_TOKEN`, or from `admin_token_file`; generated into
+    /// `data_dir` when neither is given.
     pub admin_token: Option<Secret>,
+    /// A file holding the admin token (a Kubernetes Secret or Secret Manager volume).
+    pub admin_token_file: Option<PathBuf>,
+    /// A token that reads `/metrics` and nothing else, for the scraper (`IMAGELAKE_METRICS_TOKEN`
+    /// or `metrics_token_file`); without one only the admin token reads the metrics.
+    pub metrics_token: Option<Secret>,
+    pub metrics_token_file: Option<PathBuf>,
     pub limits: Limits,
     pub processing: Processing,
     pub objects: Objects,
@@ -244,6 +251,9 @@ pub struct Kafka {
     pub claims_prefix: imagelake_core::paths::ClaimsPrefix,
     /// Any librdkafka setting, passed through (security, timeouts, ...).
     pub config: std::collections::BTreeMap<String, String>,
+    /// librdkafka settings whose values are files' contents: the secrets (`sasl.password`,
+    /// `sasl.oauthbearer.client.secret`, `ssl.key.password`), kept out of the settings file.
+    pub config_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for Kafka {
@@ -257,6 +267,7 @@ impl Default for Kafka {
             group_id: "imagelake-ingest".to_owned(),
             claims_prefix: Default::default(),
             config: std::collections::BTreeMap::new(),
+            config_files: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -513,6 +524,9 @@ impl Default for Settings {
             retention: HumanDuration(Duration::from_secs(7 * 86_400)),
             sweep_interval: HumanDuration(Duration::from_secs(300)),
             admin_token: None,
+            admin_token_file: None,
+            metrics_token: None,
+            metrics_token_file: None,
             limits: Limits::default(),
             processing: Processing::default(),
             objects: Objects::default(),
@@ -604,6 +618,38 @@ impl Settings {
             delete(days(&self.retention), &images),
             delete(days(&self.lake_retention()), &[format!("{}/", paths::LAKE)]),
         ]})
+    }
+
+    /// Reads the secrets the `*_file` settings name (`admin_token_file`, `metrics_token_file`,
+    /// `kafka.config_files`): the files a Kubernetes Secret or Secret Manager volume mounts. A
+    /// token given as such (a variable) is not replaced; a librdkafka setting may come from the
+    /// settings or a file, not both.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path)
+                .map(|text| text.trim().to_owned())
+                .map_err(|e| format!("reading the secret file {}: {e}", path.display()))
+                .and_then(|text| match text.is_empty() {
+                    true => Err(format!("the secret file {} is empty", path.display())),
+                    false => Ok(text),
+                })
+        };
+        if let (None, Some(path)) = (&self.admin_token, &self.admin_token_file) {
+            self.admin_token = Some(Secret(read(path)?));
+        }
+        if let (None, Some(path)) = (&self.metrics_token, &self.metrics_token_file) {
+            self.metrics_token = Some(Secret(read(path)?));
+        }
+        for (key, path) in &self.kafka.config_files {
+            if self.kafka.config.contains_key(key) {
+                return Err(format!(
+                    "kafka.config and kafka.config_files both set {key:?}: keep one"
+                ));
+            }
+            let value = read(path)?;
+            self.kafka.config.insert(key.clone(), value);
+        }
+        Ok(())
     }
 
     /// Whether processing work comes from the bucket's notifications rather than being queued

@@ -355,6 +355,29 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// A caller that may read `/metrics`: the metrics token (`metrics_token`, which opens nothing
+/// else), or the admin.
+pub struct MetricsReader;
+
+impl FromRequestParts<AppState> for MetricsReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let (Some(expected), Ok(token)) = (&state.settings.metrics_token, bearer(parts))
+            && same_bytes(
+                hash_secret(&expected.0).as_bytes(),
+                hash_secret(token).as_bytes(),
+            )
+        {
+            return Ok(Self);
+        }
+        Admin::from_request_parts(parts, state).await.map(|_| Self)
+    }
+}
+
 impl FromRequestParts<AppState> for LakeSender {
     type Rejection = ApiError;
 

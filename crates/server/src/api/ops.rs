@@ -2,7 +2,7 @@
 
 use imagelake_runtime::AppState;
 
-use crate::auth::Admin;
+use crate::auth::MetricsReader;
 use axum::{
     Json,
     extract::State,
@@ -72,11 +72,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus metrics in the text exposition format, for the admin token (business figures such
-/// as upload counts are not for customers).
+/// as upload counts are not for customers), or for the metrics token (`metrics_token`), which
+/// a scraper holds instead of the admin token.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(("bearer" = [])),
     responses((status = 200, description = "metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"),
         (status = 404, body = super::ErrorBody, description = "called with a customer key: metrics are for the admin")))]
-pub async fn metrics(_: Admin, State(state): State<AppState>) -> Response {
+pub async fn metrics(_: MetricsReader, State(state): State<AppState>) -> Response {
     state.metrics.tasks(&state.tasks);
     if let Ok(Some(depth)) = state.queue.depth().await {
         state
