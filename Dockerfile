@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # imagelake's container image: one binary for every role (serve, api, worker, kafka-ingest,
 # lake-writer, scheduler, and the jobs and admin commands), chosen by the command.
 #
@@ -9,7 +8,8 @@
 # The runtime holds the binary, the shared libraries it links beyond glibc (libssl3 for
 # librdkafka's TLS and SASL; zlib1g and libgcc-s1 are in the base) and the CA certificates TLS
 # needs, runs as an unprivileged user, and writes only under /data (run it with a read-only root
-# filesystem). scripts/container-image builds and runs it without a Docker engine.
+# filesystem). scripts/container-image builds and runs it without a Docker engine. Nothing here
+# needs BuildKit, so Cloud Build's docker step (`gcloud builds submit --tag`) builds it as is.
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
@@ -23,10 +23,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin imagelake \
- && strip -o /imagelake target/release/imagelake
+RUN cargo build --release --locked --bin imagelake \
+ && strip -o /imagelake target/release/imagelake \
+ && chmod 0755 /imagelake
 
 # What every runtime image shares: libraries, user, data volume, entry point.
 FROM ${RUNTIME_IMAGE} AS runtime-base
@@ -60,8 +59,8 @@ CMD ["serve"]
 # A binary built outside (CI's own build): BINARY names it in the build context.
 FROM runtime-base AS runtime-prebuilt
 ARG BINARY=imagelake
-COPY --chmod=0755 ${BINARY} /usr/local/bin/imagelake
+COPY ${BINARY} /usr/local/bin/imagelake
 
 # The default target: the release binary of the build stage.
 FROM runtime-base AS runtime
-COPY --from=build --chmod=0755 /imagelake /usr/local/bin/imagelake
+COPY --from=build /imagelake /usr/local/bin/imagelake

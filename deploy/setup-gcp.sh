@@ -154,10 +154,11 @@ if $teardown; then
 fi
 
 apis=(storage.googleapis.com pubsub.googleapis.com firestore.googleapis.com
-  iamcredentials.googleapis.com monitoring.googleapis.com artifactregistry.googleapis.com)
+  iamcredentials.googleapis.com monitoring.googleapis.com artifactregistry.googleapis.com
+  cloudbuild.googleapis.com)
 [ "$TARGET" = gke ] && apis+=(container.googleapis.com compute.googleapis.com)
 [ "$TARGET" = cloudrun ] && apis+=(run.googleapis.com secretmanager.googleapis.com)
-[ "$KAFKA" = managed ] && apis+=(managedkafka.googleapis.com)
+[ "$KAFKA" = managed ] && apis+=(managedkafka.googleapis.com compute.googleapis.com)
 run gcloud services enable "${apis[@]}" --project="$PROJECT"
 
 # The identity every role runs as.
@@ -168,8 +169,12 @@ ensure gcloud iam service-accounts describe "$SA" --project="$PROJECT" -- \
 ensure gcloud artifacts repositories describe "$REPOSITORY" --location="$REGION" --project="$PROJECT" -- \
   gcloud artifacts repositories create "$REPOSITORY" --repository-format=docker \
   --location="$REGION" --project="$PROJECT"
-run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
-  --project="$PROJECT" --member="serviceAccount:$SA" --role=roles/artifactregistry.reader --quiet
+# Nodes pull as the Compute Engine default account (GKE Autopilot's, unless set otherwise), and
+# Cloud Build pushes as it in new projects, or as its legacy account in older ones.
+for builder in "$NUMBER-compute@developer.gserviceaccount.com" "$NUMBER@cloudbuild.gserviceaccount.com"; do
+  run gcloud artifacts repositories add-iam-policy-binding "$REPOSITORY" --location="$REGION" \
+    --project="$PROJECT" --member="serviceAccount:$builder" --role=roles/artifactregistry.writer --quiet
+done
 
 # Bucket: uniform access, no public access, and lifecycle rules one day past each retention
 # (images and claims; the lake) as a backstop for the sweepers (`imagelake lifecycle --config
@@ -206,7 +211,8 @@ done
 run gcloud pubsub topics add-iam-policy-binding "$TOPIC" --project="$PROJECT" \
   --member="serviceAccount:$GCS_AGENT" --role=roles/pubsub.publisher
 ensure gcloud storage buckets notifications list "gs://$BUCKET" \
-  --filter="topic:projects/$PROJECT/topics/$TOPIC" --format='value(id)' -- \
+  --filter="\"Notification Configuration\".topic:projects/$PROJECT/topics/$TOPIC" \
+  --format='value("Notification Configuration".id)' -- \
   gcloud storage buckets notifications create "gs://$BUCKET" \
   --topic="projects/$PROJECT/topics/$TOPIC" --event-types=OBJECT_FINALIZE \
   --object-prefix=originals/ --payload-format=json
@@ -215,9 +221,11 @@ if [ "$TARGET" != cloudrun ]; then
     gcloud pubsub subscriptions create "$SUBSCRIPTION" --project="$PROJECT" --topic="$TOPIC" \
     --ack-deadline="$LEASE_SECONDS" --dead-letter-topic="$DEAD" \
     --max-delivery-attempts="$MAX_ATTEMPTS" --message-retention-duration=7d
+  run gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --project="$PROJECT" \
+    --member="serviceAccount:$SA" --role=roles/pubsub.subscriber
   work_subscription="$SUBSCRIPTION"
 else
-  work_subscription="$PUSH_SUBSCRIPTION"     # made below, once the worker service has a URL
+  work_subscription="$PUSH_SUBSCRIPTION"     # a push subscription, made below
 fi
 ensure gcloud pubsub subscriptions describe "$DEAD" --project="$PROJECT" -- \
   gcloud pubsub subscriptions create "$DEAD" --project="$PROJECT" --topic="$DEAD" \
@@ -294,8 +302,6 @@ case "$TARGET" in
     run gcloud iam service-accounts add-iam-policy-binding "$SA" --project="$PROJECT" \
       --member="serviceAccount:$PROJECT.svc.id.goog[$NAMESPACE/imagelake]" \
       --role=roles/iam.workloadIdentityUser --quiet
-    run gcloud pubsub subscriptions add-iam-policy-binding "$SUBSCRIPTION" --project="$PROJECT" \
-      --member="serviceAccount:$SA" --role=roles/pubsub.subscriber
     # KEDA reads the subscription's backlog from Cloud Monitoring as its operator's Kubernetes
     # service account (keda/keda-operator), granted directly (Workload Identity Federation).
     project_grant "$POOL/subject/ns/keda/sa/keda-operator" roles/monitoring.viewer
@@ -326,31 +332,33 @@ case "$TARGET" in
           gcloud secrets versions add imagelake-admin-token --data-file=- --project="$PROJECT"
       fi
     fi
-    url=""
-    if ! $dry_run; then
-      url="$(gcloud run services describe imagelake-worker --region="$REGION" \
-        --project="$PROJECT" --format='value(status.url)' 2>/dev/null || true)"
-    fi
-    if [ -n "$url" ] || $dry_run; then
-      url="${url:-https://imagelake-worker-PROJECT_NUMBER.$REGION.run.app}"
+    # The worker's URL is known before it is deployed (SERVICE-PROJECT_NUMBER.REGION.run.app),
+    # so the push subscription and the worker's settings (push.audience) can name it first.
+    url="https://imagelake-worker-$NUMBER.$REGION.run.app"
+    ensure gcloud pubsub subscriptions describe "$PUSH_SUBSCRIPTION" --project="$PROJECT" -- \
+      gcloud pubsub subscriptions create "$PUSH_SUBSCRIPTION" --project="$PROJECT" \
+      --topic="$TOPIC" --push-endpoint="$url/v1/pubsub/push" \
+      --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$url/v1/pubsub/push" \
+      --ack-deadline="$LEASE_SECONDS" --dead-letter-topic="$DEAD" \
+      --max-delivery-attempts="$MAX_ATTEMPTS" --message-retention-duration=7d
+    # Who may call the services: Pub/Sub's push account the worker, anyone the API (it checks
+    # keys itself). Both exist once deploy/cloudrun's services are deployed.
+    if $dry_run || exists gcloud run services describe imagelake-worker --region="$REGION" --project="$PROJECT"; then
       run gcloud run services add-iam-policy-binding imagelake-worker --region="$REGION" \
         --project="$PROJECT" --member="serviceAccount:$PUSH_SA" --role=roles/run.invoker
-      ensure gcloud pubsub subscriptions describe "$PUSH_SUBSCRIPTION" --project="$PROJECT" -- \
-        gcloud pubsub subscriptions create "$PUSH_SUBSCRIPTION" --project="$PROJECT" \
-        --topic="$TOPIC" --push-endpoint="$url/v1/pubsub/push" \
-        --push-auth-service-account="$PUSH_SA" --push-auth-token-audience="$url/v1/pubsub/push" \
-        --ack-deadline="$LEASE_SECONDS" --dead-letter-topic="$DEAD" \
-        --max-delivery-attempts="$MAX_ATTEMPTS" --message-retention-duration=7d
+    fi
+    if $dry_run || exists gcloud run services describe imagelake-api --region="$REGION" --project="$PROJECT"; then
+      run gcloud run services add-iam-policy-binding imagelake-api --region="$REGION" \
+        --project="$PROJECT" --member=allUsers --role=roles/run.invoker
     else
-      echo "deploy the worker service (deploy/cloudrun/worker.yaml), then run this again: the push subscription needs its URL" >&2
+      echo "deploy deploy/cloudrun's services, then run this again: it lets Pub/Sub and the public call them" >&2
     fi
     ;;
   none) ;;
 esac
-if [ "$TARGET" != cloudrun ] || $dry_run || exists gcloud pubsub subscriptions describe "$work_subscription" --project="$PROJECT"; then
-  run gcloud pubsub subscriptions add-iam-policy-binding "$work_subscription" --project="$PROJECT" \
-    --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
-fi
+# Pub/Sub's own agent moves what keeps failing to the dead-letter topic.
+run gcloud pubsub subscriptions add-iam-policy-binding "$work_subscription" --project="$PROJECT" \
+  --member="serviceAccount:$PUBSUB_AGENT" --role=roles/pubsub.subscriber
 
 if [ -n "${ANALYSTS:-}" ]; then
   if $dry_run; then
