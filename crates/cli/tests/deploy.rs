@@ -154,14 +154,25 @@ async fn every_role_deployed_is_one_the_binary_serves() {
     }
 }
 
-/// `GET /metrics` with `token`, as text.
-async fn get_metrics(client: &reqwest::Client, base: &str, token: &str) -> String {
+/// `GET path` with `token` as its bearer.
+async fn get_as(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
     client
-        .get(format!("{base}/metrics"))
+        .get(format!("{base}{path}"))
         .bearer_auth(token)
         .send()
         .await
         .unwrap()
+}
+
+/// `GET /metrics` with `token`, as text.
+async fn get_metrics(client: &reqwest::Client, base: &str, token: &str) -> String {
+    get_as(client, base, "/metrics", token)
+        .await
         .text()
         .await
         .unwrap()
@@ -198,19 +209,9 @@ async fn the_metrics_token_reads_the_metrics_and_nothing_else() {
     let admin = get_metrics(&client, &server.base, ADMIN).await;
     assert!(admin.contains("# EOF"), "the admin token still reads them");
     for path in ["/v1/admin/dead-letters", "/v1/customers", "/v1/images"] {
-        let refused = client
-            .get(format!("{}{path}", server.base))
-            .bearer_auth("scrape-only-token")
-            .send()
-            .await
-            .unwrap();
+        let refused = get_as(&client, &server.base, path, "scrape-only-token").await;
         assert_eq!(refused.status(), 401, "{path} with the metrics token");
     }
-    let wrong = client
-        .get(format!("{}/metrics", server.base))
-        .bearer_auth("scrape-only-tokem")
-        .send()
-        .await
-        .unwrap();
+    let wrong = get_as(&client, &server.base, "/metrics", "scrape-only-tokem").await;
     assert_eq!(wrong.status(), 401);
 }
