@@ -87,16 +87,40 @@ enum Command {
 /// The stack of each thread that runs the command (the runtime's, and the one that drives it).
 const RUNTIME_STACK_BYTES: usize = 64 << 20;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The command is driven from a thread with the runtime threads' stack, not the main
     // thread's 8 MiB.
-    std::thread::Builder::new()
+    let result = std::thread::Builder::new()
         .name("imagelake".into())
         .stack_size(RUNTIME_STACK_BYTES)
-        .spawn(move || run(cli))?
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        .spawn(move || run(cli))
+        .map_err(anyhow::Error::from)
+        .and_then(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error as the user needs it: what failed and why, never a stack trace (an error here is
+/// the user's input or the world, not a bug; `RUST_BACKTRACE` is for panics).
+fn report(error: &anyhow::Error) {
+    eprintln!("Error: {error}");
+    let causes: Vec<_> = error.chain().skip(1).collect();
+    if !causes.is_empty() {
+        eprintln!("\nCaused by:");
+        for (i, cause) in causes.iter().enumerate() {
+            eprintln!("    {i}: {cause}");
+        }
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -12,6 +12,8 @@ fn imagelake(args: &[&str]) -> std::process::Output {
         .args(args)
         .env_remove("IMAGELAKE_ADMIN_TOKEN")
         .env_remove("IMAGELAKE_API_KEY")
+        // As on machines that set it: errors still read as messages, not stack traces.
+        .env("RUST_BACKTRACE", "1")
         .output()
         .expect("run imagelake")
 }
@@ -147,7 +149,12 @@ fn customers_create_then_upload_a_folder() {
     let nowhere = temp_dir("cli-no-data");
     let missing = imagelake(&["events", "--data-dir", nowhere.to_str().unwrap()]);
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no database at"));
+    let said = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        said.starts_with("Error: ") && said.contains("no database at"),
+        "{said}"
+    );
+    assert!(!said.contains("backtrace"), "{said}");
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();

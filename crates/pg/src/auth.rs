@@ -143,7 +143,7 @@ impl Login {
             AnyKey::Service(k) => (Viewer::Analyst, k.role.may_query().err()),
         };
         Ok(Candidate {
-            attempt: AuthAttempt::new(known, address, Some(key.hash())),
+            attempt: AuthAttempt::naming(known, address, key.hash()),
             asker: Some(asker(viewer, id.to_string())),
             refusal,
             wire: key.wire().cloned(),
@@ -209,7 +209,10 @@ impl Login {
         let address = client.socket_addr().ip().to_string();
         let Some(asker) = candidate.asker.filter(|_| passed) else {
             tracing::info!(%user, %address, "PostgreSQL login refused: bad password");
-            candidate.attempt.failed(&self.door.state.known_keys);
+            let state = &self.door.state;
+            candidate
+                .attempt
+                .failed(&state.auth_failures, &state.known_keys, state.clock.now());
             // PostgreSQL's own words, which clients and tools match on.
             let message = format!("password authentication failed for user \"{user}\"");
             return refuse(self, client, "28P01", message).await;

@@ -255,17 +255,32 @@ impl KnownKeys {
 /// failed authentications, and the payment is given back when it succeeds.
 pub struct AuthAttempt {
     client: String,
-    /// The secret's SHA-256, when the door knows it before checking (not for unknown users).
+    /// The SHA-256 of the key the attempt is for, when the door knows it before checking (not
+    /// for unknown users).
     hash: Option<String>,
+    /// Whether `hash` is of the secret the client presented (the HTTP door: a miss means the
+    /// key is gone) or of the key the client names, its password checked afterwards (the
+    /// PostgreSQL wire: a miss means only that this client does not hold it).
+    presented: bool,
     charged: bool,
 }
 
 impl AuthAttempt {
+    /// An attempt with the secret the client presented, hashing to `hash`.
     pub fn new(known: &KnownKeys, client: String, hash: Option<&str>) -> Self {
         Self {
             charged: hash.is_none_or(|h| !known.contains(h)),
             hash: hash.map(str::to_owned),
+            presented: true,
             client,
+        }
+    }
+
+    /// An attempt to log in as the key hashing to `hash`, with a password not yet checked.
+    pub fn naming(known: &KnownKeys, client: String, hash: &str) -> Self {
+        Self {
+            presented: false,
+            ..Self::new(known, client, Some(hash))
         }
     }
 
@@ -291,10 +306,17 @@ impl AuthAttempt {
         }
     }
 
-    /// The secret was wrong or is gone (revoked): it is known no more.
-    pub fn failed(&self, known: &KnownKeys) {
-        if let Some(hash) = &self.hash {
-            known.forget(hash);
+    /// The secret was wrong or is gone (revoked). A presented secret is known no more; a wrong
+    /// password for a key in use leaves the key working for its holder and is paid for now,
+    /// so guesses at a key's password spend the address's budget like any other failure.
+    pub fn failed(&self, failures: &RateLimiter, known: &KnownKeys, now: Timestamp) {
+        match &self.hash {
+            Some(hash) if self.presented => known.forget(hash),
+            _ if !self.charged => {
+                // Counted, not refused: the answer is the failure either way.
+                let _ = failures.check(&self.client, now);
+            }
+            _ => {}
         }
     }
 }
@@ -347,6 +369,37 @@ mod tests {
         assert!(known.contains("h"));
         known.forget("h");
         assert!(!known.contains("h"));
+    }
+
+    #[test]
+    fn a_wrong_password_for_a_key_in_use_is_paid_for_and_forgets_nothing() {
+        let (known, failures) = (KnownKeys::default(), RateLimiter::new(0.001, 2));
+        let now = Timestamp::from_timestamp(1_700_000_000, 0).unwrap();
+        known.remember("h");
+        for _ in 0..3 {
+            let attempt = AuthAttempt::naming(&known, "10.0.0.1".into(), "h");
+            attempt.pay(&failures, now).unwrap();
+            attempt.failed(&failures, &known, now);
+        }
+        assert!(known.contains("h"), "the key still works for its holder");
+        let stranger = AuthAttempt::new(&known, "10.0.0.1".into(), None);
+        assert!(
+            stranger.pay(&failures, now).is_err(),
+            "the guesses were counted"
+        );
+        let holder = AuthAttempt::naming(&known, "10.0.0.1".into(), "h");
+        assert!(
+            holder.pay(&failures, now).is_ok(),
+            "a key in use is never turned away"
+        );
+
+        let presented = AuthAttempt::new(&known, "10.0.0.2".into(), Some("h"));
+        presented.pay(&failures, now).unwrap();
+        presented.failed(&failures, &known, now);
+        assert!(
+            !known.contains("h"),
+            "a presented key that no lookup finds is gone"
+        );
     }
 
     #[test]

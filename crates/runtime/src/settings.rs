@@ -458,6 +458,9 @@ pub struct Limits {
 impl Limits {
     /// Refuses limits that would refuse every request or every image.
     pub fn check(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 || self.max_pixels == 0 {
+            return Err("limits.max_body_bytes and limits.max_pixels must be above 0".into());
+        }
         if self.requests_per_second <= 0.0 || self.burst == 0 {
             return Err(
                 "limits.requests_per_second must be above 0 and limits.burst at least 1".into(),
@@ -806,6 +809,8 @@ mod tests {
             settings.check().unwrap_err()
         };
         assert!(with(|l| l.max_decode_bytes = 50_000_000).contains("max_decode_bytes"));
+        assert!(with(|l| l.max_body_bytes = 0).contains("max_body_bytes"));
+        assert!(with(|l| l.max_pixels = 0).contains("max_pixels"));
         assert!(with(|l| l.requests_per_second = 0.0).contains("requests_per_second"));
         assert!(with(|l| l.burst = 0).contains("burst"));
         assert!(with(|l| l.auth_failure_burst = 0).contains("auth_failure_burst"));

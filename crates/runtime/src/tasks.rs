@@ -37,6 +37,9 @@ pub enum Step {
     Busy,
     /// Nothing to do for now: wait.
     Idle,
+    /// Work is in hand (started by this step or an earlier one) and nothing more can start:
+    /// wait, still running.
+    Waiting,
 }
 
 /// A background task, as steps and waits.
@@ -89,7 +92,7 @@ pub struct TaskSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
-    /// In a step.
+    /// In a step, or waiting on work in hand.
     Running,
     /// Waiting for work.
     Idle,
@@ -268,6 +271,10 @@ impl Driver {
                     self.board.set(name, TaskState::Idle);
                     self.task.wait(&self.stop).await;
                 }
+                Ok(Step::Waiting) => {
+                    backoff = RETRY_FIRST;
+                    self.task.wait(&self.stop).await;
+                }
                 Err(error) => {
                     self.board.failed(name, &error);
                     if self.spec.on_failure == OnFailure::StopProcess {
@@ -413,6 +420,51 @@ mod tests {
             !ready,
             "a required task that failed makes the process unready"
         );
+        supervisor.shutdown().await;
+    }
+
+    /// Holds one piece of work until `release`, as the workers hold an image.
+    struct Holder {
+        release: Arc<tokio::sync::Notify>,
+        waiting: Arc<tokio::sync::Notify>,
+        held: bool,
+    }
+
+    #[async_trait]
+    impl Task for Holder {
+        async fn step(&mut self, _: &CancellationToken) -> anyhow::Result<Step> {
+            Ok(if self.held { Step::Waiting } else { Step::Idle })
+        }
+
+        async fn wait(&mut self, stop: &CancellationToken) {
+            if self.held {
+                self.waiting.notify_one();
+                tokio::select! {
+                    () = self.release.notified() => self.held = false,
+                    () = stop.cancelled() => {}
+                }
+            } else {
+                stop.cancelled().await;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_waiting_on_work_in_hand_shows_running() {
+        let board = Arc::new(TaskBoard::default());
+        let mut supervisor = Supervisor::new(Arc::clone(&board));
+        let (release, waiting) = (Arc::default(), Arc::<tokio::sync::Notify>::default());
+        let task = Holder {
+            release: Arc::clone(&release),
+            waiting: Arc::clone(&waiting),
+            held: true,
+        };
+        supervisor.spawn(spec("workers", OnFailure::Retry), Box::new(task));
+        waiting.notified().await;
+        let state = || board.snapshot().0["workers"].state;
+        assert_eq!(state(), TaskState::Running, "waiting on work in hand");
+        release.notify_one();
+        until(Duration::from_secs(10), || state() == TaskState::Idle).await;
         supervisor.shutdown().await;
     }
 

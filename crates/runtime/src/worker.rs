@@ -59,7 +59,7 @@ impl Task for Workers {
         let state = &self.state;
         let free = state.processing_slots.available_permits();
         if free == 0 {
-            return Ok(Step::Idle);
+            return Ok(Step::Waiting);
         }
         let lease = state.settings.processing.lease.0;
         let jobs = match state.queue.lease(state.clock.now(), lease, free).await {
@@ -74,7 +74,11 @@ impl Task for Workers {
             }
         };
         if jobs.is_empty() {
-            return Ok(Step::Idle);
+            return Ok(if self.jobs.is_empty() {
+                Step::Idle
+            } else {
+                Step::Waiting
+            });
         }
         for job in jobs {
             let Ok(permit) = Arc::clone(&state.processing_slots).try_acquire_owned() else {

@@ -226,7 +226,7 @@ async fn budgeted<T>(
     if found.is_some() {
         attempt.succeeded(&state.auth_failures, known);
     } else {
-        attempt.failed(known);
+        attempt.failed(&state.auth_failures, known, state.clock.now());
     }
     Ok(found)
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context as _;
 use imagelake_runtime::{
     AppState,
     heartbeat::{self, Heartbeats},
@@ -133,7 +134,9 @@ pub async fn start_role(
     if matches!(role, Role::All | Role::Api) {
         state.known_keys.learn(state.store.as_ref()).await;
     }
-    let listener = TcpListener::bind(listen).await?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("the HTTP server could not listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let sql = api::SqlDoor::default();
     let (pg_addr, pg) = match role {

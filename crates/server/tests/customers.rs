@@ -258,6 +258,20 @@ async fn updating_and_deleting_a_customer_cascades_to_its_images() {
         (status, updated["plan"].as_str()),
         (StatusCode::OK, Some("enterprise"))
     );
+    // A change to nothing writes nothing.
+    for unchanged in [json!({}), json!({"plan": "enterprise"})] {
+        let (status, same) = server
+            .send(
+                server
+                    .client
+                    .patch(server.url(&format!("/v1/customers/{id}")))
+                    .bearer_auth(ADMIN)
+                    .json(&unchanged),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{same}");
+        assert_eq!(same["updated_at"], updated["updated_at"], "{unchanged}");
+    }
     let (status, image) = server
         .upload(&key, fixtures::jpeg(640, 480), Some("a.jpg"))
         .await;

@@ -194,7 +194,10 @@ async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
 
     // Failed logins spend the address's budget (a burst of 20), but a key issued or seen
     // working is never turned away, as at the HTTP door; anyone else is, before any lookup of
-    // a password.
+    // a password. A wrong password naming a key in use (its id is no secret) is one more
+    // failure, and leaves the key working for its holder at both doors.
+    let guessed = psql(&server, &analyst, "ilk_wrong", "", "SELECT 1").await;
+    assert!(stderr(&guessed).contains("password authentication failed"));
     for _ in 0..25 {
         psql(
             &server,
@@ -207,6 +210,18 @@ async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
     }
     let known = psql(&server, &analyst, &analyst_key, "", "SELECT 1").await;
     assert_eq!(stdout(&known), "1");
+    let (status, body) = server
+        .send(
+            server
+                .client
+                .get(server.url("/v1/dashboards"))
+                .bearer_auth(&analyst_key),
+        )
+        .await;
+    assert!(
+        status.is_success(),
+        "the HTTP door still knows the key: {body}"
+    );
     let stranger = psql(&server, "another-user", "x", "", "SELECT 1").await;
     assert!(
         stderr(&stranger).contains("too many failed logins"),

@@ -276,7 +276,8 @@ pub async fn get_one(
     Ok(Json(existing_customer(&state, id).await?))
 }
 
-/// Changes a customer's name, email or plan.
+/// Changes a customer's name, email or plan. A change to nothing writes nothing (`updated_at`
+/// stays, no event).
 #[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), request_body = CustomerUpdate,
     params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = Customer),
@@ -291,7 +292,8 @@ pub async fn update(
     JsonBody(body): JsonBody<CustomerUpdate>,
 ) -> Result<Json<Customer>, ApiError> {
     let id: CustomerId = parse_id(&id)?;
-    let mut customer = existing_customer(&state, id).await?;
+    let before = existing_customer(&state, id).await?;
+    let mut customer = before.clone();
     if let Some(name) = body.name {
         customer.name = check_name(&name)?;
     }
@@ -300,6 +302,9 @@ pub async fn update(
     }
     if let Some(plan) = body.plan {
         customer.plan = check_plan(&plan)?;
+    }
+    if customer == before {
+        return Ok(Json(customer));
     }
     customer.updated_at = state.clock.now();
     state.store.update_customer(&customer).await?;

@@ -152,7 +152,8 @@ impl TableProvider for LiveImages {
         let limit = limit.filter(|&l| l <= self.max_rows);
         if since.is_none() && until.is_none() && limit.is_none() {
             return plan_err!(
-                "live.images reads the metadata store: bound it with a range on uploaded_at or a LIMIT"
+                "live.images reads the metadata store: bound it with a range on uploaded_at or a LIMIT of at most {} (sql.max_rows)",
+                self.max_rows
             );
         }
         let query = ImageQuery {
