@@ -306,9 +306,11 @@ impl AuthAttempt {
         }
     }
 
-    /// The secret was wrong or is gone (revoked). A presented secret is known no more; a wrong
-    /// password for a key in use leaves the key working for its holder and is paid for now,
-    /// so guesses at a key's password spend the address's budget like any other failure.
+    /// The secret was wrong or is gone (revoked). A presented secret is known no more. A wrong
+    /// password for a key in use leaves the key working for its holder, and is counted now
+    /// against the address's budget (so it turns away that address's other logins) but never
+    /// refused: the holder could not be told from a guesser before the exchange, and a key's
+    /// 192 random bits make guessing pointless.
     pub fn failed(&self, failures: &RateLimiter, known: &KnownKeys, now: Timestamp) {
         match &self.hash {
             Some(hash) if self.presented => known.forget(hash),
@@ -372,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_password_for_a_key_in_use_is_paid_for_and_forgets_nothing() {
+    fn a_wrong_password_for_a_key_in_use_is_counted_and_forgets_nothing() {
         let (known, failures) = (KnownKeys::default(), RateLimiter::new(0.001, 2));
         let now = Timestamp::from_timestamp(1_700_000_000, 0).unwrap();
         known.remember("h");

@@ -142,7 +142,7 @@ fn kind(statement: &ast::Statement) -> String {
 
 fn refused(what: &str) -> QueryError {
     QueryError::forbidden(format!(
-        "{what} is not allowed: SQL here is read-only (SELECT, WITH, VALUES, SHOW TABLES, DESCRIBE, and EXPLAIN for company keys)"
+        "{what} is not allowed: SQL here is read-only (SELECT, WITH, VALUES, SHOW TABLES, SHOW COLUMNS, DESCRIBE, and EXPLAIN except with customer keys)"
     ))
 }
 
