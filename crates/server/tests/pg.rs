@@ -210,14 +210,7 @@ async fn psql_logs_in_with_scram_and_each_key_sees_what_it_may() {
     }
     let known = psql(&server, &analyst, &analyst_key, "", "SELECT 1").await;
     assert_eq!(stdout(&known), "1");
-    let (status, body) = server
-        .send(
-            server
-                .client
-                .get(server.url("/v1/dashboards"))
-                .bearer_auth(&analyst_key),
-        )
-        .await;
+    let (status, body) = server.get(&analyst_key, "/v1/dashboards").await;
     assert!(
         status.is_success(),
         "the HTTP door still knows the key: {body}"
