@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use imagelake_runtime::settings::{MetadataBackend, ObjectBackend};
 use imagelake_sql::{
     Answer, Asker, QueryEngine, QueryError, Viewer,
     datafusion::arrow::{array::RecordBatch, ipc::reader::StreamReader},
@@ -85,6 +86,15 @@ impl Target {
             });
         }
         let mut settings = args.settings.settings()?;
+        let local = settings.objects.backend == ObjectBackend::Local
+            || settings.metadata.backend == MetadataBackend::Sqlite;
+        if local && !settings.data_dir.is_dir() {
+            // A mistyped path would otherwise be made, and answer every query with nothing.
+            bail!(
+                "no data directory at {}: name the one `imagelake serve` uses (--data-dir or IMAGELAKE_DATA_DIR)",
+                settings.data_dir.display()
+            );
+        }
         // The operator on the machine needs no token; none is read or written for it.
         settings.admin_token = Some(imagelake_runtime::settings::Secret(
             imagelake_runtime::keys::generate_key().0,

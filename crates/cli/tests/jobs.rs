@@ -248,6 +248,15 @@ async fn serve_runs_queued_runs_and_backfills_from_the_admin_api() {
     assert_eq!(jobs["jobs"][0]["schedule"], "10 * * * *");
     assert!(jobs["jobs"][0]["next_run"].is_string(), "{jobs}");
 
+    // While serve's scheduler holds the job, a mistyped interval is still refused as such
+    // (exit 1), not put off as busy (exit 75, which callers retry).
+    let data_dir = dir.to_str().unwrap();
+    for interval in ["garbage", "2099-01-01T00"] {
+        let args = ["jobs", "run", "lake-transform", "--interval", interval];
+        let out = imagelake(&[args.as_slice(), &["--data-dir", data_dir]].concat());
+        assert_eq!(out.status.code(), Some(1), "{interval}: {out:?}");
+    }
+
     let queued = client
         .post(url("/v1/admin/jobs/lake-retention/runs"))
         .bearer_auth(ADMIN)

@@ -156,6 +156,19 @@ async fn sql_against_a_server_and_on_the_data_dir() {
 
     // The operator's queries neither need nor write an admin token.
     assert!(!dir.path().join("admin-token").exists());
+    // A mistyped data directory is refused, and not made.
+    let typo = dir.path().join("no-such-dir");
+    let refused = imagelake(
+        &["sql", "--data-dir", typo.to_str().unwrap(), "SELECT 1"],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        said(&refused).contains("no data directory at"),
+        "{}",
+        said(&refused)
+    );
+    assert!(!typo.exists());
 
     // A query as long as a body may be, a chain of ANDs nested deeper than the planner may
     // take: refused before planning, in plain words, and the server lives on (for a

@@ -176,13 +176,16 @@ impl AppState {
     }
 }
 
-/// The object store the settings name.
+/// The object store the settings name. Local files drop the folders a delete empties, as a
+/// bucket has no folders to leave behind: an image's and an hour's folders go with their last
+/// object (a concurrent write re-creates a folder it finds gone).
 pub fn object_store(settings: &Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
     match settings.objects.backend {
         ObjectBackend::Local => {
             let dir = settings.data_dir.join("objects");
             std::fs::create_dir_all(&dir)?;
-            Ok(Arc::new(LocalFileSystem::new_with_prefix(&dir)?))
+            let files = LocalFileSystem::new_with_prefix(&dir)?.with_automatic_cleanup(true);
+            Ok(Arc::new(files))
         }
         ObjectBackend::Gcs => gcs(settings),
     }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use imagelake_core::{
     ManualClock,
     jobs::{BackfillState, Interval, JobRun, Period, Reprocess, RunState, Trigger},
+    records::Heartbeat,
 };
 use imagelake_metadata::SqliteStore;
 use imagelake_runtime::{
@@ -89,7 +90,26 @@ struct Fixture {
     clock: Arc<ManualClock>,
 }
 
-fn fixture(start: &str) -> Fixture {
+/// A deployment running since the day before `start`, on a clock at `start`.
+async fn fixture(start: &str) -> Fixture {
+    let f = new_deployment(start);
+    let day_before = at(start) - chrono::Duration::days(1);
+    let beat = Heartbeat {
+        process: "earlier".into(),
+        role: "serve".into(),
+        host: "here".into(),
+        version: "0".into(),
+        started_at: day_before,
+        beat_at: day_before,
+        stopped_at: None,
+        tasks: Vec::new(),
+    };
+    f.state.store.put_heartbeat(&beat).await.unwrap();
+    f
+}
+
+/// A deployment whose first process starts at `start`.
+fn new_deployment(start: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         data_dir: dir.path().to_owned(),
@@ -166,7 +186,7 @@ fn metric(state: &AppState, line_start: &str) -> Option<String> {
 
 #[tokio::test]
 async fn hourly_runs_come_at_their_times() {
-    let f = fixture("2026-11-30T10:09:59Z");
+    let f = fixture("2026-11-30T10:09:59Z").await;
     let job = Arc::new(Fake::default());
     let mut scheduler = scheduler(&f, &job);
     // The newest firing (09:10) was for hour 08: a first start runs that one only.
@@ -192,8 +212,68 @@ async fn hourly_runs_come_at_their_times() {
 }
 
 #[tokio::test]
+async fn a_new_deployment_begins_with_the_hour_it_began_in() {
+    let f = new_deployment("2026-11-30T10:09:59Z");
+    let job = Arc::new(Fake::default());
+    let mut new = scheduler(&f, &job);
+    // Hours 08 and 09 ended before anything here could have written their input.
+    for now in [
+        "2026-11-30T10:09:59Z",
+        "2026-11-30T10:10:00Z",
+        "2026-11-30T11:09:59Z",
+    ] {
+        f.clock.set(at(now));
+        new.round().await.unwrap();
+        assert!(
+            history(&f.state).await.is_empty(),
+            "nothing queued at {now}"
+        );
+    }
+    assert_eq!(
+        metric(&f.state, "imagelake_job_late{").as_deref(),
+        Some("imagelake_job_late{job=\"lake-transform\"} 0")
+    );
+    f.clock.set(at("2026-11-30T11:10:00Z"));
+    rounds_until(&mut new, "hour 10", async || {
+        state_of(&f.state, "2026-11-30T10").await == Some(RunState::Success)
+    })
+    .await;
+    assert_eq!(job.calls(), ["2026-11-30T10"]);
+
+    // A replica started later on the same store goes by when the first process began.
+    let f = new_deployment("2026-11-30T10:09:59Z");
+    let beat = |process: &str, started_at: &str| Heartbeat {
+        process: process.into(),
+        role: "scheduler".into(),
+        host: "here".into(),
+        version: "0".into(),
+        started_at: at(started_at),
+        beat_at: at(started_at),
+        stopped_at: None,
+        tasks: Vec::new(),
+    };
+    for (process, started_at) in [
+        ("first", "2026-11-30T08:30:00Z"),
+        ("second", "2026-11-30T10:00:00Z"),
+    ] {
+        f.state
+            .store
+            .put_heartbeat(&beat(process, started_at))
+            .await
+            .unwrap();
+    }
+    let job = Arc::new(Fake::default());
+    let mut replica = scheduler(&f, &job);
+    rounds_until(&mut replica, "hour 08", async || {
+        state_of(&f.state, "2026-11-30T08").await == Some(RunState::Success)
+    })
+    .await;
+    assert_eq!(job.calls(), ["2026-11-30T08"]);
+}
+
+#[tokio::test]
 async fn a_run_waits_for_its_input_and_is_flagged_late() {
-    let f = fixture("2026-11-30T11:10:00Z");
+    let f = fixture("2026-11-30T11:10:00Z").await;
     let job = Arc::new(Fake::default());
     job.not_ready.store(true, Ordering::SeqCst);
     let mut scheduler = scheduler(&f, &job);
@@ -239,7 +319,7 @@ async fn a_run_waits_for_its_input_and_is_flagged_late() {
 
 #[tokio::test]
 async fn missed_hours_run_oldest_first_after_a_gap() {
-    let f = fixture("2026-11-30T10:10:00Z");
+    let f = fixture("2026-11-30T10:10:00Z").await;
     let job = Arc::new(Fake::default());
     let mut first = scheduler(&f, &job);
     rounds_until(&mut first, "hour 09", async || {
@@ -297,7 +377,7 @@ async fn missed_hours_run_oldest_first_after_a_gap() {
 
 #[tokio::test]
 async fn a_week_of_backfill_keeps_two_open_and_never_delays_the_schedule() {
-    let f = fixture("2026-11-30T10:05:00Z");
+    let f = fixture("2026-11-30T10:05:00Z").await;
     let job = Arc::new(Fake::gated());
     let mut scheduler = scheduler(&f, &job);
     // The first run (hour 08) is held: the lane of the schedule is busy with it.
@@ -378,7 +458,7 @@ async fn a_week_of_backfill_keeps_two_open_and_never_delays_the_schedule() {
 
 #[tokio::test]
 async fn failures_are_retried_with_backoff_then_left_failed() {
-    let f = fixture("2026-11-30T10:10:00Z");
+    let f = fixture("2026-11-30T10:10:00Z").await;
     let job = Arc::new(Fake::default());
     job.failing.store(true, Ordering::SeqCst);
     let mut scheduler = scheduler(&f, &job);
@@ -429,7 +509,7 @@ async fn failures_are_retried_with_backoff_then_left_failed() {
 
 #[tokio::test]
 async fn two_schedulers_run_each_interval_once() {
-    let f = fixture("2026-11-30T10:10:00Z");
+    let f = fixture("2026-11-30T10:10:00Z").await;
     let job = Arc::new(Fake::default());
     let mut a = scheduler(&f, &job);
     let mut b = scheduler(&f, &job);
@@ -458,7 +538,7 @@ async fn two_schedulers_run_each_interval_once() {
 
 #[tokio::test]
 async fn a_backfill_is_carried_on_by_the_next_holder() {
-    let f = fixture("2026-11-30T10:10:00Z");
+    let f = fixture("2026-11-30T10:10:00Z").await;
     let job = Arc::new(Fake::gated());
     let mut first = scheduler(&f, &job);
     let backfill = start_backfill(

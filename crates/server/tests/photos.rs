@@ -251,6 +251,11 @@ async fn retention_expires_on_time_and_not_before() {
         1
     );
     assert_eq!(files(), 0, "original and renditions deleted together");
+    assert_eq!(
+        folders(&server.objects_dir()),
+        ["claims"],
+        "no folder left empty"
+    );
     assert!(
         claim.exists(),
         "a claim-check is kept for the retention window"
@@ -287,7 +292,18 @@ async fn retention_expires_on_time_and_not_before() {
         "events past retention are purged: {events:?}"
     );
     assert!(!claim.exists(), "a claim-check past retention is removed");
+    assert!(folders(&server.objects_dir()).is_empty());
     server.stop().await;
+}
+
+/// The names of the entries of `dir`, sorted.
+fn folders(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 fn walk_files(dir: &std::path::Path) -> usize {

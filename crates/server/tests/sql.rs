@@ -422,6 +422,30 @@ async fn limits_hold(server: &TestServer, url: &str, analyst: &str) {
     .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(body["error"]["code"], "query_too_large");
+    // Functions that make values from a count make them outside the memory pool, in one step
+    // no timeout interrupts: refused before they run, a constant folded while planning as
+    // much as a column's values.
+    for bomb in [
+        "SELECT repeat('x', 2000000000) AS s",
+        "SELECT length(lpad('', CAST(value AS BIGINT) * 10000000)) FROM generate_series(1, 10)",
+        "SELECT length(repeat(CAST(value AS VARCHAR), 70000000)) FROM generate_series(1, 3)",
+        "SELECT array_repeat(1, 2000000000)",
+    ] {
+        let (status, body) = query(client, url, analyst, bomb, &[]).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{bomb}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("would make"), "{bomb}: {message}");
+    }
+    let (status, body) = query(
+        client,
+        url,
+        analyst,
+        "SELECT length(repeat('ab', 1000)) AS n, length(lpad('x', 5, 'yz')) AS p",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"][0], json!([2000, 5]));
 
     // The timeout, and one query at once per key (the setting here): a second is refused
     // while the first runs.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use imagelake_core::{
     duration::HumanDuration,
-    jobs::{JobRun, RunState, Trigger},
+    jobs::{Interval, JobRun, RunState, Trigger},
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -107,7 +107,26 @@ async fn close_open_attempts(
 
 /// A new manual attempt of the interval, numbered after the ones before it.
 async fn next_attempt(state: &AppState, info: &JobInfo, interval: &str) -> Result<JobRun, Error> {
-    let interval = info.period.parse(interval).map_err(Error::invalid)?;
+    let interval = runnable(state, info, interval)?;
+    let key = interval.key();
+    let before = state.store.runs_between(info.name, &key, &key).await?;
+    if let Some(open) = before.iter().find(|r| !r.state.is_final()) {
+        return Err(Error::conflict(format!(
+            "{} {key} already has attempt {} {}",
+            info.name,
+            open.attempt,
+            open.state.as_str()
+        )));
+    }
+    let mut run = JobRun::queued(info.name, interval, Trigger::Manual, state.clock.now());
+    run.attempt = before.last().map_or(1, |r| r.attempt + 1);
+    Ok(run)
+}
+
+/// The interval `text` names, if a run may be asked for it: it has ended, and the lake still
+/// keeps it.
+fn runnable(state: &AppState, info: &JobInfo, text: &str) -> Result<Interval, Error> {
+    let interval = info.period.parse(text).map_err(Error::invalid)?;
     let now = state.clock.now();
     if interval.end() > now {
         return Err(Error::invalid(format!(
@@ -122,19 +141,7 @@ async fn next_attempt(state: &AppState, info: &JobInfo, interval: &str) -> Resul
             "interval {interval} is older than the lake keeps (the oldest interval is {oldest})"
         )));
     }
-    let key = interval.key();
-    let before = state.store.runs_between(info.name, &key, &key).await?;
-    if let Some(open) = before.iter().find(|r| !r.state.is_final()) {
-        return Err(Error::conflict(format!(
-            "{} {key} already has attempt {} {}",
-            info.name,
-            open.attempt,
-            open.state.as_str()
-        )));
-    }
-    let mut run = JobRun::queued(info.name, interval, Trigger::Manual, now);
-    run.attempt = before.last().map_or(1, |r| r.attempt + 1);
-    Ok(run)
+    Ok(interval)
 }
 
 /// Why a run here did not succeed.
@@ -161,6 +168,8 @@ pub async fn run_here(
     interval: &str,
 ) -> Result<JobRun, RunHereError> {
     let info = find(state, job.name())?;
+    // A mistyped interval is refused as such, not as a job another process holds.
+    runnable(state, &info, interval)?;
     let holder = format!("cli-{}-{}", std::process::id(), uuid::Uuid::now_v7());
     let lease = format!("job:{}", info.name);
     if !take_lease(state, &lease, &holder).await? {

@@ -3,7 +3,8 @@
 //! Every step, for each job it can take the lease of (`job:<name>` in the metadata store, so
 //! any number of replicas run each job once), it
 //! 1. queues the interval its schedule has made due, and after downtime the ones missed since
-//!    the last run, oldest first, within the catch-up window (`catchup`);
+//!    the last run, oldest first, within the catch-up window (`catchup`); a job never run
+//!    begins with the interval the deployment began in, never with hours before it;
 //! 2. queues the next intervals of each running backfill, at most `max_active` of it open at
 //!    once, each as soon as a slot frees (never in whole batches);
 //! 3. starts what is ready, in two lanes: the schedule's own runs (scheduled, catch-up and
@@ -19,7 +20,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 
@@ -100,6 +101,8 @@ pub struct Scheduler {
     ended_rx: mpsc::UnboundedReceiver<Ended>,
     ended: Vec<Ended>,
     last_purge: Option<Timestamp>,
+    /// When this deployment began, once read (see [`Scheduler::began`]).
+    began: OnceLock<Timestamp>,
 }
 
 impl Scheduler {
@@ -130,6 +133,7 @@ impl Scheduler {
             ended_rx,
             ended: Vec::new(),
             last_purge: None,
+            began: OnceLock::new(),
         })
     }
 
@@ -202,8 +206,16 @@ impl Scheduler {
         let earliest = info.period.interval_at(now - window).next();
         let first = match planned {
             Some(planned) if info.catchup => planned.next().max(earliest),
-            _ => due,
+            Some(_) => due,
+            // Never run: the newest interval due, unless it ended before this deployment began
+            // (Airflow's start_date); then the first one that ends after.
+            None => info.period.interval_at(self.began().await?).max(due),
         };
+        if first > due {
+            // Nothing due yet: the schedule goes on from `first`.
+            self.jobs[index].planned = Some(first.previous());
+            return Ok(());
+        }
         let known = self.latest_attempts(info.name, first, due).await?;
         for interval in first.through(due) {
             if known.contains_key(&interval.key()) {
@@ -219,6 +231,20 @@ impl Scheduler {
         }
         self.jobs[index].planned = Some(due);
         Ok(())
+    }
+
+    /// When this deployment began: the start of the oldest process whose heartbeat the store
+    /// keeps (a day after it stops), or now. Hours before it have no input to wait for.
+    async fn began(&self) -> anyhow::Result<Timestamp> {
+        if let Some(began) = self.began.get() {
+            return Ok(*began);
+        }
+        let now = self.state.clock.now();
+        let beats = self.state.store.heartbeats().await?;
+        let oldest = beats.iter().map(|b| b.started_at).min();
+        Ok(*self
+            .began
+            .get_or_init(|| oldest.map_or(now, |o| o.min(now))))
     }
 
     /// The interval of the job's newest run, if it has run.

@@ -10,9 +10,9 @@ use std::{
 
 use imagelake_core::{Clock, ManualClock, SystemClock};
 use imagelake_metadata::SqliteStore;
-use imagelake_runtime::{AppState, Settings, keys::AdminToken};
+use imagelake_runtime::{AppState, Settings, keys::AdminToken, state};
 use imagelake_server::Running;
-use object_store::{ObjectStore, local::LocalFileSystem};
+use object_store::ObjectStore;
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
@@ -171,10 +171,7 @@ impl TestServer {
         };
         settings.processing.workers = 2;
         tweak(&mut settings);
-        let objects_dir = dir.path().join("objects");
-        std::fs::create_dir_all(&objects_dir).unwrap();
-        let objects = objects
-            .unwrap_or_else(|| Arc::new(LocalFileSystem::new_with_prefix(&objects_dir).unwrap()));
+        let objects = objects.unwrap_or_else(|| state::object_store(&settings).unwrap());
         let sqlite = SqliteStore::open(&dir.path().join("metadata.sqlite")).unwrap();
         let state = AppState::assemble(
             settings,

@@ -61,6 +61,10 @@ impl QueryError {
         let position = position(e);
         let root = e.find_root();
         let mut error = match root {
+            // A function refused before it ran says why itself (`functions::Bounded`).
+            DataFusionError::ResourcesExhausted(why) if why.contains("() would make") => {
+                Self::new(ErrorCode::QueryTooLarge, why.clone())
+            }
             DataFusionError::ResourcesExhausted(_) => Self::new(
                 ErrorCode::QueryTooLarge,
                 "the query needs more memory than the SQL memory cap (sql.max_memory_bytes); filter on dt and hour, select fewer columns, or aggregate",

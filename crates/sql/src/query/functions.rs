@@ -3,18 +3,30 @@
 //!   TimescaleDB's name for `date_bin`, buckets counted from the Unix epoch);
 //! - `hours(from, to)`: a table of one row per hour (`hour`, a UTC timestamp) that starts in
 //!   [the hour of `from`, `to`), to left-join on so empty hours show as zeros.
+//!
+//! And DataFusion's functions that make a value of any size from a count (`repeat`, `lpad`,
+//! `rpad`, `array_repeat`), [`Bounded`]: their output is allocated outside the query's memory
+//! pool, in one step no timeout can interrupt, so a call is refused before it runs when its
+//! values would need more than the memory cap.
 
 use std::sync::Arc;
 
 use datafusion::{
     arrow::{
-        array::{ArrayRef, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray},
+        array::{
+            Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
+        },
+        compute::{cast, kernels::length::length},
         datatypes::{DataType, Field, Schema, TimeUnit},
     },
     catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider},
-    common::{DFSchema, Result, ScalarValue, plan_err},
+    common::{DFSchema, DataFusionError, Result, ScalarValue, plan_err},
     datasource::MemTable,
-    logical_expr::ColumnarValue,
+    execution::FunctionRegistry,
+    logical_expr::{
+        ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+        udf_eq::UdfEq,
+    },
     prelude::SessionContext,
 };
 
@@ -22,10 +34,125 @@ use datafusion::{
 const MAX_HOURS: i64 = 24 * 400;
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 
-pub fn register(ctx: &SessionContext) {
+/// Registers the functions above; `max_bytes` is the query's memory cap.
+pub fn register(ctx: &SessionContext, max_bytes: u64) {
     let date_bin = datafusion::functions::datetime::date_bin();
     ctx.register_udf(date_bin.as_ref().clone().with_aliases(["time_bucket"]));
     ctx.register_udtf("hours", Arc::new(Hours));
+    let growing = [
+        ("repeat", Growth::Repeat),
+        ("lpad", Growth::Pad),
+        ("rpad", Growth::Pad),
+        ("array_repeat", Growth::Elements),
+    ];
+    for (name, growth) in growing {
+        if let Ok(inner) = ctx.udf(name) {
+            let bounded = Bounded {
+                inner: inner.inner().clone().into(),
+                growth,
+                max_bytes,
+            };
+            ctx.register_udf(ScalarUDF::new_from_impl(bounded));
+        }
+    }
+}
+
+/// How a function's output grows with its count (the argument after the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Growth {
+    /// `repeat(text, n)`: the text's bytes, n times.
+    Repeat,
+    /// `lpad`/`rpad(text, n, fill)`: n characters of at most 4 bytes.
+    Pad,
+    /// `array_repeat(element, n)`: n copies of the element.
+    Elements,
+}
+
+/// One of DataFusion's functions, refused before it runs when the values it would make in
+/// one batch need more than `max_bytes`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Bounded {
+    inner: UdfEq<Arc<dyn ScalarUDFImpl>>,
+    growth: Growth,
+    max_bytes: u64,
+}
+
+impl Bounded {
+    /// The bytes the call would make, at least.
+    fn bytes(&self, args: &ScalarFunctionArgs) -> Result<u128> {
+        let rows = args.number_rows.max(1);
+        let [first, count, ..] = args.args.as_slice() else {
+            return Ok(0);
+        };
+        let counts = cast(&count.to_array(rows)?, &DataType::Int64)?;
+        let counts = counts
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| DataFusionError::Internal("a count is an integer".into()))?;
+        let first = first.to_array(rows)?;
+        let each: Vec<u128> = match self.growth {
+            Growth::Repeat => {
+                let lengths = cast(&length(&first)?, &DataType::Int64)?;
+                let lengths = lengths
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or_else(|| DataFusionError::Internal("lengths are integers".into()))?;
+                lengths
+                    .iter()
+                    .map(|l| l.unwrap_or(0).max(0) as u128)
+                    .collect()
+            }
+            Growth::Pad => vec![4; rows],
+            Growth::Elements => {
+                let per_row = first.get_buffer_memory_size() / first.len().max(1);
+                vec![per_row.max(1) as u128; rows]
+            }
+        };
+        Ok(counts
+            .iter()
+            .zip(each)
+            .map(|(n, each)| n.unwrap_or(0).max(0) as u128 * each)
+            .sum())
+    }
+}
+
+impl ScalarUDFImpl for Bounded {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.inner.coerce_types(arg_types)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.inner.documentation()
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let bytes = self.bytes(&args)?;
+        if bytes > u128::from(self.max_bytes) {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{}() would make {bytes} bytes in one step, more than the SQL memory cap \
+                 (sql.max_memory_bytes = {}); ask for smaller values",
+                self.inner.name(),
+                self.max_bytes
+            )));
+        }
+        self.inner.invoke_with_args(args)
+    }
 }
 
 #[derive(Debug)]

@@ -590,7 +590,7 @@ impl Planner {
             .map_err(|e| datafusion::error::DataFusionError::Internal(format!("store URL: {e}")))?;
         ctx.register_object_store(&url, self.objects.clone());
         datafusion_functions_json::register_all(&mut ctx)?;
-        functions::register(&ctx);
+        functions::register(&ctx, self.limits.max_memory_bytes);
         if let Some(catalog) = ctx.catalog("datafusion") {
             for schema in [QUARANTINE, LIVE] {
                 catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
