@@ -37,6 +37,17 @@ pub fn parse_original(key: &str) -> Option<(CustomerId, ImageId)> {
     Some((customer.parse().ok()?, image.parse().ok()?))
 }
 
+/// The customer and image any of an image's objects (its original, a rendition) belongs to;
+/// `None` for any other key.
+pub fn parse_image_object(key: &str) -> Option<(CustomerId, ImageId)> {
+    let rest = [ORIGINALS, RENDITIONS]
+        .iter()
+        .find_map(|prefix| key.strip_prefix(prefix)?.strip_prefix('/'))?;
+    let mut parts = rest.split('/');
+    let (customer, image) = (parts.next()?, parts.next()?);
+    Some((customer.parse().ok()?, image.parse().ok()?))
+}
+
 /// One rendition (`thumb`, `preview`) beside the original.
 pub fn rendition(customer: CustomerId, image: ImageId, kind: RenditionKind) -> Path {
     Path::from(format!("{RENDITIONS}/{customer}/{image}/{}", kind.as_str()))
@@ -289,6 +300,11 @@ mod tests {
         assert_eq!(RenditionKind::parse("../x"), None);
         assert_eq!(parse_original(original(c, i).as_ref()), Some((c, i)));
         assert_eq!(parse_original(&format!("renditions/{c}/{i}/thumb")), None);
+        for key in image_objects(c, i) {
+            assert_eq!(parse_image_object(key.as_ref()), Some((c, i)), "{key}");
+        }
+        assert_eq!(parse_image_object(&format!("lake/{c}/{i}")), None);
+        assert_eq!(parse_image_object(&format!("renditions/{c}")), None);
         assert_eq!(parse_original(&format!("originals/{c}/{i}/x")), None);
         assert_eq!(parse_original(&format!("originalsx/{c}/{i}")), None);
         assert_eq!(parse_original("originals/x/y"), None);

@@ -1,9 +1,14 @@
 //! Retention: images past `expires_at` are deleted everywhere (original, renditions, record),
 //! direct uploads whose bytes never came end `failed`, idempotency keys older than 48 hours
 //! are forgotten, and so are events and leftover claim-checks older than the retention window
-//! (the lake keeps no more).
+//! (the lake keeps no more). On local files, an image's objects left without a record (a
+//! process killed between writing an original and its record) go after the retention window
+//! too; a bucket's lifecycle rules delete them on Google Cloud, where listing every image at
+//! each sweep would cost more than it saves.
 //! Reads already refuse expired images, so the sweep interval bounds only how long the bytes
 //! linger, never what is served.
+
+use std::collections::BTreeSet;
 
 use chrono::Duration;
 use futures::TryStreamExt;
@@ -18,6 +23,7 @@ use object_store::{ObjectStore, ObjectStoreExt, path::Path as ObjectPath};
 use crate::{
     jobs::{IMAGE_RETENTION, Job, JobError},
     objects::delete_if_present,
+    settings::ObjectBackend,
     state::AppState,
 };
 
@@ -69,7 +75,38 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
         .unwrap_or(Duration::days(7));
     state.store.purge_events(now - events_kept).await?;
     purge_stale_claims(state, now - retention).await?;
+    if state.settings.objects.backend == ObjectBackend::Local {
+        purge_orphans(state, now - retention).await?;
+    }
     Ok(removed)
+}
+
+/// Objects of images that have no record, older than `before`: what a crash between writing
+/// an upload's bytes and its record left behind (an upload still being written is younger).
+async fn purge_orphans(
+    state: &AppState,
+    before: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let mut old = BTreeSet::new();
+    for prefix in [paths::ORIGINALS, paths::RENDITIONS] {
+        let mut listing = state.objects.list(Some(&ObjectPath::from(prefix)));
+        while let Some(meta) = listing.try_next().await? {
+            if meta.last_modified < before {
+                old.extend(paths::parse_image_object(meta.location.as_ref()));
+            }
+        }
+    }
+    for (customer, image) in old {
+        let record = state.store.get_image(image).await?;
+        if record.is_some_and(|r| r.customer_id == customer) {
+            continue;
+        }
+        for location in paths::image_objects(customer, image) {
+            delete_if_present(state.objects.as_ref(), &location).await?;
+        }
+        tracing::info!(image_id = %image, customer_id = %customer, "objects of an image without a record removed");
+    }
+    Ok(())
 }
 
 /// Claim-checks left under the claims prefix (refused by the stream, or written by a push whose

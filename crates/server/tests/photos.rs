@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use common::{ADMIN, TestServer, content_type, corpus};
 use imagelake_core::{
-    Clock, CustomerId, ManualClock,
+    Clock, CustomerId, ImageId, ManualClock,
     records::{Image, ImageStatus},
 };
 use imagelake_imaging::fixtures::{self, ExifSpec};
@@ -202,15 +202,25 @@ async fn retention_expires_on_time_and_not_before() {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let server =
         TestServer::with_clock(clock.clone(), |s| s.retention = "1h".parse().unwrap()).await;
-    let (_, key) = server.customer("ephemeral").await;
+    let (customer, key) = server.customer("ephemeral").await;
     let (_, body) = server.upload(&key, fixtures::jpeg(400, 300), None).await;
     let id = body["id"].as_str().unwrap().to_owned();
     server.wait_settled(&key, &id).await;
-    // A claim-check the stream never took in stays for the retention window too.
-    let claim = server.objects_dir().join("claims/batch/left.jpg");
-    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
-    std::fs::write(&claim, fixtures::jpeg(10, 10)).unwrap();
-    let files = || walk_files(&server.objects_dir()) - usize::from(claim.exists());
+    // A claim-check the stream never took in stays for the retention window too, and so do
+    // objects of images without a record (a process killed before the record was written).
+    let objects = server.objects_dir();
+    let claim = objects.join("claims/batch/left.jpg");
+    let (lost, half) = (ImageId::new(), ImageId::new());
+    let kept = [
+        claim.clone(),
+        objects.join(format!("originals/{customer}/{lost}")),
+        objects.join(format!("renditions/{customer}/{half}/thumb")),
+    ];
+    for file in &kept {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, fixtures::jpeg(10, 10)).unwrap();
+    }
+    let files = || walk_files(&objects) - kept.iter().filter(|f| f.exists()).count();
     assert_eq!(files(), 3, "original and two renditions");
 
     clock.advance(Duration::from_secs(3599));
@@ -251,14 +261,14 @@ async fn retention_expires_on_time_and_not_before() {
         1
     );
     assert_eq!(files(), 0, "original and renditions deleted together");
-    assert_eq!(
-        folders(&server.objects_dir()),
-        ["claims"],
-        "no folder left empty"
-    );
     assert!(
-        claim.exists(),
-        "a claim-check is kept for the retention window"
+        kept.iter().all(|f| f.exists()),
+        "a claim-check and objects without a record are kept for the retention window"
+    );
+    let image_dir = |kind: &str| objects.join(kind).join(&customer).join(&id);
+    assert!(
+        !image_dir("originals").exists() && !image_dir("renditions").exists(),
+        "no folder left empty"
     );
     assert!(
         server
@@ -291,8 +301,11 @@ async fn retention_expires_on_time_and_not_before() {
         events.is_empty(),
         "events past retention are purged: {events:?}"
     );
-    assert!(!claim.exists(), "a claim-check past retention is removed");
-    assert!(folders(&server.objects_dir()).is_empty());
+    assert!(
+        kept.iter().all(|f| !f.exists()),
+        "a claim-check and objects without a record are removed past retention"
+    );
+    assert!(folders(&objects).is_empty(), "{:?}", folders(&objects));
     server.stop().await;
 }
 
