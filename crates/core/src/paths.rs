@@ -40,11 +40,14 @@ pub fn parse_original(key: &str) -> Option<(CustomerId, ImageId)> {
 /// The customer and image any of an image's objects (its original, a rendition) belongs to;
 /// `None` for any other key.
 pub fn parse_image_object(key: &str) -> Option<(CustomerId, ImageId)> {
-    let rest = [ORIGINALS, RENDITIONS]
-        .iter()
-        .find_map(|prefix| key.strip_prefix(prefix)?.strip_prefix('/'))?;
-    let mut parts = rest.split('/');
-    let (customer, image) = (parts.next()?, parts.next()?);
+    if let Some(ids) = parse_original(key) {
+        return Some(ids);
+    }
+    let rest = key.strip_prefix(RENDITIONS)?.strip_prefix('/')?;
+    let [customer, image, kind] = rest.split('/').collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    RenditionKind::parse(kind)?;
     Some((customer.parse().ok()?, image.parse().ok()?))
 }
 
@@ -305,6 +308,11 @@ mod tests {
         }
         assert_eq!(parse_image_object(&format!("lake/{c}/{i}")), None);
         assert_eq!(parse_image_object(&format!("renditions/{c}")), None);
+        assert_eq!(
+            parse_image_object(&format!("renditions/{c}/{i}/huge")),
+            None
+        );
+        assert_eq!(parse_image_object(&format!("originals/{c}/{i}/x")), None);
         assert_eq!(parse_original(&format!("originals/{c}/{i}/x")), None);
         assert_eq!(parse_original(&format!("originalsx/{c}/{i}")), None);
         assert_eq!(parse_original("originals/x/y"), None);

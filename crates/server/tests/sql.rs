@@ -430,12 +430,26 @@ async fn limits_hold(server: &TestServer, url: &str, analyst: &str) {
         "SELECT length(lpad('', CAST(value AS BIGINT) * 10000000)) FROM generate_series(1, 10)",
         "SELECT length(repeat(CAST(value AS VARCHAR), 70000000)) FROM generate_series(1, 3)",
         "SELECT array_repeat(1, 2000000000)",
+        "SELECT cardinality(array_repeat(NULL, 500000000))",
+        // A constant is spread to every row of the batch before it is repeated.
+        "SELECT sum(length(repeat(repeat('x', 30000000), CAST(value > 100000 AS BIGINT)))) FROM generate_series(1, 8192)",
     ] {
         let (status, body) = query(client, url, analyst, bomb, &[]).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{bomb}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains("would make"), "{bomb}: {message}");
     }
+    let (status, body) = query(
+        client,
+        url,
+        analyst,
+        "SELECT lpad('a', CAST(value AS BIGINT) - 5) FROM generate_series(1, 3)",
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("a length of 0 or more"), "{message}");
     let (status, body) = query(
         client,
         url,

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use datafusion::{
     arrow::{
         array::{
-            Array, ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, TimestampMicrosecondArray,
+            Array, ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions,
+            TimestampMicrosecondArray,
         },
         compute::{cast, kernels::length::length},
         datatypes::{DataType, Field, Schema, TimeUnit},
     },
     catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider},
-    common::{DFSchema, DataFusionError, Result, ScalarValue, plan_err},
+    common::{DFSchema, DataFusionError, Result, ScalarValue, exec_err, plan_err},
     datasource::MemTable,
     execution::FunctionRegistry,
     logical_expr::{
@@ -78,42 +79,135 @@ struct Bounded {
 }
 
 impl Bounded {
-    /// The bytes the call would make, at least.
+    /// The bytes the call would make at least: each row's copies, the largest row once more
+    /// (the buffer a row is built in), and a constant first argument spread to every row.
     fn bytes(&self, args: &ScalarFunctionArgs) -> Result<u128> {
-        let rows = args.number_rows.max(1);
         let [first, count, ..] = args.args.as_slice() else {
             return Ok(0);
         };
-        let counts = cast(&count.to_array(rows)?, &DataType::Int64)?;
-        let counts = counts
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .ok_or_else(|| DataFusionError::Internal("a count is an integer".into()))?;
-        let first = first.to_array(rows)?;
-        let each: Vec<u128> = match self.growth {
-            Growth::Repeat => {
-                let lengths = cast(&length(&first)?, &DataType::Int64)?;
-                let lengths = lengths
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .ok_or_else(|| DataFusionError::Internal("lengths are integers".into()))?;
-                lengths
-                    .iter()
-                    .map(|l| l.unwrap_or(0).max(0) as u128)
-                    .collect()
-            }
-            Growth::Pad => vec![4; rows],
-            Growth::Elements => {
-                let per_row = first.get_buffer_memory_size() / first.len().max(1);
-                vec![per_row.max(1) as u128; rows]
-            }
+        let constant = |a: &ColumnarValue| matches!(a, ColumnarValue::Scalar(_));
+        let rows = if args.args.iter().all(constant) {
+            1
+        } else {
+            args.number_rows.max(1)
         };
-        Ok(counts
+        let counts = integers(count, rows)?;
+        if self.growth == Growth::Pad
+            && let Some(n) = counts.iter().find(|n| **n < 0)
+        {
+            return exec_err!(
+                "{}() takes a length of 0 or more, not {n}",
+                self.inner.name()
+            );
+        }
+        let sizes = match first {
+            ColumnarValue::Scalar(value) => vec![self.size_of(value); rows],
+            ColumnarValue::Array(array) => self.sizes_of(array)?,
+        };
+        let spread = match first {
+            ColumnarValue::Scalar(value) if rows > 1 => rows as u128 * scalar_bytes(value),
+            _ => 0,
+        };
+        let made: Vec<u128> = counts
             .iter()
-            .zip(each)
-            .map(|(n, each)| n.unwrap_or(0).max(0) as u128 * each)
-            .sum())
+            .zip(sizes)
+            .map(|(n, size)| (*n).max(0) as u128 * size)
+            .collect();
+        let largest = made.iter().copied().max().unwrap_or(0);
+        Ok(made.iter().sum::<u128>() + largest + spread)
     }
+
+    /// What one copy of a constant first argument takes.
+    fn size_of(&self, value: &ScalarValue) -> u128 {
+        match self.growth {
+            Growth::Repeat => scalar_bytes(value),
+            Growth::Pad => 4,
+            // An index to take it from, and its copy.
+            Growth::Elements => 16 + value.size() as u128,
+        }
+    }
+
+    /// What one copy of each row's first argument takes.
+    fn sizes_of(&self, array: &ArrayRef) -> Result<Vec<u128>> {
+        Ok(match self.growth {
+            Growth::Repeat => lengths(array)?,
+            Growth::Pad => vec![4; array.len()],
+            Growth::Elements => element_sizes(array)?
+                .into_iter()
+                .map(|bytes| 16 + bytes)
+                .collect(),
+        })
+    }
+}
+
+/// A count argument, row by row (null as 0).
+fn integers(value: &ColumnarValue, rows: usize) -> Result<Vec<i64>> {
+    match value {
+        ColumnarValue::Scalar(scalar) => {
+            let n = match scalar.cast_to(&DataType::Int64)? {
+                ScalarValue::Int64(n) => n.unwrap_or(0),
+                _ => 0,
+            };
+            Ok(vec![n; rows])
+        }
+        ColumnarValue::Array(array) => Ok(int64(&cast(array, &DataType::Int64)?)?),
+    }
+}
+
+fn int64(array: &ArrayRef) -> Result<Vec<i64>> {
+    let values = array
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| DataFusionError::Internal("integers expected".into()))?;
+    Ok(values.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+/// The bytes of a text or binary value; 0 for anything else.
+fn scalar_bytes(value: &ScalarValue) -> u128 {
+    match value {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.len() as u128,
+        ScalarValue::Binary(Some(b))
+        | ScalarValue::LargeBinary(Some(b))
+        | ScalarValue::BinaryView(Some(b)) => b.len() as u128,
+        _ => 0,
+    }
+}
+
+/// Each row's bytes, for text and binary columns.
+fn lengths(array: &ArrayRef) -> Result<Vec<u128>> {
+    let bytes = cast(&length(array)?, &DataType::Int64)?;
+    Ok(int64(&bytes)?
+        .into_iter()
+        .map(|n| n.max(0) as u128)
+        .collect())
+}
+
+/// Each row's value as an element of a list: its bytes (text, binary), eight a value it holds
+/// (lists), or its width.
+fn element_sizes(array: &ArrayRef) -> Result<Vec<u128>> {
+    Ok(match array.data_type() {
+        DataType::Utf8
+        | DataType::LargeUtf8
+        | DataType::Utf8View
+        | DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView => lengths(array)?,
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            (0..list.len())
+                .map(|i| 8 * list.value_length(i).max(0) as u128)
+                .collect()
+        }
+        DataType::LargeList(_) => {
+            let list = array.as_list::<i64>();
+            (0..list.len())
+                .map(|i| 8 * list.value_length(i).max(0) as u128)
+                .collect()
+        }
+        other => vec![other.primitive_width().unwrap_or(8) as u128; array.len()],
+    })
 }
 
 impl ScalarUDFImpl for Bounded {
